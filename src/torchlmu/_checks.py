@@ -1,0 +1,70 @@
+"""Input validation shared by the modules: every error names the parameter, expected and received."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .exceptions import DTypeError, ValidationError
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValidationError(name, f"an integer >= {minimum}", repr(value))
+    return value
+
+
+def check_choice(name: str, value: object, choices: tuple) -> str:
+    if value not in choices:
+        raise ValidationError(name, f"one of {choices}", repr(value))
+    return value  # type: ignore[return-value]
+
+
+def check_tensor(name: str, x: object, dtype: torch.dtype) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise ValidationError(name, "a torch.Tensor", type(x).__name__)
+    if x.dtype != dtype:
+        raise DTypeError(name, f"dtype {dtype} (the module's)", f"dtype {x.dtype}")
+    return x
+
+
+def prepare_sequence(
+    x: object, input_size: int, batch_first: bool, dtype: torch.dtype, name: str = "input"
+) -> tuple[Tensor, bool]:
+    """Return ``x`` as ``(T, B, input_size)`` and whether it was batched.
+
+    Accepted: ``(T, B, I)`` (``(B, T, I)`` with ``batch_first``) or unbatched ``(T, I)``.
+    """
+    x = check_tensor(name, x, dtype)
+    if x.dim() not in (2, 3) or x.shape[-1] != input_size:
+        layout = "(B, T, I)" if batch_first else "(T, B, I)"
+        raise ValidationError(
+            name, f"shape {layout} or (T, I) with I = input_size = {input_size}", tuple(x.shape)
+        )
+    if x.shape[0 if x.dim() == 2 or not batch_first else 1] == 0:
+        raise ValidationError(name, "at least one time step", tuple(x.shape))
+    if x.dim() == 2:
+        return x.unsqueeze(1), False
+    return (x.transpose(0, 1) if batch_first else x), True
+
+
+def prepare_lengths(lengths: object, T: int, B: int, device: torch.device) -> Tensor | None:
+    """Validate ``lengths``: ``(B,)`` integers in [1, T] (a list or a tensor); None passes."""
+    if lengths is None:
+        return None
+    lt = torch.as_tensor(lengths)
+    if lt.dtype.is_floating_point or lt.dtype == torch.bool or lt.is_complex():
+        raise DTypeError("lengths", "an integer tensor or list", f"dtype {lt.dtype}")
+    lt = lt.reshape(-1) if lt.dim() == 0 else lt
+    if lt.shape != (B,):
+        raise ValidationError("lengths", f"shape ({B},) (one length per sequence)", tuple(lt.shape))
+    if bool((lt < 1).any()) or bool((lt > T).any()):
+        raise ValidationError("lengths", f"values in [1, {T}]", lt.tolist())
+    return lt.to(device=device, dtype=torch.long)
+
+
+def check_state_tensor(name: str, s: object, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    s = check_tensor(name, s, dtype)
+    if tuple(s.shape) != shape:
+        raise ValidationError(name, f"shape {shape}", tuple(s.shape))
+    return s

@@ -1,0 +1,195 @@
+"""Stateless tensor operations of the Legendre memory (no parameters, no modules).
+
+Layout: time first. ``u`` is ``(T, *batch, C)`` (C independent memory channels), states are
+``(..., C, d)``. Every fast operation here has a slow, obvious twin it is tested against:
+
+=====================================  ==========================================
+fast                                   reference
+=====================================  ==========================================
+:func:`memory_conv` (``"fft"``)        :func:`memory_scan` (step loop), ``"direct"``
+:func:`memory_last` (one matmul)       last row of :func:`memory_scan`
+:func:`fused_conv` (FFT, W·H kernel)   :func:`memory_scan` then the projection
+:func:`free_response` (doubling)       :func:`memory_scan` with zero input
+=====================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .exceptions import ValidationError
+from .legendre import apply_powers
+
+__all__ = [
+    "CONV_METHODS",
+    "free_response",
+    "fused_conv",
+    "fused_kernel",
+    "memory_conv",
+    "memory_last",
+    "memory_scan",
+    "memory_step",
+    "next_fast_len",
+    "right_align",
+]
+
+CONV_METHODS = ("fft", "direct")
+
+
+def memory_step(m: Tensor, u: Tensor, Ad: Tensor, Bd: Tensor) -> Tensor:
+    """One step m_t = Ā m_{t−1} + B̄ u_t per channel.
+
+    Args:
+        m: ``(..., C, d)`` previous state.  u: ``(..., C)``.  Ad: ``(d, d)``.  Bd: ``(d,)``.
+    Returns:
+        ``(..., C, d)``.
+    """
+    return m @ Ad.mT + u.unsqueeze(-1) * Bd
+
+
+def memory_scan(u: Tensor, Ad: Tensor, Bd: Tensor, m0: Tensor | None = None) -> Tensor:
+    """Reference: all states by the plain step loop. ``u (T, ..., C)`` -> ``(T, ..., C, d)``."""
+    d = Ad.shape[-1]
+    m = u.new_zeros((*u.shape[1:], d)) if m0 is None else m0
+    out = []
+    for t in range(u.shape[0]):
+        m = memory_step(m, u[t], Ad, Bd)
+        out.append(m)
+    return torch.stack(out, 0) if out else u.new_zeros((0, *u.shape[1:], d))
+
+
+def next_fast_len(n: int) -> int:
+    """Smallest 2^a·3^b·5^c >= n (sizes pocketfft and cuFFT handle fastest)."""
+    if n <= 1:
+        return 1
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            q = p35
+            while q < n:
+                q *= 2
+            best = min(best, q)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def _check_conv_method(method: str) -> None:
+    if method not in CONV_METHODS:
+        raise ValidationError("method", f"one of {CONV_METHODS}", repr(method))
+
+
+def memory_conv(u: Tensor, H: Tensor, method: str = "fft") -> Tensor:
+    """All states from a zero initial state: m_t = Σ_{k<=t} H[k] u_{t−k}.
+
+    Args:
+        u: ``(T, ..., C)``.  H: ``(L, d)`` impulse response with L >= T.
+        method: ``"fft"`` (O(T log T), any length) or ``"direct"`` (conv1d, O(T²), short T).
+    Returns:
+        ``(T, ..., C, d)``.
+    """
+    _check_conv_method(method)
+    T = u.shape[0]
+    d = H.shape[-1]
+    H = H[:T]
+    if T == 0:
+        return u.new_zeros((0, *u.shape[1:], d))
+    if method == "fft":
+        n = next_fast_len(2 * T - 1)
+        Uf = torch.fft.rfft(u, n=n, dim=0)  # (F, ..., C)
+        Hf = torch.fft.rfft(H, n=n, dim=0)  # (F, d)
+        Hf = Hf.reshape(Hf.shape[0], *([1] * (u.dim() - 1)), d)
+        return torch.fft.irfft(Uf.unsqueeze(-1) * Hf, n=n, dim=0)[:T]
+    x = u.reshape(T, -1).T.unsqueeze(1)  # (N·C, 1, T)
+    w = H.flip(0).T.unsqueeze(1)  # (d, 1, T): conv1d correlates, so flip the kernel
+    y = F.conv1d(F.pad(x, (T - 1, 0)), w)  # (N·C, d, T)
+    return y.permute(2, 0, 1).reshape(T, *u.shape[1:], d)
+
+
+def memory_last(u: Tensor, H: Tensor) -> Tensor:
+    """The last state alone, m_{T−1} = Σ_t H[T−1−t] u_t, as one matmul (Chilkuri & Eliasmith 2021).
+
+    Args:
+        u: ``(T, ..., C)``.  H: ``(L, d)``, L >= T.
+    Returns:
+        ``(..., C, d)``.
+    """
+    T = u.shape[0]
+    d = H.shape[-1]
+    return (u.reshape(T, -1).T @ H[:T].flip(0)).reshape(*u.shape[1:], d)
+
+
+def fused_kernel(H: Tensor, W: Tensor, channels: int) -> Tensor:
+    """Kernel of the memory followed by a linear map: K[k, g, c] = Σ_i W[g, c·d + i] H[k, i].
+
+    Args:
+        H: ``(T, d)``.  W: ``(G, C·d)`` acting on the flat channel-major state.
+    Returns:
+        ``(T, G, C)``.
+    """
+    T, d = H.shape
+    G = W.shape[0]
+    return (H @ W.reshape(G * channels, d).T).reshape(T, G, channels)
+
+
+def fused_conv(u: Tensor, K: Tensor, method: str = "fft") -> Tensor:
+    """y_t = Σ_{k<=t} Σ_c K[k, :, c] u_{t−k, c}: the memory projected by W without materialising
+    the d-dimensional states (with K = :func:`fused_kernel` (H, W), y_t = W · flat(m_t)).
+
+    Args:
+        u: ``(T, ..., C)``.  K: ``(L, G, C)``, L >= T.
+    Returns:
+        ``(T, ..., G)``.
+    """
+    _check_conv_method(method)
+    T = u.shape[0]
+    G, C = K.shape[1], K.shape[2]
+    K = K[:T]
+    batch = u.shape[1:-1]
+    if T == 0:
+        return u.new_zeros((0, *batch, G))
+    x = u.reshape(T, -1, C)  # (T, N, C)
+    if method == "fft":
+        n = next_fast_len(2 * T - 1)
+        Uf = torch.fft.rfft(x, n=n, dim=0)  # (F, N, C)
+        Kf = torch.fft.rfft(K, n=n, dim=0)  # (F, G, C)
+        y = torch.fft.irfft(Uf @ Kf.mT, n=n, dim=0)[:T]  # (T, N, G)
+    else:
+        w = K.flip(0).permute(1, 2, 0)  # (G, C, T)
+        y = F.conv1d(F.pad(x.permute(1, 2, 0), (T - 1, 0)), w).permute(2, 0, 1)
+    return y.reshape(T, *batch, G)
+
+
+def free_response(m0: Tensor, Ad: Tensor, length: int) -> Tensor:
+    """Contribution of an initial state to every later state: out[t] = Ā^{t+1} m0, by doubling.
+
+    Args:
+        m0: ``(..., d)``.  Ad: ``(d, d)``.
+    Returns:
+        ``(length, ..., d)``.
+    """
+    return apply_powers(m0 @ Ad.mT, Ad, length)
+
+
+def right_align(u: Tensor, lengths: Tensor) -> Tensor:
+    """Shift each sequence so that its last valid step lands at T−1 (zeros in front).
+
+    Because the memory is causal and starts at zero, the last state of the right-aligned
+    sequence is the state at step ``lengths[b] − 1`` of the original.
+
+    Args:
+        u: ``(T, B, ...)``.  lengths: ``(B,)`` integers in [1, T].
+    Returns:
+        ``(T, B, ...)``.
+    """
+    T = u.shape[0]
+    t = torch.arange(T, device=u.device).unsqueeze(1)  # (T, 1)
+    src = t - (T - lengths.to(u.device)).unsqueeze(0)  # (T, B)
+    valid = src >= 0
+    idx = src.clamp(min=0).reshape(T, -1, *([1] * (u.dim() - 2))).expand_as(u)
+    out = torch.gather(u, 0, idx)
+    return out * valid.reshape(T, -1, *([1] * (u.dim() - 2))).to(u.dtype)
