@@ -476,11 +476,11 @@ class LMU(nn.Module):
             y, st = self._forward_recurrent(x, st, lt)
         else:
             y, st = self._forward_parallel(x, st, state is not None, lt)
-        if self.return_sequences and self.batch_first:
-            y = y.transpose(0, 1)
         if not batched:
             y = y.squeeze(1 if self.return_sequences else 0)
             st = LMUState(*(None if s is None else s.squeeze(0) for s in st))
+        elif self.return_sequences and self.batch_first:
+            y = y.transpose(0, 1)
         return y, st
 
     # ------------------------------------------------------------------------------- recurrent

@@ -246,13 +246,13 @@ class LegendreMemory(nn.Module):
         if seq is not None and lt is not None:
             seq = seq * _valid_mask(lt, T, seq.dim()).to(seq.dtype)
         y = last if seq is None else seq
-        y = y.reshape(*y.shape[:-2], C * d)
-        if seq is not None and self.batch_first:
-            y = y.transpose(0, 1)
+        y = y.reshape(*y.shape[:-2], C * d)  # (T, B, C·d) or (B, C·d)
         last = last.reshape(B, C * d)
         if not batched:
-            y = y.squeeze(-2 if seq is not None else 0)
+            y = y.squeeze(1 if seq is not None else 0)
             last = last.squeeze(0)
+        elif seq is not None and self.batch_first:
+            y = y.transpose(0, 1)
         return y, last
 
     def last_state(self, u: Tensor, H: Tensor, m0: Tensor | None, lengths: Tensor | None) -> Tensor:

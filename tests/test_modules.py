@@ -1,0 +1,504 @@
+"""LegendreMemory, LMUCell and LMU: recurrent == parallel == streaming, and the module contract.
+
+Tolerances (relative error ||a − b|| / ||b||): float64 <= 1e-10 for every output, final state and
+the gradient of every single parameter (θ included); float32 <= 1e-5 for outputs, states, the
+input gradient and the gradient of all parameters as one vector (a single float32 parameter's
+gradient can be a sum with cancellation, e.g. -0.05 from terms of size 10, whose relative
+rounding error alone exceeds 1e-5), with the norm floored at RMS 1 (a relu hidden state of
+size 1e-2 computed from O(1) pre-activations carries O(1)·eps of absolute error): in float32 the
+check is ||a − b|| <= 1e-5 · max(||b||, √numel), torch.allclose's rtol = atol in RMS form.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from torchlmu import (
+    LMU,
+    DTypeError,
+    LegendreMemory,
+    LMUCell,
+    LMUState,
+    ModeError,
+    UnstableDiscretizationWarning,
+    ValidationError,
+    legendre,
+)
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+HIDDEN = ["tanh", "relu", "rnn", "lstm", "gru", "ff", None]
+FLAGS = list(
+    itertools.product([False, True], repeat=3)
+)  # hidden→memory, memory→memory, input→hidden
+
+
+def rel(a, b) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def make_hidden(kind, hidden_in, H, dtype):
+    if kind in ("tanh", "relu", None):
+        return kind
+    if kind == "ff":
+        return nn.Sequential(nn.Linear(hidden_in, H, dtype=dtype), nn.Tanh())
+    return {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[kind](
+        hidden_in, H, dtype=dtype
+    )
+
+
+def make_pair(
+    kind,
+    flags,
+    *,
+    channels=1,
+    trainable_theta=False,
+    dtype=torch.float64,
+    I=2,
+    H=3,
+    d=4,
+    theta=6.0,
+    **kw,
+):
+    """Two LMUs with identical parameters, one recurrent, one auto."""
+    h2m, m2m, i2h = flags
+    hidden_in = channels * d + (I if i2h else 0)
+    opts = dict(
+        channels=channels,
+        hidden_to_memory=h2m,
+        memory_to_memory=m2m,
+        input_to_hidden=i2h,
+        trainable_theta=trainable_theta,
+        memory_bias=True,
+        dtype=dtype,
+        **kw,
+    )
+    Hs = None if kind is None else H
+    torch.manual_seed(0)
+    ref = LMU(
+        I,
+        Hs,
+        d,
+        theta,
+        mode="recurrent",
+        hidden_cell=make_hidden(kind, hidden_in, H, dtype),
+        **opts,
+    )
+    fast = LMU(
+        I, Hs, d, theta, mode="auto", hidden_cell=make_hidden(kind, hidden_in, H, dtype), **opts
+    )
+    # random values everywhere (zero-initialised parameters would hide wiring mistakes)
+    with torch.no_grad():
+        for p in ref.parameters():
+            if p.dim() > 0:
+                p.copy_(torch.randn_like(p) * 0.5)
+    fast.load_state_dict(ref.state_dict())
+    return ref, fast
+
+
+def loss_and_grads(model, x, state, lengths, wy, ws):
+    params = [p for _, p in sorted(model.named_parameters())]
+    x = x.clone().requires_grad_()
+    y, st = model(x, state, lengths=lengths)
+    loss = (y * wy).sum() + sum((s * w).sum() for s, w in zip(st, ws, strict=True) if s is not None)
+    grads = torch.autograd.grad(loss, [x, *params])
+    return y, st, grads
+
+
+def random_state(model, B, batched, dtype):
+    st = model.initial_state(B if batched else None)
+    return LMUState(*(None if s is None else torch.randn_like(s) for s in st))
+
+
+def check_equal(a, b, tol, what):
+    for i, (p, q) in enumerate(zip(a, b, strict=True)):
+        if p is None or q is None:
+            assert p is None and q is None, what
+            continue
+        assert p.shape == q.shape, (what, i, p.shape, q.shape)
+        err = rel(p, q)
+        if q.dtype == torch.float32:
+            err = rel(p, q) * min(1.0, float(q.detach().double().norm()) / q.numel() ** 0.5)
+        assert err <= tol, f"{what}[{i}]: relative error {err:.2e} > {tol:.0e}"
+
+
+def stream(model, x, state, batched, batch_first):
+    """Outputs and states of step() applied to each time step."""
+    tdim = (1 if batch_first else 0) if batched else 0
+    ys, states = [], []
+    for t in range(x.shape[tdim]):
+        y, state = model.step(x.select(tdim, t), state)
+        ys.append(y)
+        states.append(state)
+    return torch.stack(ys, tdim), states
+
+
+CASES = [
+    (kind, flags, ch, bf, batched, tt, use_len)
+    for kind in HIDDEN
+    for flags in FLAGS
+    if not (kind is None and flags[0])
+    for ch, bf, batched, tt, use_len in itertools.product(
+        [1, 2], [False, True], [True, False], [False, True], [False, True]
+    )
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    ("kind", "flags"), [(k, f) for k in HIDDEN for f in FLAGS if not (k is None and f[0])]
+)
+def test_recurrent_parallel_streaming_agree(kind, flags, dtype):
+    """Every combination of channels, batch_first, unbatched, trainable θ and lengths."""
+    tol = TOL[dtype]
+    T, B = 9, 3
+    for ch, bf, batched, tt, use_len in itertools.product(
+        [1, 2], [False, True], [True, False], [False, True], [False, True]
+    ):
+        ref, fast = make_pair(
+            kind, flags, channels=ch, trainable_theta=tt, dtype=dtype, batch_first=bf
+        )
+        what = f"{kind} {flags} ch={ch} bf={bf} batched={batched} tt={tt} len={use_len}"
+        g = torch.Generator().manual_seed(1)
+        shape = ((B, T, 2) if bf else (T, B, 2)) if batched else (T, 2)
+        x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+        state = random_state(ref, B, batched, dtype)
+        lengths = None
+        if use_len:
+            lengths = torch.tensor([T, 4, 1]) if batched else torch.tensor([5])
+        y_ref, st_ref = ref(x, state, lengths=lengths)
+        wy = torch.randn(y_ref.shape, generator=g, dtype=torch.float64).to(dtype)
+        ws = [
+            None if s is None else torch.randn(s.shape, generator=g, dtype=torch.float64).to(dtype)
+            for s in st_ref
+        ]
+        y_ref, st_ref, g_ref = loss_and_grads(ref, x, state, lengths, wy, ws)
+        if fast.cell.parallelizable:
+            assert fast.resolved_mode() == "parallel"
+            y, st, gr = loss_and_grads(fast, x, state, lengths, wy, ws)
+            check_equal([y], [y_ref], tol, "output " + what)
+            check_equal(st, st_ref, tol, "state " + what)
+            if dtype == torch.float64:
+                check_equal(gr, g_ref, tol, "grad " + what)
+            else:
+                check_equal(gr[:1], g_ref[:1], tol, "input grad " + what)
+                flat = [torch.cat([g.reshape(-1) for g in gs[1:]]) for gs in (gr, g_ref)]
+                check_equal(flat[:1], flat[1:], tol, "param grads " + what)
+        else:
+            assert fast.resolved_mode() == "recurrent"
+            with pytest.raises(ModeError):
+                LMU(
+                    2,
+                    ref.hidden_size,
+                    4,
+                    6.0,
+                    mode="parallel",
+                    hidden_cell=kind if kind in ("tanh", "relu") else "tanh",
+                    hidden_to_memory=flags[0],
+                    memory_to_memory=flags[1],
+                )
+        # streaming: step() through the sequence
+        with torch.no_grad():
+            y_s, states = stream(ref, x, state, batched, bf)
+            if lengths is None:
+                check_equal([y_s], [y_ref.detach()], tol, "stream output " + what)
+                check_equal(states[-1], st_ref, tol, "stream state " + what)
+            else:
+                tdim = (1 if bf else 0) if batched else 0
+                for b, n in enumerate(lengths.tolist()):
+                    sel = (lambda t, b=b: t[b]) if batched else (lambda t: t)
+                    ys_b = y_s.narrow(tdim, 0, n)
+                    yr_b = y_ref.detach().narrow(tdim, 0, n)
+                    check_equal(
+                        [sel(ys_b.movedim(tdim, -2))],
+                        [sel(yr_b.movedim(tdim, -2))],
+                        tol,
+                        "stream output " + what,
+                    )
+                    check_equal(
+                        [None if s is None else sel(s) for s in states[n - 1]],
+                        [None if s is None else sel(s) for s in st_ref],
+                        tol,
+                        "stream state " + what,
+                    )
+                    if n < T:  # padding: outputs past the end are zero
+                        assert (
+                            y_ref.narrow(tdim, n, T - n)
+                            .movedim(tdim, -2)[(b,) if batched else ()]
+                            .abs()
+                            .max()
+                            == 0
+                        )
+
+
+@pytest.mark.parametrize("kind", ["tanh", "lstm", "ff", None])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_last_output_only(kind, dtype):
+    """return_sequences=False equals the last step of the full sequence (with and without lengths)."""
+    ref, _ = make_pair(kind, (False, False, True), dtype=dtype)
+    last = LMU(
+        2,
+        ref.hidden_size,
+        4,
+        6.0,
+        return_sequences=False,
+        hidden_cell=make_hidden(kind, 6, 3, dtype),
+        input_to_hidden=True,
+        memory_bias=True,
+        dtype=dtype,
+    )
+    last.load_state_dict(ref.state_dict())
+    x = torch.randn(9, 3, 2, dtype=dtype)
+    lengths = torch.tensor([9, 2, 5])
+    for lt in (None, lengths):
+        y_all, st_all = ref(x, lengths=lt)
+        y, st = last(x, lengths=lt)
+        idx = torch.tensor([8, 8, 8]) if lt is None else lt - 1
+        check_equal([y], [y_all[idx, torch.arange(3)]], TOL[dtype], "last output")
+        check_equal(st, st_all, TOL[dtype], "last state")
+
+
+def test_parallel_state_continues_streaming():
+    """Train parallel, deploy streaming: the state of a parallel forward continues step by step."""
+    for kind in ("tanh", "lstm", "gru", None):
+        ref, fast = make_pair(kind, (False, False, False))
+        x = torch.randn(20, 2, 2, dtype=torch.float64)
+        y_full, st_full = ref(x)
+        _, st = fast(x[:12])
+        ys = []
+        for t in range(12, 20):
+            y, st = fast.step(x[t], st)
+            ys.append(y)
+        check_equal([torch.stack(ys)], [y_full[12:]], 1e-10, "continued outputs")
+        check_equal(st, st_full, 1e-10, "continued state")
+        # and a parallel forward of the tail from the middle state
+        _, st_mid = fast(x[:12])
+        y_tail, st_tail = fast(x[12:], st_mid)
+        check_equal([y_tail], [y_full[12:]], 1e-10, "chunked outputs")
+        check_equal(st_tail, st_full, 1e-10, "chunked state")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_multichannel_equals_independent_memories(dtype):
+    C, I, d = 3, 2, 5
+    mem = LegendreMemory(I, d, 7.0, channels=C, bias=True, dtype=dtype)
+    x = torch.randn(15, 4, I, dtype=dtype)
+    y, st = mem(x)
+    for c in range(C):
+        one = LegendreMemory(I, d, 7.0, channels=1, bias=True, dtype=dtype)
+        with torch.no_grad():
+            one.input_encoders.copy_(mem.input_encoders[c : c + 1])
+            one.memory_bias.copy_(mem.memory_bias[c : c + 1])
+        y1, st1 = one(x)
+        check_equal(
+            [y[..., c * d : (c + 1) * d], st[..., c * d : (c + 1) * d]],
+            [y1, st1],
+            TOL[dtype],
+            f"channel {c}",
+        )
+
+
+@pytest.mark.parametrize("conv", ["fft", "direct"])
+def test_legendre_memory_modes_agree(conv):
+    mem = LegendreMemory(
+        2, 6, 9.0, channels=2, bias=True, dtype=torch.float64, trainable_theta=True, conv=conv
+    )
+    rec = LegendreMemory(
+        2,
+        6,
+        9.0,
+        channels=2,
+        bias=True,
+        dtype=torch.float64,
+        trainable_theta=True,
+        mode="recurrent",
+    )
+    rec.load_state_dict(mem.state_dict())
+    x = torch.randn(13, 3, 2, dtype=torch.float64)
+    m0 = torch.randn(3, 12, dtype=torch.float64)
+    lengths = torch.tensor([13, 1, 6])
+    for lt in (None, lengths):
+        (a, sa), (b, sb) = mem(x, m0, lengths=lt), rec(x, m0, lengths=lt)
+        check_equal([a, sa], [b, sb], 1e-10, "memory")
+        ga = torch.autograd.grad((a.sum() + sa.sum()), [mem.log_theta, mem.input_encoders])
+        gb = torch.autograd.grad((b.sum() + sb.sum()), [rec.log_theta, rec.input_encoders])
+        check_equal(ga, gb, 1e-10, "memory grads")
+    st = m0[0]
+    for t in range(13):
+        _, st = mem.step(x[t, 0], st)
+    check_equal([st], [mem(x, m0)[1][0]], 1e-10, "memory stream")
+
+
+def test_delay_readout_through_module():
+    """An untrained LegendreMemory with the Legendre readout reproduces a delayed smooth signal."""
+    T, theta, d = 600, 100.0, 12
+    t = torch.arange(T, dtype=torch.float64)
+    u = torch.sin(2 * torch.pi * t / 250) + 0.5 * torch.cos(2 * torch.pi * t / 170)
+    mem = LegendreMemory(1, d, theta, dtype=torch.float64)
+    with torch.no_grad():
+        mem.input_encoders.fill_(1.0)
+    m, _ = mem(u[:, None])
+    P = legendre.readout(d, [0.0, 0.5, 1.0])
+    dec = m @ P.T
+    for k, delay in enumerate((0, 50, 100)):
+        err = (dec[200:, k] - u[200 - delay : T - delay]).abs().max()
+        assert err < 3e-2, (delay, err)  # the upper end of the band Nengo accepts
+
+
+def test_gradcheck_theta():
+    for mode in ("recurrent", "auto"):
+        lmu = LMU(1, 2, 3, 5.0, trainable_theta=True, dtype=torch.float64, mode=mode)
+        x = torch.randn(8, 2, 1, dtype=torch.float64)
+
+        def f(log_theta, lmu=lmu, x=x):
+            with torch.no_grad():
+                lmu.cell.memory.log_theta.copy_(log_theta)
+            return torch.func.functional_call(lmu, {"cell.memory.log_theta": log_theta}, (x,))[0]
+
+        lt = lmu.cell.memory.log_theta.detach().clone().requires_grad_()
+        assert torch.autograd.gradcheck(f, (lt,))
+    for method in legendre.METHODS:
+        mem = LegendreMemory(1, 4, 30.0, trainable_theta=True, method=method, dtype=torch.float64)
+        x = torch.randn(20, 1, dtype=torch.float64)
+        lt = mem.log_theta.detach().clone().requires_grad_()
+        assert torch.autograd.gradcheck(
+            lambda v, m=mem, x=x: torch.func.functional_call(m, {"log_theta": v}, (x,))[0], (lt,)
+        )
+
+
+def test_theta_trains_and_stays_positive():
+    lmu = LMU(1, 4, 4, 10.0, trainable_theta=True)
+    opt = torch.optim.SGD(lmu.parameters(), lr=1.0)
+    x = torch.randn(30, 2, 1)
+    for _ in range(3):
+        opt.zero_grad()
+        y, _ = lmu(x)
+        (y.square().mean() * 1e3).backward()
+        opt.step()
+    assert lmu.theta > 0 and lmu.theta != 10.0
+
+
+def test_paper_parameter_count_and_presets():
+    # The 2019 psMNIST model: all six connections, no hidden bias, then Linear(10): 102,027.
+    cell = LMUCell(
+        1,
+        212,
+        256,
+        784.0,
+        hidden_to_memory=True,
+        memory_to_memory=True,
+        input_to_hidden=True,
+        bias=False,
+        init="psmnist",
+    )
+    n = sum(p.numel() for p in cell.parameters()) + 212 * 10 + 10
+    assert n == 102_027
+    assert torch.all(cell.memory.input_encoders == 1)
+    for w in (cell.hidden_encoders, cell.memory_encoders, cell.input_kernel, cell.hidden_kernel):
+        assert torch.all(w == 0)
+    std = cell.memory_kernel.std().item()
+    assert abs(std - (2 / (212 + 256)) ** 0.5) < 0.01  # Xavier-normal
+    paper = LMUCell(
+        3, 50, 16, 20.0, hidden_to_memory=True, memory_to_memory=True, input_to_hidden=True
+    )
+    assert torch.all(paper.memory_encoders == 0)
+    limit = (3 / 3) ** 0.5
+    assert (
+        paper.memory.input_encoders.abs().max() <= limit
+        and paper.memory.input_encoders.abs().max() > 0
+    )
+    assert paper.hidden_encoders.abs().max() <= (3 / 50) ** 0.5
+
+
+def test_module_contract():
+    lmu = LMU(3, 5, 8, 16.0, batch_first=True, input_to_hidden=True)
+    text = repr(lmu)
+    assert "order=8" in text and "theta=16" in text and "batch_first=True" in text
+    buf = io.BytesIO()
+    torch.save(lmu.state_dict(), buf)
+    buf.seek(0)
+    other = LMU(3, 5, 8, 16.0, batch_first=True, input_to_hidden=True)
+    other.load_state_dict(torch.load(buf))
+    x = torch.randn(2, 7, 3)
+    assert torch.equal(lmu(x)[0], other(x)[0])
+    y, st = lmu(x)
+    assert y.shape == (2, 7, 5) and st.memory.shape == (2, 8) and st.hidden.shape == (2, 5)
+    y1, st1 = lmu(x[0])  # unbatched
+    assert y1.shape == (7, 5) and st1.memory.shape == (8,)
+    assert torch.allclose(y1, y[0], atol=1e-6)
+    old = lmu.cell.memory_kernel.detach().clone()
+    lmu.reset_parameters()
+    assert not torch.equal(old, lmu.cell.memory_kernel)
+    d64 = LMU(1, 2, 4, 5.0, dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in d64.parameters())
+    assert d64(torch.randn(5, 1, 1, dtype=torch.float64))[0].dtype == torch.float64
+
+
+def test_dt_rescales_time():
+    """Halving dt with θ fixed is the same as doubling θ with dt = 1 (scale invariance)."""
+    a = LegendreMemory(1, 6, 40.0, dt=0.5, dtype=torch.float64)
+    b = LegendreMemory(1, 6, 80.0, dtype=torch.float64)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(50, 1, dtype=torch.float64)
+    assert rel(a(x)[0], b(x)[0]) < 1e-12
+    a.dt = 1.0  # the cache must notice
+    c = LegendreMemory(1, 6, 40.0, dtype=torch.float64)
+    c.load_state_dict(a.state_dict())
+    assert rel(a(x)[0], c(x)[0]) < 1e-12
+
+
+def test_euler_warning():
+    with pytest.warns(UnstableDiscretizationWarning, match="theta/dt must exceed"):
+        LMU(1, 4, 256, 1024.0, method="euler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LMU(1, 4, 256, 1024.0)  # zoh is always stable
+        LMU(1, 4, 16, 100.0, method="euler")
+
+
+def test_bad_input():
+    with pytest.raises(ValidationError, match="order: expected an integer >= 1, received 0"):
+        LMU(1, 4, 0, 10.0)
+    with pytest.raises(
+        ValidationError, match="theta: expected a positive finite number, received -1"
+    ):
+        LMU(1, 4, 4, -1.0)
+    with pytest.raises(ValidationError, match="method: expected one of"):
+        LMU(1, 4, 4, 10.0, method="rk45")
+    with pytest.raises(ValidationError, match="mode"):
+        LMU(1, 4, 4, 10.0, mode="fast")
+    with pytest.raises(ValidationError, match="hidden_cell"):
+        LMU(1, 4, 4, 10.0, hidden_cell=nn.LSTMCell(3, 4))
+    with pytest.raises(ValidationError, match="hidden_to_memory"):
+        LMU(1, None, 4, 10.0, hidden_cell=None, hidden_to_memory=True)
+    lmu = LMU(2, 4, 4, 10.0)
+    with pytest.raises(
+        ValidationError,
+        match=r"input: expected shape \(T, B, I\) or \(T, I\) with I = input_size = 2, received \(5, 3, 3\)",
+    ):
+        lmu(torch.randn(5, 3, 3))
+    with pytest.raises(DTypeError, match="input: expected dtype torch.float32"):
+        lmu(torch.randn(5, 3, 2, dtype=torch.float64))
+    with pytest.raises(DTypeError, match="input"):
+        lmu(torch.ones(5, 3, 2, dtype=torch.long))
+    bad = LMUState(torch.zeros(3, 5), torch.zeros(3, 4))
+    with pytest.raises(
+        ValidationError, match=r"state.memory: expected shape \(3, 4\), received \(3, 5\)"
+    ):
+        lmu(torch.randn(5, 3, 2), bad)
+    with pytest.raises(ValidationError, match="state.hidden"):
+        lmu(torch.randn(5, 3, 2), LMUState(torch.zeros(3, 4), None))
+    with pytest.raises(ValidationError, match=r"lengths: expected values in \[1, 5\]"):
+        lmu(torch.randn(5, 3, 2), lengths=torch.tensor([5, 0, 2]))
+    with pytest.raises(ValidationError, match=r"lengths: expected shape \(3,\)"):
+        lmu(torch.randn(5, 3, 2), lengths=torch.tensor([5, 2]))
+    with pytest.raises(ValidationError, match="input: expected at least one time step"):
+        lmu(torch.randn(0, 3, 2))
+    with pytest.raises(ValidationError, match="input"):
+        lmu.step(torch.randn(3, 5))

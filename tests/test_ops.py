@@ -1,0 +1,101 @@
+"""Every fast stateless op against its slow twin (the step loop), float64 and float32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchlmu import ValidationError, legendre, ops
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def rel(a, b) -> float:
+    return float((a - b).double().norm() / b.double().norm().clamp_min(1e-300))
+
+
+def setup(dtype, d=8, theta=20.0, T=37, batch=(4,), C=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    A, B = legendre.state_space(d)
+    Ad, Bd = legendre.discretize(A, B, 1 / theta, dtype=dtype)
+    u = torch.randn(T, *batch, C, generator=g, dtype=torch.float64).to(dtype)
+    H = legendre.impulse_response(d, theta, T, dtype=dtype)
+    return Ad, Bd, u, H
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("method", ops.CONV_METHODS)
+@pytest.mark.parametrize("batch", [(), (4,), (2, 3)])
+def test_memory_conv_equals_scan(dtype, method, batch):
+    Ad, Bd, u, H = setup(dtype, batch=batch)
+    ref = ops.memory_scan(u, Ad, Bd)
+    out = ops.memory_conv(u, H, method)
+    assert out.shape == ref.shape == (u.shape[0], *batch, 3, 8)
+    assert rel(out, ref) <= TOL[dtype]
+    assert rel(ops.memory_last(u, H), ref[-1]) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("method", ops.CONV_METHODS)
+def test_fused_conv_equals_projected_scan(dtype, method):
+    Ad, Bd, u, H = setup(dtype)
+    W = torch.randn(5, 3 * 8, dtype=dtype)
+    ref = ops.memory_scan(u, Ad, Bd).reshape(u.shape[0], 4, 24) @ W.T
+    out = ops.fused_conv(u, ops.fused_kernel(H, W, 3), method)
+    assert rel(out, ref) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_free_response_and_initial_state(dtype):
+    Ad, Bd, u, H = setup(dtype)
+    m0 = torch.randn(4, 3, 8, dtype=dtype)
+    ref = ops.memory_scan(u, Ad, Bd, m0)
+    out = ops.memory_conv(u, H) + ops.free_response(m0, Ad, u.shape[0])
+    assert rel(out, ref) <= TOL[dtype]
+
+
+def test_right_align_gives_state_at_each_length():
+    Ad, Bd, u, H = setup(torch.float64)
+    lengths = torch.tensor([37, 5, 1, 20])
+    ref = ops.memory_scan(u, Ad, Bd)
+    last = ops.memory_last(ops.right_align(u, lengths), H)
+    for b, n in enumerate(lengths.tolist()):
+        assert rel(last[b], ref[n - 1, b]) <= 1e-12
+
+
+def test_long_fft_conv_float32():
+    """A 10,000-step sequence: FFT in float32 against the float64 reference."""
+    Ad, Bd, u, H = setup(torch.float64, d=16, theta=2000.0, T=10_000, batch=(2,), C=1)
+    ref = ops.memory_conv(u, H, "fft")
+    out = ops.memory_conv(u.float(), H.float(), "fft")
+    assert rel(out, ref) <= 1e-5
+    # the float64 FFT itself against the step loop
+    assert rel(ref[-50:], ops.memory_scan(u, Ad, Bd)[-50:]) <= 1e-10
+
+
+def test_gradients_match():
+    Ad, Bd, u, H = setup(torch.float64, T=20)
+    u1 = u.clone().requires_grad_()
+    u2 = u.clone().requires_grad_()
+    w = torch.randn(20, 4, 3, 8, dtype=torch.float64)
+    (ops.memory_scan(u1, Ad, Bd) * w).sum().backward()
+    (ops.memory_conv(u2, H) * w).sum().backward()
+    assert rel(u2.grad, u1.grad) <= 1e-10
+
+
+def test_next_fast_len():
+    for n in range(1, 3000, 7):
+        m = ops.next_fast_len(n)
+        assert m >= n
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        assert k == 1
+    assert ops.next_fast_len(1567) == 1600
+
+
+def test_unknown_method():
+    _, _, u, H = setup(torch.float64)
+    with pytest.raises(ValidationError, match="method: expected one of"):
+        ops.memory_conv(u, H, "winograd")
