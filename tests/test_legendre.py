@@ -193,7 +193,7 @@ def test_bad_input():
     with pytest.raises(ValidationError, match="method: expected one of"):
         legendre.discretize(A, B, 0.1, "rk4")
     with pytest.raises(
-        ValidationError, match="dt: expected a positive finite number, received -0.1"
+        ValidationError, match=r"dt: expected a positive finite number, received -0\.1"
     ):
         legendre.discretize(A, B, -0.1)
     with pytest.raises(ValidationError, match="theta"):

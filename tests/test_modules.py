@@ -483,7 +483,7 @@ def test_bad_input():
         match=r"input: expected shape \(T, B, I\) or \(T, I\) with I = input_size = 2, received \(5, 3, 3\)",
     ):
         lmu(torch.randn(5, 3, 3))
-    with pytest.raises(DTypeError, match="input: expected dtype torch.float32"):
+    with pytest.raises(DTypeError, match=r"input: expected dtype torch\.float32"):
         lmu(torch.randn(5, 3, 2, dtype=torch.float64))
     with pytest.raises(DTypeError, match="input"):
         lmu(torch.ones(5, 3, 2, dtype=torch.long))
@@ -492,7 +492,7 @@ def test_bad_input():
         ValidationError, match=r"state.memory: expected shape \(3, 4\), received \(3, 5\)"
     ):
         lmu(torch.randn(5, 3, 2), bad)
-    with pytest.raises(ValidationError, match="state.hidden"):
+    with pytest.raises(ValidationError, match=r"state\.hidden"):
         lmu(torch.randn(5, 3, 2), LMUState(torch.zeros(3, 4), None))
     with pytest.raises(ValidationError, match=r"lengths: expected values in \[1, 5\]"):
         lmu(torch.randn(5, 3, 2), lengths=torch.tensor([5, 0, 2]))

@@ -497,7 +497,10 @@ class LMU(nn.Module):
                 active = (t < lt).unsqueeze(-1)
                 y = torch.where(active, y, torch.zeros_like(y))
                 new = LMUState(
-                    *(None if n is None else torch.where(active, n, o) for n, o in zip(new, st))
+                    *(
+                        None if n is None else torch.where(active, n, o)
+                        for n, o in zip(new, st, strict=True)
+                    )
                 )
                 y_last = y if y_last is None else torch.where(active, y, y_last)
             st = new
