@@ -1,6 +1,6 @@
 """torchlmu: Legendre Memory Units for PyTorch."""
 
-from . import legendre, ops
+from . import data, legendre, ops
 from .exceptions import (
     DTypeError,
     LMUWarning,
@@ -25,6 +25,7 @@ __all__ = [
     "TorchLMUError",
     "UnstableDiscretizationWarning",
     "ValidationError",
+    "data",
     "legendre",
     "ops",
 ]

@@ -1,0 +1,83 @@
+"""Tasks and data sets for Legendre Memory Units.
+
+* :func:`white_noise` — band-limited white noise (flat spectrum up to a cut-off), seeded.
+* :func:`delay_task`, :func:`capacity_task`, :class:`DelayDataset` — reproduce delayed input.
+* :func:`mackey_glass_euler` (the LMU paper's generator), :func:`mackey_glass_rk4` (accurate),
+  :func:`mackey_glass_forecast`, :class:`MackeyGlassForecast` — chaotic time-series forecasting.
+* :func:`nrmse` — normalised RMSE, the convention always stated.
+* :func:`read_idx`, :func:`load_mnist`, :func:`mnist_files`, :func:`sequential_mnist`,
+  :func:`permuted_sequential_mnist`, :class:`SequentialMNIST` — (Fashion-)MNIST, checksummed,
+  optionally downloaded, as pixel sequences.
+"""
+
+from .delay import DelayDataset, capacity_delays, capacity_task, delay_targets, delay_task
+from .download import (
+    ChecksumError,
+    DataNotFoundError,
+    DownloadError,
+    FileSpec,
+    download_file,
+    file_digests,
+    verify_file,
+)
+from .idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx, read_idx_images, read_idx_labels
+from .mackey_glass import (
+    MackeyGlassForecast,
+    mackey_glass_euler,
+    mackey_glass_forecast,
+    mackey_glass_rk4,
+)
+from .metrics import NRMSE_CONVENTIONS, nrmse
+from .mnist import (
+    DATASETS,
+    ENV_DATA_DIR,
+    MNISTSpec,
+    MNISTSplits,
+    SequentialMNIST,
+    default_data_dir,
+    load_mnist,
+    mnist_files,
+    permuted_sequential_mnist,
+    psmnist_permutations,
+    sequential_mnist,
+)
+from .noise import white_noise, white_noise_np
+
+__all__ = [
+    "DATASETS",
+    "ENV_DATA_DIR",
+    "IDX_IMAGES_MAGIC",
+    "IDX_LABELS_MAGIC",
+    "NRMSE_CONVENTIONS",
+    "ChecksumError",
+    "DataNotFoundError",
+    "DelayDataset",
+    "DownloadError",
+    "FileSpec",
+    "MNISTSpec",
+    "MNISTSplits",
+    "MackeyGlassForecast",
+    "SequentialMNIST",
+    "capacity_delays",
+    "capacity_task",
+    "default_data_dir",
+    "delay_targets",
+    "delay_task",
+    "download_file",
+    "file_digests",
+    "load_mnist",
+    "mackey_glass_euler",
+    "mackey_glass_forecast",
+    "mackey_glass_rk4",
+    "mnist_files",
+    "nrmse",
+    "permuted_sequential_mnist",
+    "psmnist_permutations",
+    "read_idx",
+    "read_idx_images",
+    "read_idx_labels",
+    "sequential_mnist",
+    "verify_file",
+    "white_noise",
+    "white_noise_np",
+]
