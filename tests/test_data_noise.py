@@ -91,3 +91,14 @@ def test_bad_arguments_name_the_parameter(kwargs, param):
 def test_bad_length():
     with pytest.raises(ValidationError, match="length"):
         white_noise(1, dt=1e-3, cutoff=10.0)
+
+
+def test_y0_rotation_keeps_the_series_and_starts_near_y0():
+    from torchlmu.data import white_noise
+
+    a = white_noise(500, dt=1e-3, cutoff=10.0, n=4, peak=1.0, seed=3)
+    b = white_noise(500, dt=1e-3, cutoff=10.0, n=4, peak=1.0, seed=3, y0=0.0)
+    for i in range(4):
+        k = int((a[i] - b[i, 0]).abs().argmin())
+        assert torch.allclose(torch.roll(a[i], -k), b[i])  # a rotation of the same series
+        assert b[i, 0].abs() == a[i].abs().min()

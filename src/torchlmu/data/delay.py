@@ -70,6 +70,7 @@ def delay_task(
     rms: float | None = None,
     peak: float | None = None,
     seed: SeedLike = None,
+    y0: float | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> tuple[Tensor, Tensor]:
     """White-noise inputs and their delayed copies as targets (batch first).
@@ -78,7 +79,7 @@ def delay_task(
         n: number of sequences.
         length: steps per sequence.
         delays: delays in steps (``0 <= d < length``).
-        dt, cutoff, rms, peak, seed: passed to :func:`~torchlmu.data.white_noise`.
+        dt, cutoff, rms, peak, seed, y0: passed to :func:`~torchlmu.data.white_noise`.
         dtype: floating-point dtype of both tensors.
 
     Returns:
@@ -87,7 +88,9 @@ def delay_task(
     n = check_int(n, "n")
     length = check_int(length, "length", minimum=2)
     ds = _check_delays(delays, length)
-    u = white_noise(length, dt=dt, cutoff=cutoff, n=n, rms=rms, peak=peak, seed=seed, dtype=dtype)
+    u = white_noise(
+        length, dt=dt, cutoff=cutoff, n=n, rms=rms, peak=peak, seed=seed, y0=y0, dtype=dtype
+    )
     return u.unsqueeze(-1), delay_targets(u, ds)
 
 
@@ -104,6 +107,7 @@ def capacity_task(
     theta: float = 1.0,
     cutoff: float = 10.0,
     seed: SeedLike = None,
+    y0: float | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> tuple[Tensor, Tensor]:
     """The LMU paper's memory-capacity task.
@@ -118,6 +122,7 @@ def capacity_task(
         theta: window length in seconds (paper: 1 s).
         cutoff: noise band limit in Hz (paper: 10 Hz).
         seed: int, ``numpy.random.Generator`` or ``None``.
+        y0: start each sequence at its sample closest to ``y0`` (see :func:`white_noise`).
         dtype: floating-point dtype of the tensors.
 
     Returns:
@@ -134,6 +139,7 @@ def capacity_task(
         cutoff=cutoff,
         peak=1.0,
         seed=seed,
+        y0=y0,
         dtype=dtype,
     )
 

@@ -43,6 +43,7 @@ def white_noise_np(
     rms: float | None = None,
     peak: float | None = None,
     seed: SeedLike = None,
+    y0: float | None = None,
 ) -> np.ndarray:
     """NumPy version of :func:`white_noise`: always returns a float64 array of shape (n, length)."""
     n = check_int(n, "n")
@@ -73,6 +74,12 @@ def white_noise_np(
         x *= amplitude / np.sqrt(np.mean(x**2, axis=-1, keepdims=True))
     else:
         x *= amplitude / np.max(np.abs(x), axis=-1, keepdims=True)
+    if y0 is not None:
+        # The series is periodic (an inverse DFT): rotating it keeps its spectrum and amplitude
+        # and lets it start at the sample closest to y0 (no jump from a zero initial state).
+        start = np.abs(x - float(y0)).argmin(axis=-1)
+        idx = (start[:, None] + np.arange(length)[None, :]) % length
+        x = np.take_along_axis(x, idx, axis=-1)
     return x
 
 
@@ -85,6 +92,7 @@ def white_noise(
     rms: float | None = None,
     peak: float | None = None,
     seed: SeedLike = None,
+    y0: float | None = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> Tensor:
@@ -101,6 +109,8 @@ def white_noise(
         peak: instead, scale each sequence so that ``max |x| == peak`` (values in
             ``[-peak, peak]``; the LMU paper's capacity task uses ``peak=1``).
         seed: int, ``numpy.random.Generator`` or ``None`` (not reproducible).
+        y0: if given, rotate each (periodic) sequence to start at its sample closest to ``y0``
+            (spectrum and scale unchanged): a memory starting from zero then sees no jump.
         dtype: floating-point dtype of the result (computed in float64, then cast).
         device: device of the result.
 
@@ -113,7 +123,7 @@ def white_noise(
     """
     dtype = check_float_dtype(dtype)
     x = white_noise_np(
-        1 if n is None else n, length, dt=dt, cutoff=cutoff, rms=rms, peak=peak, seed=seed
+        1 if n is None else n, length, dt=dt, cutoff=cutoff, rms=rms, peak=peak, seed=seed, y0=y0
     )
     out = torch.from_numpy(x).to(dtype=dtype, device=device)
     return out[0] if n is None else out

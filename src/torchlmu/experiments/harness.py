@@ -1,0 +1,345 @@
+"""What every experiment shares: run context, provenance, atomic files, and the training loop.
+
+One training loop (:func:`fit`) serves every experiment: seeded and deterministic per epoch, a
+progress bar over epochs and batches, a JSONL log, the best-validation checkpoint, and a resume
+checkpoint written atomically after every epoch, so that a run killed at any moment (kill -9
+included) continues with ``--resume`` and ends with the same metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "FitResult",
+    "RunContext",
+    "atomic_torch_save",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fit",
+    "provenance",
+]
+
+
+# ------------------------------------------------------------------------------ atomic files
+def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda f: f.write(text), "w")
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    )
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    _atomic(path, lambda f: torch.save(obj, f), "wb")
+
+
+def _json_default(o: Any) -> Any:
+    if is_dataclass(o):
+        return asdict(o)  # type: ignore[arg-type]
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# -------------------------------------------------------------------------------- provenance
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[3]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(threads: int) -> dict[str, Any]:
+    """Where and how a result was made: command, commit, versions, threads, machine."""
+    return {
+        "command": " ".join(["torchlmu", *sys.argv[1:]])
+        if Path(sys.argv[0]).name in ("torchlmu", "__main__.py")
+        else " ".join(sys.argv),
+        "git_commit": _git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": threads,
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+# ------------------------------------------------------------------------------ run context
+@dataclass
+class RunContext:
+    """Where a run writes and how it runs (shared by every experiment)."""
+
+    out: Path
+    seed: int = 0
+    threads: int | None = None
+    device: str = "cpu"
+    resume: bool = False
+    progress: bool = True
+    quick: bool = False
+    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        self.threads = torch.get_num_threads()
+        # Denormal floats slow float32 training several times on CPUs; flush them to zero.
+        torch.set_flush_denormal(True)
+
+    def seed_all(self, offset: int = 0) -> None:
+        s = self.seed + offset
+        random.seed(s)
+        np.random.seed(s % 2**32)
+        torch.manual_seed(s)
+
+    def subdir(self, name: str) -> Path:
+        p = self.out / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+# ------------------------------------------------------------------------------ training loop
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best: dict[str, Any]
+    best_path: Path
+    resumed_from: int | None = None
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    train_batches: Callable[[int], Iterable[tuple[Any, Any]]],
+    step_loss: Callable[[nn.Module, Any, Any], tuple[torch.Tensor, dict[str, float]]],
+    evaluate: Callable[[nn.Module], dict[str, float]],
+    epochs: int,
+    out: Path,
+    monitor: str = "val_loss",
+    mode: str = "min",
+    resume: bool = False,
+    progress: bool = True,
+    desc: str = "train",
+    n_batches: int | None = None,
+    log: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
+) -> FitResult:
+    """Train ``model`` for ``epochs`` epochs; keep the best epoch by ``monitor`` on validation.
+
+    Args:
+        train_batches: ``epoch -> iterable of (x, y)``; must depend only on the epoch (seed the
+            shuffle with it) so that a resumed run sees the same batches.
+        step_loss: ``(model, x, y) -> (loss, {name: value})``: the loss to minimise and running
+            metrics to average over the epoch (e.g. accuracy).
+        evaluate: ``model -> {name: value}`` on validation data, in eval mode, without grad.
+        out: folder for ``last.pt`` (resume), ``best.pt`` (best model) and ``log.jsonl``.
+        monitor, mode: the validation metric that selects the best epoch, ``"min"``/``"max"``.
+        resume: continue from ``out/last.pt`` if it exists.
+        stop_after: stop after this many epochs in this call (to test interruption).
+
+    Returns:
+        :class:`FitResult` with the history (one row per epoch: train metrics, validation
+        metrics, wall seconds) and the best epoch's validation metrics.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "log.jsonl"
+    sign = 1.0 if mode == "min" else -1.0
+    history: list[dict[str, Any]] = []
+    best_value, best_epoch, best = math.inf, -1, {}
+    start, resumed_from = 0, None
+    if resume and last_path.exists():
+        ck = torch.load(last_path, weights_only=False)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        _set_rng_state(ck["rng"])
+        history, best_value, best_epoch, best = (
+            ck["history"],
+            ck["best_value"],
+            ck["best_epoch"],
+            ck["best"],
+        )
+        start = resumed_from = ck["epoch"] + 1
+        if log:
+            log(f"resumed from {last_path} after epoch {ck['epoch'] + 1}/{epochs}")
+
+    bar = _progress(epochs, desc, progress, initial=start)
+    done_here = 0
+    for epoch in range(start, epochs):
+        if stop_after is not None and done_here >= stop_after:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        sums: dict[str, float] = {}
+        count = 0
+        inner = _progress(n_batches, f"epoch {epoch + 1}", progress, leave=False)
+        for x, y in train_batches(epoch):
+            optimizer.zero_grad(set_to_none=True)
+            loss, metrics = step_loss(model, x, y)
+            loss.backward()
+            optimizer.step()
+            n = len(x) if hasattr(x, "__len__") else 1
+            count += n
+            for k, v in {"loss": float(loss.detach()), **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+            if inner is not None:
+                inner.update(1)
+                inner.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()}, refresh=False)
+        if inner is not None:
+            inner.close()
+        train_s = time.perf_counter() - t0
+        model.eval()
+        with torch.no_grad():
+            val = evaluate(model)
+        row = {
+            "epoch": epoch + 1,
+            **{f"train_{k}": v / max(count, 1) for k, v in sums.items()},
+            **val,
+            "train_seconds": train_s,
+            "epoch_seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        value = sign * float(val[monitor])
+        if value < best_value:
+            best_value, best_epoch, best = value, epoch + 1, dict(val)
+            atomic_torch_save(
+                {"model": model.state_dict(), "epoch": epoch + 1, "metrics": val}, best_path
+            )
+        # The resume point: written after the best model, so the pair is always consistent.
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(),
+                "epoch": epoch,
+                "history": history,
+                "best_value": best_value,
+                "best_epoch": best_epoch,
+                "best": best,
+            },
+            last_path,
+        )
+        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
+        done_here += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(
+                {monitor: f"{val[monitor]:.4g}", "best": f"{sign * best_value:.4g}"}, refresh=True
+            )
+        elif log and (epoch + 1 == epochs or (epoch + 1) % max(1, epochs // 10) == 0):
+            log(
+                f"{desc} epoch {epoch + 1}/{epochs}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
+            )
+    if bar is not None:
+        bar.close()
+    return FitResult(history, best_epoch, best, best_path, resumed_from)
+
+
+def _progress(total: int | None, desc: str, enabled: bool, leave: bool = True, initial: int = 0):
+    if not enabled or not sys.stderr.isatty():  # without a terminal: a few log lines instead
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the progress bar is a nicety, never a requirement
+        return None
+    return tqdm(
+        total=total,
+        desc=desc,
+        leave=leave,
+        initial=initial,
+        dynamic_ncols=True,
+        mininterval=0.5,
+        file=sys.stderr,
+    )
+
+
+def load_best(model: nn.Module, result: FitResult) -> nn.Module:
+    """Load the best epoch's weights into ``model`` (for the one final test evaluation)."""
+    ck = torch.load(result.best_path, weights_only=False)
+    model.load_state_dict(ck["model"])
+    return model
+
+
+__all__ += ["load_best"]

@@ -1,0 +1,38 @@
+"""``torchlmu report``: every result found, beside the paper's numbers, with provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import EXPERIMENTS, get
+from .harness import atomic_write_text
+
+
+def find_results(root: Path) -> list[tuple[Path, dict]]:
+    """``results.json`` files of known experiments under ``root`` (sorted by path)."""
+    found = []
+    for p in sorted(Path(root).rglob("results.json")):
+        try:
+            r = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if r.get("experiment") in EXPERIMENTS:
+            found.append((p, r))
+    return found
+
+
+def write_report(root: Path) -> Path:
+    """Write ``root/REPORT.md`` and return its path."""
+    root = Path(root)
+    parts = ["# torchlmu: results beside the LMU paper's", ""]
+    found = find_results(root)
+    if not found:
+        parts.append(f"No results.json found under `{root}`.")
+    for path, r in found:
+        prefix = path.parent.relative_to(root).as_posix()
+        prefix = "" if prefix == "." else prefix + "/"
+        parts.append(get(r["experiment"]).report_section(r, prefix=prefix))
+    out = root / "REPORT.md"
+    atomic_write_text(out, "\n".join(parts) + "\n")
+    return out
