@@ -1,0 +1,210 @@
+"""The torchlmu command and the harness, end to end: demo, reproduce --quick, report, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchlmu.cli import main
+from torchlmu.experiments.harness import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torchlmu", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=ROOT,
+    )
+
+
+def test_help_on_every_subcommand():
+    for args in ([], ["demo"], ["reproduce"], ["report"]):
+        p = run_cli(*args, "--help", timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert "usage: torchlmu" in p.stdout
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    t0 = time.perf_counter()
+    p = run_cli("demo", "--out", str(out), "--threads", "2")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert time.perf_counter() - t0 < 120
+    assert "| LMU-0 (untrained) | 1,000 |" in p.stdout and "| LSTM | 100 |" in p.stdout
+    r = json.loads((out / "results.json").read_text())
+    assert r["provenance"]["threads"] == 2 and r["provenance"]["torch"] == torch.__version__
+    lmu0 = r["results"]["lmu0/1000"]["test_mse"]
+    assert max(lmu0) < 1e-5  # the untrained memory at T = 1,000 (measured ~1e-6 at delay T)
+    assert (out / "capacity_mse.png").stat().st_size > 10_000
+    assert "Memory capacity" in (out / "REPORT.md").read_text()
+
+
+def test_reproduce_quick_resume_after_kill(tmp_path):
+    """kill -9 in the middle of a run; --resume ends with the same numbers as an uninterrupted run."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    p = run_cli(
+        "reproduce", "capacity", "--quick", "--out", str(a), "--threads", "1", "--no-progress"
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    ref = json.loads((a / "results.json").read_text())["results"]
+    assert set(ref) == {"lmu0/100", "lmu0/1000", "lstm/25", "lstm/100", "lmu_trained/100", "scale"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torchlmu",
+            "reproduce",
+            "capacity",
+            "--quick",
+            "--out",
+            str(b),
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+        env=ENV,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (b / "lstm_T25" / "last.pt").exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (b / "results.json").exists() or proc.returncode == 0
+    p = run_cli(
+        "reproduce",
+        "capacity",
+        "--quick",
+        "--out",
+        str(b),
+        "--threads",
+        "1",
+        "--no-progress",
+        "--resume",
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads((b / "results.json").read_text())["results"]
+    for key, v in ref.items():
+        a, b = v["test_mse"], got[key]["test_mse"]
+        if isinstance(a, dict):  # the scale-invariance entry: one list per step size
+            assert a.keys() == b.keys()
+            a, b = sum(a.values(), []), sum((b[k] for k in a), [])
+        assert b == pytest.approx(a, rel=1e-6), key
+
+
+def test_report_collects_results(tmp_path):
+    p = run_cli(
+        "reproduce", "capacity", "--quick", "--out", str(tmp_path / "capacity"), "--no-progress"
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert main(["report", str(tmp_path)]) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert (
+        "Memory capacity" in text and "capacity/capacity_mse.png" in text and "Provenance" in text
+    )
+
+
+FIT_SCRIPT = textwrap.dedent(
+    """
+    import sys, time, torch
+    from torchlmu.experiments.harness import fit
+    out, resume, slow = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+    X, Y = torch.randn(64, 3, generator=g), torch.randn(64, 1, generator=g)
+    def batches(epoch):
+        time.sleep(slow)
+        idx = torch.randperm(64, generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, 64, 16):
+            yield X[idx[i:i + 16]], Y[idx[i:i + 16]]
+    res = fit(model, opt, train_batches=batches,
+              step_loss=lambda m, x, y: (((m(x) - y) ** 2).mean(), {}),
+              evaluate=lambda m: {"val_loss": float(((m(X) - Y) ** 2).mean())},
+              epochs=12, out=out, resume=resume, progress=False)
+    print(repr([r["val_loss"] for r in res.history]), res.best_epoch)
+    """
+)
+
+
+def test_fit_resume_after_kill9_is_exact(tmp_path):
+    script = tmp_path / "fit_script.py"
+    script.write_text(FIT_SCRIPT)
+    ref = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "ref"), "0", "0"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out), "0", "0.3"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        log = out / "log.jsonl"
+        if log.exists() and len(log.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_done = len((out / "log.jsonl").read_text().splitlines())
+    assert 4 <= n_done < 12
+    again = subprocess.run(
+        [sys.executable, str(script), str(out), "1", "0"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ref.stdout  # identical losses in every epoch, identical best epoch
+
+
+def test_fit_stop_and_resume_in_process(tmp_path):
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+    X, Y = torch.randn(32, 2), torch.randn(32, 1)
+    kw = dict(
+        train_batches=lambda e: [(X[i : i + 8], Y[i : i + 8]) for i in range(0, 32, 8)],
+        step_loss=lambda m, x, y: (((m(x) - y) ** 2).mean(), {}),
+        evaluate=lambda m: {"val_loss": float(((m(X) - Y) ** 2).mean())},
+        epochs=6,
+        progress=False,
+    )
+    m1, o1 = make()
+    r1 = fit(m1, o1, out=tmp_path / "one", **kw)
+    m2, o2 = make()
+    fit(m2, o2, out=tmp_path / "two", stop_after=2, **kw)
+    m3, o3 = make()
+    r3 = fit(m3, o3, out=tmp_path / "two", resume=True, **kw)
+    assert r3.resumed_from == 2
+    assert [r["val_loss"] for r in r3.history] == [r["val_loss"] for r in r1.history]
+    assert torch.equal(m1.weight, m3.weight)
