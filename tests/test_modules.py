@@ -102,10 +102,11 @@ def make_pair(
     return ref, fast
 
 
-def loss_and_grads(model, x, state, lengths, wy, ws):
+def loss_and_grads(model, x, state, lengths, wy, ws, reference=False):
     params = [p for _, p in sorted(model.named_parameters())]
     x = x.clone().requires_grad_()
-    y, st = model(x, state, lengths=lengths)
+    fn = model.forward_reference if reference else model
+    y, st = fn(x, state, lengths=lengths)
     loss = (y * wy).sum() + sum((s * w).sum() for s, w in zip(st, ws, strict=True) if s is not None)
     grads = torch.autograd.grad(loss, [x, *params])
     return y, st, grads
@@ -172,24 +173,28 @@ def test_recurrent_parallel_streaming_agree(kind, flags, dtype):
         lengths = None
         if use_len:
             lengths = torch.tensor([T, 4, 1]) if batched else torch.tensor([5])
-        y_ref, st_ref = ref(x, state, lengths=lengths)
+        y_ref, st_ref = ref.forward_reference(x, state, lengths=lengths)
         wy = torch.randn(y_ref.shape, generator=g, dtype=torch.float64).to(dtype)
         ws = [
             None if s is None else torch.randn(s.shape, generator=g, dtype=torch.float64).to(dtype)
             for s in st_ref
         ]
-        y_ref, st_ref, g_ref = loss_and_grads(ref, x, state, lengths, wy, ws)
+        # the reference (the cell's step loop through autograd) against every fast form:
+        # mode="recurrent" (hand-written BPTT for the paper's cell) and "auto" (parallel)
+        y_ref, st_ref, g_ref = loss_and_grads(ref, x, state, lengths, wy, ws, reference=True)
+        for model, label in ((ref, "recurrent"), (fast, "auto")):
+            y, st, gr = loss_and_grads(model, x, state, lengths, wy, ws)
+            what_m = f"{label} {what}"
+            check_equal([y], [y_ref], tol, "output " + what_m)
+            check_equal(st, st_ref, tol, "state " + what_m)
+            if dtype == torch.float64:
+                check_equal(gr, g_ref, tol, "grad " + what_m)
+            else:
+                check_equal(gr[:1], g_ref[:1], tol, "input grad " + what_m)
+                flat = [torch.cat([g.reshape(-1) for g in gs[1:]]) for gs in (gr, g_ref)]
+                check_equal(flat[:1], flat[1:], tol, "param grads " + what_m)
         if fast.cell.parallelizable:
             assert fast.resolved_mode() == "parallel"
-            y, st, gr = loss_and_grads(fast, x, state, lengths, wy, ws)
-            check_equal([y], [y_ref], tol, "output " + what)
-            check_equal(st, st_ref, tol, "state " + what)
-            if dtype == torch.float64:
-                check_equal(gr, g_ref, tol, "grad " + what)
-            else:
-                check_equal(gr[:1], g_ref[:1], tol, "input grad " + what)
-                flat = [torch.cat([g.reshape(-1) for g in gs[1:]]) for gs in (gr, g_ref)]
-                check_equal(flat[:1], flat[1:], tol, "param grads " + what)
         else:
             assert fast.resolved_mode() == "recurrent"
             with pytest.raises(ModeError):

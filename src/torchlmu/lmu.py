@@ -36,6 +36,7 @@ from ._checks import (
 )
 from .exceptions import ModeError, ValidationError
 from .memory import LegendreMemory, _valid_mask, lecun_uniform_
+from .recurrence import elman_scan, lmu_elman_scan
 
 __all__ = ["LMU", "LMUCell", "LMUState"]
 
@@ -476,6 +477,24 @@ class LMU(nn.Module):
             y, st = self._forward_recurrent(x, st, lt)
         else:
             y, st = self._forward_parallel(x, st, state is not None, lt)
+        return self._finish(y, st, batched)
+
+    def forward_reference(
+        self, x: Tensor, state: LMUState | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor, LMUState]:
+        """The readable reference: the cell's step, once per time step, through autograd.
+
+        Same contract as ``forward``; every fast path is tested against it.
+        """
+        cell = self.cell
+        dtype = cell.memory.input_encoders.dtype
+        x, batched = prepare_sequence(x, self.input_size, self.batch_first, dtype)
+        lt = prepare_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        st = cell.check_state(state, x.shape[1], batched)
+        y, st = self._step_loop(x, st, lt)
+        return self._finish(y, st, batched)
+
+    def _finish(self, y: Tensor, st: LMUState, batched: bool) -> tuple[Tensor, LMUState]:
         if not batched:
             y = y.squeeze(1 if self.return_sequences else 0)
             st = LMUState(*(None if s is None else s.squeeze(0) for s in st))
@@ -487,7 +506,26 @@ class LMU(nn.Module):
     def _forward_recurrent(
         self, x: Tensor, st: LMUState, lt: Tensor | None
     ) -> tuple[Tensor, LMUState]:
-        """The reference: the cell's step, once per time step (discretised once)."""
+        cell = self.cell
+        if cell.kind != "elman" or lt is not None:
+            return self._step_loop(x, st, lt)
+        # The paper's cell: one hand-written recurrence (forward and backward through time);
+        # every input projection is computed for all steps at once beforehand.
+        mem = cell.memory
+        Ad, Bd = mem.discretized(x.dtype, x.device)
+        xu = mem.encode(x)
+        xh = x @ cell.input_kernel.T if cell.input_kernel is not None else x.new_zeros(())
+        if cell.bias is not None:
+            xh = xh + cell.bias
+        xh = xh.expand(x.shape[0], x.shape[1], cell.hidden_size)
+        Ms, Hs = lmu_elman_scan(
+            xu, xh, st.memory, st.hidden, Ad, Bd, cell.memory_encoders, cell.hidden_encoders,
+            cell.memory_kernel, cell.hidden_kernel, cell.activation,
+        )  # fmt: skip
+        return (Hs if self.return_sequences else Hs[-1]), LMUState(Ms[-1], Hs[-1], None)
+
+    def _step_loop(self, x: Tensor, st: LMUState, lt: Tensor | None) -> tuple[Tensor, LMUState]:
+        """The cell's step, once per time step (discretised once)."""
         Ad, Bd = self.cell.memory.discretized(x.dtype, x.device)
         ys = []
         y_last = None
@@ -560,6 +598,9 @@ class LMU(nn.Module):
         if b is not None:
             pre = pre + b
         m_last = mem.last_state(u, H, m0, lt).reshape(B, S)
+        if cell.kind == "elman" and lt is None:
+            Hs = elman_scan(pre, st.hidden, cell.hidden_kernel, cell.activation)
+            return (Hs if self.return_sequences else Hs[-1]), LMUState(m_last, Hs[-1], None)
         h, c = st.hidden, st.cell
         ys = []
         for t in range(T):

@@ -99,11 +99,12 @@ def memory_conv(u: Tensor, H: Tensor, method: str = "fft") -> Tensor:
     if T == 0:
         return u.new_zeros((0, *u.shape[1:], d))
     if method == "fft":
+        # FFTs along the last, contiguous dimension (time last) are the fast ones here.
         n = next_fast_len(2 * T - 1)
-        Uf = torch.fft.rfft(u, n=n, dim=0)  # (F, ..., C)
-        Hf = torch.fft.rfft(H, n=n, dim=0)  # (F, d)
-        Hf = Hf.reshape(Hf.shape[0], *([1] * (u.dim() - 1)), d)
-        return torch.fft.irfft(Uf.unsqueeze(-1) * Hf, n=n, dim=0)[:T]
+        Uf = torch.fft.rfft(u.reshape(T, -1).T, n=n)  # (N·C, F)
+        Hf = torch.fft.rfft(H.T, n=n)  # (d, F)
+        y = torch.fft.irfft(Uf.unsqueeze(1) * Hf, n=n)[..., :T]  # (N·C, d, T)
+        return y.permute(2, 0, 1).reshape(T, *u.shape[1:], d)
     x = u.reshape(T, -1).T.unsqueeze(1)  # (N·C, 1, T)
     w = H.flip(0).T.unsqueeze(1)  # (d, 1, T): conv1d correlates, so flip the kernel
     y = F.conv1d(F.pad(x, (T - 1, 0)), w)  # (N·C, d, T)
@@ -155,9 +156,13 @@ def fused_conv(u: Tensor, K: Tensor, method: str = "fft") -> Tensor:
     x = u.reshape(T, -1, C)  # (T, N, C)
     if method == "fft":
         n = next_fast_len(2 * T - 1)
-        Uf = torch.fft.rfft(x, n=n, dim=0)  # (F, N, C)
-        Kf = torch.fft.rfft(K, n=n, dim=0)  # (F, G, C)
-        y = torch.fft.irfft(Uf @ Kf.mT, n=n, dim=0)[:T]  # (T, N, G)
+        Uf = torch.fft.rfft(x.permute(1, 2, 0), n=n)  # (N, C, F), time last
+        Kf = torch.fft.rfft(K.permute(1, 2, 0), n=n)  # (G, C, F)
+        if C == 1:
+            Yf = Uf * Kf.squeeze(1)  # (N, 1, F) * (G, F) -> (N, G, F)
+        else:
+            Yf = torch.einsum("ncf,gcf->ngf", Uf, Kf)
+        y = torch.fft.irfft(Yf, n=n)[..., :T].permute(2, 0, 1)  # (T, N, G), a view
     else:
         w = K.flip(0).permute(1, 2, 0)  # (G, C, T)
         y = F.conv1d(F.pad(x.permute(1, 2, 0), (T - 1, 0)), w).permute(2, 0, 1)

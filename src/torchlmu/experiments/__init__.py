@@ -13,6 +13,7 @@ from types import ModuleType
 
 EXPERIMENTS: dict[str, str] = {
     "capacity": "torchlmu.experiments.capacity",
+    "spiking": "torchlmu.experiments.spiking",
 }
 
 

@@ -1,0 +1,267 @@
+"""Hand-written forward and backward through time for the recurrences that cannot be parallel.
+
+Autograd through a Python step loop records a handful of nodes per step and replays them one by
+one; here each recurrence runs as one ``autograd.Function``: the forward loop writes every state
+into preallocated tensors with in-place BLAS calls, the backward loop carries only the state
+gradients, and every weight gradient is one large matmul over all steps at the end (the floor the
+performance issue names: two passes of T small matmuls plus one large one).
+
+Both have slow, obvious twins (``*_reference``: the plain loops that autograd differentiates) and
+tests proving outputs and gradients equal.
+
+Layout: time first; ``act`` in {"tanh", "relu", "sigmoid", "linear"}; derivatives are computed
+from the activation's output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "elman_scan",
+    "elman_scan_reference",
+    "lmu_elman_scan",
+    "lmu_elman_scan_reference",
+]
+
+
+def _act_(x: Tensor, act: str) -> Tensor:
+    if act == "tanh":
+        return x.tanh_()
+    if act == "relu":
+        return x.relu_()
+    if act == "sigmoid":
+        return x.sigmoid_()
+    return x
+
+
+def _act(x: Tensor, act: str) -> Tensor:
+    return _act_(x.clone(), act) if act != "linear" else x
+
+
+def _dact(y: Tensor, act: str) -> Tensor:
+    """f'(z) from y = f(z)."""
+    if act == "tanh":
+        return 1 - y * y
+    if act == "relu":
+        return (y > 0).to(y.dtype)
+    if act == "sigmoid":
+        return y * (1 - y)
+    return torch.ones_like(y)
+
+
+def _dact_mul_(g: Tensor, y: Tensor, act: str) -> Tensor:
+    """g ← g · f'(z), with f' expressed through y = f(z)."""
+    if act == "tanh":
+        return g.mul_(1 - y * y)
+    if act == "relu":
+        return g.mul_(y > 0)
+    if act == "sigmoid":
+        return g.mul_(y * (1 - y))
+    return g
+
+
+# ------------------------------------------------------------------------------ Elman hidden
+def elman_scan_reference(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor:
+    """h_t = f(pre_t + h_{t−1} Wᵀ) by a plain loop. pre ``(T, B, H)``, h0 ``(B, H)`` -> ``(T, B, H)``."""
+    h, out = h0, []
+    for t in range(pre.shape[0]):
+        h = _act(pre[t] + h @ W.T, act)
+        out.append(h)
+    return torch.stack(out, 0)
+
+
+class _ElmanScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor:
+        T = pre.shape[0]
+        Hs = torch.empty_like(pre)
+        WT = W.T
+        h = h0
+        for t in range(T):
+            torch.addmm(pre[t], h, WT, out=Hs[t])
+            _act_(Hs[t], act)
+            h = Hs[t]
+        ctx.save_for_backward(h0, W, Hs)
+        ctx.act = act
+        return Hs
+
+    @staticmethod
+    def backward(ctx, gH: Tensor):
+        h0, W, Hs = ctx.saved_tensors
+        T = Hs.shape[0]
+        D = _dact(Hs, ctx.act)  # f'(z_t) for all t in one vectorised pass
+        G = torch.empty_like(Hs)  # gradient w.r.t. the pre-activations
+        g = gH[T - 1]
+        for t in range(T - 1, -1, -1):
+            torch.mul(g, D[t], out=G[t])
+            g = torch.addmm(gH[t - 1], G[t], W) if t > 0 else G[t] @ W
+        Hprev = torch.cat([h0.unsqueeze(0), Hs[:-1]], 0)
+        gW = G.reshape(-1, G.shape[-1]).T @ Hprev.reshape(-1, Hprev.shape[-1])
+        return G, g, gW, None
+
+
+def elman_scan(pre: Tensor, h0: Tensor, W: Tensor, act: str = "tanh") -> Tensor:
+    """h_t = f(pre_t + h_{t−1} Wᵀ) for all t, with a hand-written backward.
+
+    Args:
+        pre: ``(T, B, H)`` input projections (everything but the recurrent term).
+        h0: ``(B, H)``.  W: ``(H, H)``.
+    Returns:
+        ``(T, B, H)``.
+    """
+    if (
+        not (pre.requires_grad or h0.requires_grad or W.requires_grad)
+        or not torch.is_grad_enabled()
+    ):
+        with torch.no_grad():
+            return _ElmanScan.forward(_NoCtx(), pre, h0, W, act)
+    return _ElmanScan.apply(pre, h0, W, act)
+
+
+class _NoCtx:
+    """Stands in for autograd's ctx when the forward runs without a graph."""
+
+    def save_for_backward(self, *args):
+        pass
+
+
+# ---------------------------------------------------------------- fully recurrent LMU (Elman)
+def lmu_elman_scan_reference(
+    xu: Tensor,
+    xh: Tensor,
+    m0: Tensor,
+    h0: Tensor,
+    Ad: Tensor,
+    Bd: Tensor,
+    Em: Tensor | None,
+    Eh: Tensor | None,
+    Wm: Tensor,
+    Wh: Tensor,
+    act: str,
+) -> tuple[Tensor, Tensor]:
+    """The LMU cell with every connection, by a plain loop (see :func:`lmu_elman_scan`)."""
+    T, B, C = xu.shape
+    d = Ad.shape[0]
+    m, h = m0, h0
+    Ms, Hs = [], []
+    for t in range(T):
+        u = xu[t]
+        if Em is not None:
+            u = u + m @ Em.T
+        if Eh is not None:
+            u = u + h @ Eh.T
+        m = ((m.reshape(B, C, d) @ Ad.T) + u.unsqueeze(-1) * Bd).reshape(B, C * d)
+        h = _act(xh[t] + m @ Wm.T + h @ Wh.T, act)
+        Ms.append(m)
+        Hs.append(h)
+    return torch.stack(Ms, 0), torch.stack(Hs, 0)
+
+
+class _LMUElmanScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
+        T, B, C = xu.shape
+        d = Ad.shape[0]
+        S = C * d
+        Ms = xu.new_empty((T, B, S))
+        Hs = xh.new_empty(xh.shape)
+        Us = xu.clone()
+        AT, WmT, WhT = Ad.T, Wm.T, Wh.T
+        EmT = None if Em is None else Em.T
+        EhT = None if Eh is None else Eh.T
+        m, h = m0, h0
+        for t in range(T):
+            u = Us[t]
+            if EmT is not None:
+                u.addmm_(m, EmT)
+            if EhT is not None:
+                u.addmm_(h, EhT)
+            mt = Ms[t]
+            torch.mm(m.reshape(B * C, d), AT, out=mt.view(B * C, d))
+            mt.view(B, C, d).addcmul_(u.unsqueeze(-1), Bd)
+            ht = Hs[t]
+            torch.addmm(xh[t], mt, WmT, out=ht)
+            ht.addmm_(h, WhT)
+            _act_(ht, act)
+            m, h = mt, ht
+        ctx.save_for_backward(m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us)
+        ctx.act = act
+        return Ms, Hs
+
+    @staticmethod
+    def backward(ctx, gM, gH):
+        m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us = ctx.saved_tensors
+        T, B, S = Ms.shape
+        d = Ad.shape[0]
+        C = S // d
+        if gM is None:
+            gM = torch.zeros_like(Ms)
+        if gH is None:
+            gH = torch.zeros_like(Hs)
+        Gpre = torch.empty_like(Hs)  # ∂L/∂(pre-activation of h_t)
+        Gm = torch.empty_like(Ms)  # ∂L/∂m_t (total)
+        Gu = torch.empty_like(Us)  # ∂L/∂u_t
+        gm = torch.zeros_like(m0)  # carried from step t+1
+        gh = torch.zeros_like(h0)
+        for t in range(T - 1, -1, -1):
+            gp = Gpre[t]
+            torch.add(gH[t], gh, out=gp)
+            _dact_mul_(gp, Hs[t], ctx.act)
+            gmt = Gm[t]
+            torch.addmm(gM[t], gp, Wm, out=gmt)
+            gmt.add_(gm)
+            gu = Gu[t]
+            torch.mm(gmt.view(B * C, d), Bd.unsqueeze(1), out=gu.view(B * C, 1))
+            gm = torch.mm(gmt.view(B * C, d), Ad).view(B, S)
+            gh = gp @ Wh
+            if Em is not None:
+                gm.addmm_(gu, Em)
+            if Eh is not None:
+                gh.addmm_(gu, Eh)
+        Mprev = torch.cat([m0.unsqueeze(0), Ms[:-1]], 0)
+        Hprev = torch.cat([h0.unsqueeze(0), Hs[:-1]], 0)
+        flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
+        gWm = flat(Gpre).T @ flat(Ms)
+        gWh = flat(Gpre).T @ flat(Hprev)
+        gAd = (Gm.reshape(-1, d).T @ Mprev.reshape(-1, d)) if Ad.requires_grad else None
+        gBd = (
+            (Gm.reshape(-1, C, d) * Us.reshape(-1, C, 1)).sum((0, 1)) if Bd.requires_grad else None
+        )
+        gEm = flat(Gu).T @ flat(Mprev) if Em is not None else None
+        gEh = flat(Gu).T @ flat(Hprev) if Eh is not None else None
+        return Gu, Gpre, gm, gh, gAd, gBd, gEm, gEh, gWm, gWh, None
+
+
+def lmu_elman_scan(
+    xu: Tensor,
+    xh: Tensor,
+    m0: Tensor,
+    h0: Tensor,
+    Ad: Tensor,
+    Bd: Tensor,
+    Em: Tensor | None,
+    Eh: Tensor | None,
+    Wm: Tensor,
+    Wh: Tensor,
+    act: str = "tanh",
+) -> tuple[Tensor, Tensor]:
+    """The paper's cell with all connections over T steps, with a hand-written backward:
+
+        u_t = xu_t + e_m m_{t−1} + e_h h_{t−1};   m_t = Ā m_{t−1} + B̄ u_t (per channel);
+        h_t = f(xh_t + W_m m_t + W_h h_{t−1})
+
+    Args:
+        xu: ``(T, B, C)`` the input's part of u (e_x x_t + b_u).  xh: ``(T, B, H)`` the input's
+            part of the hidden pre-activation (W_x x_t + b).  m0: ``(B, C·d)``.  h0: ``(B, H)``.
+        Ad: ``(d, d)``.  Bd: ``(d,)``.  Em: ``(C, C·d)`` or None.  Eh: ``(C, H)`` or None.
+        Wm: ``(H, C·d)``.  Wh: ``(H, H)``.
+    Returns:
+        memory states ``(T, B, C·d)`` and hidden states ``(T, B, H)``.
+    """
+    args = (xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh)
+    if not torch.is_grad_enabled() or not any(a is not None and a.requires_grad for a in args):
+        with torch.no_grad():
+            return _LMUElmanScan.forward(_NoCtx(), *args, act)
+    return _LMUElmanScan.apply(*args, act)

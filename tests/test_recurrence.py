@@ -1,0 +1,95 @@
+"""Hand-written BPTT recurrences against their plain-loop twins: outputs and every gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchlmu.recurrence import (
+    elman_scan,
+    elman_scan_reference,
+    lmu_elman_scan,
+    lmu_elman_scan_reference,
+)
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def rel(a, b):
+    return float((a - b).detach().double().norm() / b.detach().double().norm().clamp_min(1e-30))
+
+
+def rand(*shape, dtype, scale=1.0, g):
+    return (
+        (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype).requires_grad_()
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid", "linear"])
+def test_elman_scan(dtype, act):
+    g = torch.Generator().manual_seed(0)
+    pre, h0, W = (
+        rand(17, 4, 6, dtype=dtype, g=g),
+        rand(4, 6, dtype=dtype, g=g),
+        rand(6, 6, dtype=dtype, scale=0.3, g=g),
+    )
+    a, b = elman_scan(pre, h0, W, act), elman_scan_reference(pre, h0, W, act)
+    assert rel(a, b) <= TOL[dtype]
+    w = torch.randn(a.shape, generator=g, dtype=torch.float64).to(dtype)
+    ga = torch.autograd.grad((a * w).sum(), [pre, h0, W], retain_graph=True)
+    gb = torch.autograd.grad((b * w).sum(), [pre, h0, W], retain_graph=True)
+    for x, y in zip(ga, gb, strict=True):
+        assert rel(x, y) <= TOL[dtype]
+    # the last output only (the classification case)
+    ga = torch.autograd.grad(a[-1].sum(), [pre, h0, W])
+    gb = torch.autograd.grad(b[-1].sum(), [pre, h0, W])
+    for x, y in zip(ga, gb, strict=True):
+        assert rel(x, y) <= TOL[dtype]
+    with torch.no_grad():
+        assert rel(elman_scan(pre, h0, W, act), b) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    ("em", "eh", "C"),
+    [(True, True, 1), (True, True, 3), (False, True, 2), (True, False, 1), (False, False, 2)],
+)
+def test_lmu_elman_scan(dtype, em, eh, C):
+    g = torch.Generator().manual_seed(1)
+    T, B, H, d = 15, 3, 5, 4
+    args = [
+        rand(T, B, C, dtype=dtype, g=g),
+        rand(T, B, H, dtype=dtype, g=g),
+        rand(B, C * d, dtype=dtype, g=g),
+        rand(B, H, dtype=dtype, g=g),
+        rand(d, d, dtype=dtype, scale=0.3, g=g),
+        rand(d, dtype=dtype, g=g),
+        rand(C, C * d, dtype=dtype, scale=0.3, g=g) if em else None,
+        rand(C, H, dtype=dtype, scale=0.3, g=g) if eh else None,
+        rand(H, C * d, dtype=dtype, scale=0.3, g=g),
+        rand(H, H, dtype=dtype, scale=0.3, g=g),
+    ]
+    Ma, Ha = lmu_elman_scan(*args, "tanh")
+    Mb, Hb = lmu_elman_scan_reference(*args, "tanh")
+    assert rel(Ma, Mb) <= TOL[dtype] and rel(Ha, Hb) <= TOL[dtype]
+    wm = torch.randn(Ma.shape, generator=g, dtype=torch.float64).to(dtype)
+    wh = torch.randn(Ha.shape, generator=g, dtype=torch.float64).to(dtype)
+    ps = [a for a in args if a is not None]
+    ga = torch.autograd.grad((Ma * wm).sum() + (Ha * wh).sum(), ps)
+    gb = torch.autograd.grad((Mb * wm).sum() + (Hb * wh).sum(), ps)
+    for x, y in zip(ga, gb, strict=True):
+        assert rel(x, y) <= TOL[dtype]
+
+
+def test_lmu_elman_scan_gradcheck():
+    g = torch.Generator().manual_seed(2)
+    T, B, H, d, C = 6, 2, 3, 3, 2
+    dt = torch.float64
+    args = (
+        rand(T, B, C, dtype=dt, g=g), rand(T, B, H, dtype=dt, g=g), rand(B, C * d, dtype=dt, g=g),
+        rand(B, H, dtype=dt, g=g), rand(d, d, dtype=dt, scale=0.3, g=g), rand(d, dtype=dt, g=g),
+        rand(C, C * d, dtype=dt, scale=0.3, g=g), rand(C, H, dtype=dt, scale=0.3, g=g),
+        rand(H, C * d, dtype=dt, scale=0.3, g=g), rand(H, H, dtype=dt, scale=0.3, g=g),
+    )  # fmt: skip
+    assert torch.autograd.gradcheck(lambda *a: lmu_elman_scan(*a, "tanh"), args)
