@@ -248,6 +248,8 @@ class LMUCell(nn.Module):
         """Validate a user state and return it batched (a leading dim of ``batch``)."""
         if state is None:
             return self.initial_state(batch)
+        if batched and type(state) is LMUState and self._state_ok(state, batch):
+            return state  # the common streaming case, checked cheaply
         if (
             isinstance(state, Tensor)
             or not isinstance(state, (tuple, list))
@@ -275,6 +277,27 @@ class LMUCell(nn.Module):
             v = check_state_tensor(name, val, (*lead, size), dtype)
             parts.append(v if batched else v.unsqueeze(0))
         return LMUState(*parts)
+
+    def _state_ok(self, st: LMUState, batch: int) -> bool:
+        dtype = self.memory.input_encoders.dtype
+        m, h, c = st
+        if not (
+            isinstance(m, Tensor)
+            and m.dtype == dtype
+            and m.shape == (batch, self.memory.state_size)
+        ):
+            return False
+        if self.kind == "none":
+            return h is None and c is None
+        ok = isinstance(h, Tensor) and h.dtype == dtype and h.shape == (batch, self.hidden_size)
+        if self.kind == "lstm":
+            return (
+                ok
+                and isinstance(c, Tensor)
+                and c.dtype == dtype
+                and c.shape == (batch, self.hidden_size)
+            )
+        return ok and c is None
 
     # ---------------------------------------------------------------------------------- step
     def memory_input(self, x: Tensor, st: LMUState) -> Tensor:
@@ -330,12 +353,90 @@ class LMUCell(nn.Module):
         batched = x.dim() == 2
         xb = x if batched else x.unsqueeze(0)
         st = self.check_state(state, xb.shape[0], batched)
-        Ad, Bd = self.memory.discretized(x.dtype, x.device)
-        y, st = self.step_(xb, st, Ad, Bd)
+        if self.kind in ("elman", "none") and not (
+            torch.is_grad_enabled() and self._needs_grad(x, st)
+        ):
+            y, st = self._fused_step(xb, st)
+        else:
+            Ad, Bd = self.memory.discretized(x.dtype, x.device)
+            y, st = self.step_(xb, st, Ad, Bd)
         if not batched:
             y = y.squeeze(0)
             st = LMUState(*(None if s is None else s.squeeze(0) for s in st))
         return y, st
+
+    # ----------------------------------------------------------- streaming inference fast path
+    def _needs_grad(self, x: Tensor, st: LMUState) -> bool:
+        return (
+            x.requires_grad
+            or any(p.requires_grad for p in self.parameters())
+            or any(s is not None and s.requires_grad for s in st)
+        )
+
+    def _fused_weights(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+        """One matrix M and bias b with [m_t, h_t] = [m_{t−1}, h_{t−1}, x_t] M + b before f.
+
+        The memory update and the hidden pre-activation are linear in (m_{t−1}, h_{t−1}, x_t):
+        m_t = m Āᵀ + u B̄ᵀ with u = x e_xᵀ + h e_hᵀ + m e_mᵀ + b_u, and W_m m_t substitutes it,
+        so a streaming step is one matmul and the activation. Cached until a parameter or θ changes.
+        """
+        mem = self.memory
+        sizes = (len(self._parameters), len(mem._parameters))
+        if self.__dict__.get("_plist_sizes") != sizes:
+            self._plist, self._plist_sizes = tuple(self.parameters()), sizes
+        params = self._plist
+        theta = mem._theta if mem.log_theta is None else mem.log_theta._version
+        versions = tuple([p._version for p in params])
+        key = (dtype, device, mem.dt, theta, versions, tuple(map(id, params)))
+        if getattr(self, "_fused_key", None) == key:
+            return self._fused_val
+        with torch.no_grad():
+            mem = self.memory
+            C, S, I = mem.channels, mem.state_size, self.input_size
+            Ad, Bd = mem.discretized(torch.float64, device)
+            f64 = {"dtype": torch.float64, "device": device}
+            Bk = torch.block_diag(*([Bd.unsqueeze(0)] * C))  # (C, S): u -> its B̄ u per channel
+            A_blk = torch.block_diag(*([Ad.T] * C))  # (S, S)
+            has_h = self.kind != "none"
+            Hn = self.hidden_size if has_h else 0
+            rows_m = [A_blk, torch.zeros(Hn, S, **f64), mem.input_encoders.double().T @ Bk]
+            if self.memory_encoders is not None:
+                rows_m[0] = rows_m[0] + self.memory_encoders.double().T @ Bk
+            if self.hidden_encoders is not None:
+                rows_m[1] = self.hidden_encoders.double().T @ Bk
+            Mm = torch.cat(rows_m, 0)  # (S + H + I, S)
+            bm = (
+                mem.memory_bias.double() @ Bk
+                if mem.memory_bias is not None
+                else torch.zeros(S, **f64)
+            )
+            if self.kind == "elman":
+                Wx = (
+                    self.input_kernel.double().T
+                    if self.input_kernel is not None
+                    else torch.zeros(I, Hn, **f64)
+                )
+                direct = torch.cat(
+                    [torch.zeros(S, Hn, **f64), self.hidden_kernel.double().T, Wx], 0
+                )
+                WmT = self.memory_kernel.double().T
+                M = torch.cat([Mm, Mm @ WmT + direct], 1)
+                b = torch.cat([bm, bm @ WmT + (self.bias.double() if self.bias is not None else 0)])
+            else:
+                M, b = Mm, bm
+        self._fused_key, self._fused_val = key, (M.to(dtype), b.to(dtype))
+        return self._fused_val
+
+    def _fused_step(self, x: Tensor, st: LMUState) -> tuple[Tensor, LMUState]:
+        M, b = self._fused_weights(x.dtype, x.device)
+        S = self.memory.state_size
+        z = torch.cat([st.memory, x] if st.hidden is None else [st.memory, st.hidden, x], -1)
+        out = torch.addmm(b, z, M)
+        m = out[:, :S]
+        if self.kind == "none":
+            return (torch.cat([m, x], -1) if self.input_to_hidden else m), LMUState(m, None, None)
+        h = self._act(out[:, S:]) if self.activation != "linear" else out[:, S:]
+        return h, LMUState(m, h, None)
 
     # ----------------------------------------------------------- pieces of the parallel path
     def hidden_input_weights(self) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -403,7 +504,8 @@ class LMU(nn.Module):
         batch_first: input and output ``(B, T, ·)`` instead of ``(T, B, ·)``.
         return_sequences: return every output ``(T, B, H)``; else only the last ``(B, H)``
             (parallel: the memory's last state by one matmul, nothing else materialised).
-        conv: ``"fft"`` or ``"direct"``, the parallel convolution.
+        conv: ``"chunk"`` (blocked matmuls; default), ``"fft"`` or ``"direct"``: how the memory's
+            states are computed in parallel (its projection into a recurrent hidden: FFT or direct).
 
     ``forward(x, state=None, lengths=None) -> (y, state)``: x ``(T, B, I)`` (``(B, T, I)``) or
     unbatched ``(T, I)``; ``lengths`` ``(B,)`` makes padding past each sequence's end change
@@ -420,7 +522,7 @@ class LMU(nn.Module):
         mode: str = "auto",
         batch_first: bool = False,
         return_sequences: bool = True,
-        conv: str = "fft",
+        conv: str = "chunk",
         **cell_options,
     ) -> None:
         super().__init__()
@@ -562,11 +664,7 @@ class LMU(nn.Module):
 
         if cell.kind in ("none", "ff"):
             if self.return_sequences:
-                M = ops.memory_conv(u, H, self.conv)  # (T, B, C, d)
-                if m0 is not None:
-                    Ad, _ = mem.discretized(x.dtype, x.device)
-                    M = M + ops.free_response(m0, Ad, T)
-                M = M.reshape(T, B, S)
+                M = mem.all_states(u, m0, self.conv).reshape(T, B, S)  # (T, B, C·d)
                 m_last = M[-1] if last_t is None else M[last_t, bidx]
                 z = torch.cat([M, x], -1) if cell.input_to_hidden else M
             else:
@@ -589,7 +687,8 @@ class LMU(nn.Module):
         # A recurrent hidden part: its input projection of the memory, W_mem·m_t for all t, is
         # one convolution with the fused kernel W_mem·H; then only the hidden recurrence steps.
         W_mem, W_x, b = cell.hidden_input_weights()
-        pre = ops.fused_conv(u, ops.fused_kernel(H, W_mem, C), self.conv)  # (T, B, G)
+        conv = "fft" if self.conv == "chunk" else self.conv
+        pre = ops.fused_conv(u, ops.fused_kernel(H, W_mem, C), conv)  # (T, B, G)
         if m0 is not None:
             Ad, _ = mem.discretized(x.dtype, x.device)
             pre = pre + ops.free_response(m0, Ad, T).reshape(T, B, S) @ W_mem.T

@@ -56,6 +56,8 @@ class LegendreMemory(nn.Module):
             ``"recurrent"`` (the step loop).
         batch_first: input ``(B, T, I)`` instead of ``(T, B, I)``.
         return_sequences: return all states; else only the last (computed by one matmul).
+        conv: how all states are computed in parallel: ``"chunk"`` (blocked matmuls, default),
+            ``"fft"`` or ``"direct"`` (conv1d).
 
     Shapes:
         input ``(T, B, I)``, ``(B, T, I)`` or unbatched ``(T, I)``; state ``(B, C·d)`` or ``(C·d,)``.
@@ -75,7 +77,7 @@ class LegendreMemory(nn.Module):
         mode: str = "auto",
         batch_first: bool = False,
         return_sequences: bool = True,
-        conv: str = "fft",
+        conv: str = "chunk",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -238,10 +240,7 @@ class LegendreMemory(nn.Module):
             H = self.kernel(T, x.dtype, x.device)
             seq = None
             if self.return_sequences:
-                seq = ops.memory_conv(u, H, self.conv)
-                if m0 is not None:
-                    Ad, _ = self.discretized(x.dtype, x.device)
-                    seq = seq + ops.free_response(m0, Ad, T)
+                seq = self.all_states(u, m0)
             last = self.last_state(u, H, m0, lt)
         if seq is not None and lt is not None:
             seq = seq * _valid_mask(lt, T, seq.dim()).to(seq.dtype)
@@ -254,6 +253,20 @@ class LegendreMemory(nn.Module):
         elif seq is not None and self.batch_first:
             y = y.transpose(0, 1)
         return y, last
+
+    def all_states(self, u: Tensor, m0: Tensor | None, conv: str | None = None) -> Tensor:
+        """Every state ``(T, B, C, d)`` from u ``(T, B, C)`` and an optional m0, in parallel
+        (``conv``: the method, default this module's)."""
+        T = u.shape[0]
+        conv = self.conv if conv is None else conv
+        if conv == "chunk":
+            Ad, Bd = self.discretized(u.dtype, u.device)
+            return ops.memory_chunked(u, Ad, Bd, m0)
+        seq = ops.memory_conv(u, self.kernel(T, u.dtype, u.device), conv)
+        if m0 is not None:
+            Ad, _ = self.discretized(u.dtype, u.device)
+            seq = seq + ops.free_response(m0, Ad, T)
+        return seq
 
     def last_state(self, u: Tensor, H: Tensor, m0: Tensor | None, lengths: Tensor | None) -> Tensor:
         """Final state ``(B, C, d)`` by one matmul, from u ``(T, B, C)`` and optional m0, lengths."""
