@@ -14,6 +14,8 @@ from types import ModuleType
 EXPERIMENTS: dict[str, str] = {
     "capacity": "torchlmu.experiments.capacity",
     "spiking": "torchlmu.experiments.spiking",
+    "psmnist": "torchlmu.experiments.psmnist",
+    "psmnist-parallel": "torchlmu.experiments.psmnist_parallel",
 }
 
 

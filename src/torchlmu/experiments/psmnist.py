@@ -1,0 +1,252 @@
+"""Permuted sequential MNIST with the LMU paper's model (NeurIPS 2019): test 97.15% to beat.
+
+Protocol (the NRU code base, as the paper): ``numpy.random.RandomState(50)``: the first
+``permutation(60000)`` orders the training set, the next ``permutation(784)`` permutes the
+pixels; the first 50k train, the last 10k validate; the official 10k test; pixels / 255. The
+epoch with the best validation accuracy is evaluated once on the test set.
+
+Model: one LMU layer, hidden 212 (tanh), order 256, θ = 784, all six connections, no hidden
+bias, the paper's psMNIST initialisation (e_x = 1, e_h = e_m = 0, W_x = W_h = 0, W_m
+Xavier-normal), then Linear(10): 102,027 trainable parameters. Adam 1e-3, batch 100, 10 epochs.
+With e_h and e_m trainable the memory input depends on h and m, so this model is recurrent: it
+trains through the hand-written BPTT of :func:`torchlmu.recurrence.lmu_elman_scan`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import DataNotFoundError, permuted_sequential_mnist
+from ..lmu import LMU
+from .harness import RunContext, atomic_write_json, fit, load_best, provenance
+
+NAME = "psmnist"
+TITLE = "Permuted sequential MNIST (LMU, NeurIPS 2019)"
+PAPER = {"test_acc": 97.15, "val_acc": 96.97, "params": 102_027}
+
+
+@dataclass
+class Config:
+    hidden: int = 212
+    order: int = 256
+    theta: float = 784.0
+    epochs: int = 10
+    batch: int = 100
+    lr: float = 1e-3
+    data_seed: int = 50
+    n_train: int | None = None  # None: all 50,000
+    n_eval: int | None = None  # None: all 10,000 validation and test sequences
+    data_root: str | None = None
+
+    def quick(self) -> Config:
+        return replace(self, epochs=1, n_train=300, n_eval=200)
+
+
+class PaperModel(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.lmu = LMU(
+            1,
+            cfg.hidden,
+            cfg.order,
+            cfg.theta,
+            hidden_to_memory=True,
+            memory_to_memory=True,
+            input_to_hidden=True,
+            bias=False,
+            init="psmnist",
+            batch_first=True,
+            return_sequences=False,
+        )
+        self.out = nn.Linear(cfg.hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.lmu(x)[0])
+
+
+def data_root(cfg_root: str | None) -> Path | None:
+    """Where MNIST is: the config, ``$TORCHLMU_DATA/mnist``, the user cache, or ``shared/data/mnist``
+    beside this repository (the project's machines); None lets the loader give its own error."""
+    candidates = [
+        cfg_root,
+        os.environ.get("TORCHLMU_DATA") and Path(os.environ["TORCHLMU_DATA"]) / "mnist",
+    ]
+    candidates.append(Path(__file__).resolve().parents[4] / "shared" / "data" / "mnist")
+    for c in candidates:
+        if c and (Path(c) / "t10k-labels-idx1-ubyte.gz").exists():
+            return Path(c)
+    return None
+
+
+def load(cfg: Any):
+    try:
+        return permuted_sequential_mnist(data_root(cfg.data_root), seed=cfg.data_seed)
+    except DataNotFoundError as e:
+        raise DataNotFoundError(
+            f"{e}\nSet TORCHLMU_DATA to a folder holding mnist/ (the four IDX .gz files)."
+        ) from e
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train_classifier(
+    model: nn.Module, splits, cfg: Any, ctx: RunContext, folder: Path, desc: str
+) -> dict[str, Any]:
+    """The shared psMNIST protocol: fit, keep the best validation accuracy, test it once."""
+    train, valid, test = splits
+    n_train = len(train) if cfg.n_train is None else min(cfg.n_train, len(train))
+    n_eval = len(valid) if cfg.n_eval is None else min(cfg.n_eval, len(valid))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    seed = ctx.seed
+
+    def batches(epoch: int):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n_train, generator=g)
+        for i in range(0, n_train, cfg.batch):
+            yield train.batch(order[i : i + cfg.batch])
+
+    def step_loss(m, x, y):
+        logits = m(x)
+        return nn.functional.cross_entropy(logits, y), {
+            "acc": float((logits.argmax(-1) == y).float().mean()) * 100
+        }
+
+    def evaluate_split(m, split, n):
+        loss, correct = 0.0, 0
+        for i in range(0, n, 500):
+            x, y = split.batch(torch.arange(i, min(n, i + 500)))
+            logits = m(x)
+            loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(-1) == y).sum())
+        return loss / n, 100.0 * correct / n
+
+    def evaluate(m):
+        loss, acc = evaluate_split(m, valid, n_eval)
+        return {"val_loss": loss, "val_acc": acc}
+
+    res = fit(
+        model,
+        opt,
+        train_batches=batches,
+        step_loss=step_loss,
+        evaluate=evaluate,
+        epochs=cfg.epochs,
+        out=folder,
+        monitor="val_acc",
+        mode="max",
+        resume=ctx.resume,
+        progress=ctx.progress,
+        desc=desc,
+        n_batches=-(-n_train // cfg.batch),
+        log=ctx.log,
+    )
+    load_best(model, res)
+    model.eval()
+    with torch.no_grad():
+        test_loss, test_acc = evaluate_split(
+            model, test, len(test) if cfg.n_eval is None else min(cfg.n_eval, len(test))
+        )
+    return {
+        "test_acc": test_acc,
+        "test_loss": test_loss,
+        "best_epoch": res.best_epoch,
+        "best_val_acc": res.best["val_acc"],
+        "params": n_params(model),
+        "seconds_per_epoch": [r["train_seconds"] for r in res.history],
+        "history": res.history,
+    }
+
+
+def curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
+    a.plot(ep, [r["val_loss"] for r in history], "s-", label="validation")
+    a.set_xlabel("epoch")
+    a.set_ylabel("cross-entropy")
+    a.legend()
+    b.plot(ep, [r["train_acc"] for r in history], "o-", label="train")
+    b.plot(ep, [r["val_acc"] for r in history], "s-", label="validation")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy (%)")
+    b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    splits = load(cfg)
+    ctx.seed_all()
+    model = PaperModel(cfg)
+    ctx.log(
+        f"psMNIST paper model: {n_params(model):,} trainable parameters (paper: {PAPER['params']:,})"
+    )
+    r = train_classifier(model, splits, cfg, ctx, ctx.subdir("train"), "psMNIST LMU")
+    curves(r["history"], ctx.out / "psmnist_curves.png", "psMNIST, LMU (NeurIPS 2019 model)")
+    results = {
+        "experiment": NAME,
+        "quick": ctx.quick,
+        "seed": ctx.seed,
+        "config": asdict(cfg),
+        "results": {"seeds": {str(ctx.seed): r}},
+        "wall_seconds": time.perf_counter() - t0,
+        "provenance": provenance(ctx.threads or 1),
+        "paper": PAPER,
+    }
+    atomic_write_json(ctx.out / "results.json", results)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [
+        "| seed | test acc (%) | best val acc (%) | best epoch | params | s/epoch |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s, r in results["results"]["seeds"].items():
+        spe = sum(r["seconds_per_epoch"]) / max(1, len(r["seconds_per_epoch"]))
+        rows.append(
+            f"| {s} | {r['test_acc']:.2f} | {r['best_val_acc']:.2f} | {r['best_epoch']} | {r['params']:,} | {spe:.0f} |"
+        )
+    p = results["paper"]
+    rows.append(
+        f"| paper | {p['test_acc']:.2f} | {p.get('val_acc', float('nan')):.2f} | | {p['params']:,} | |"
+    )
+    return "\n".join(rows)
+
+
+def report_section(
+    results: dict[str, Any],
+    prefix: str = "",
+    title: str = TITLE,
+    figure: str = "psmnist_curves.png",
+) -> str:
+    pv = results["provenance"]
+    return "\n".join(
+        [
+            f"## {title}" + (" (quick)" if results.get("quick") else ""),
+            "",
+            table(results),
+            "",
+            f"![curves]({prefix}{figure})",
+            "",
+            f"Provenance: `{pv['command']}`, commit {pv['git_commit']}, torch {pv['torch']}, {pv['threads']} threads, {pv['cpu']}, wall {results['wall_seconds']:.0f} s.",
+            "",
+        ]
+    )
