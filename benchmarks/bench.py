@@ -119,7 +119,7 @@ def measure(
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
-    s = SIZES[size][workload]
+    s = SIZES[size].get(workload, {})
     rec = {
         "workload": workload,
         "impl": impl,
@@ -128,8 +128,9 @@ def measure(
         "size": size,
         "threads": threads,
         "torch": torch.__version__,
+        "loadavg_1min": os.getloadavg()[0],  # other work on the machine while measuring
     }
-    if workload == "matmul":
+    if workload == "matmul":  # this machine's float32 matmul peak
         n = 2048 if size == "full" else 256
         a, b = torch.randn(n, n), torch.randn(n, n)
         fn = lambda: a @ b  # noqa: E731

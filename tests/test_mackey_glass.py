@@ -1,0 +1,156 @@
+"""``torchlmu reproduce mackey-glass``: models, data direction, quick run end to end, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchlmu.exceptions import ValidationError
+from torchlmu.experiments import get
+from torchlmu.experiments import mackey_glass as mg
+from torchlmu.experiments.harness import RunContext
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+def test_registered():
+    assert get("mackey-glass") is mg
+
+
+def test_parameter_counts():
+    cfg = mg.Config()
+    counts = {n: mg.n_params(mg.build_model(n, cfg)) for n in mg.MODELS}
+    # Keras's LSTM: 4·25·(in + 25 + 1) per layer: 2,700 + 3 × 5,100, readout 26.
+    assert counts["lstm"] == 18_026 == mg.PAPER["lstm"]["params"]
+    # LMU(49, order 4), every connection and a hidden bias: 2,749 + 3 × 5,149, readout 50.
+    assert counts["lmu"] == 18_246
+    # LMU(40) 1,885 + LSTM(25) 6,600 + LMU(40) 2,869 + LSTM(25) 6,600 + readout 26.
+    assert counts["hybrid"] == 17_980 == mg.PAPER["hybrid"]["params"]
+    # Without the hidden bias the LMU has the issue's 18,050 (4 × 49 fewer), the hybrid 17,900.
+    nob = replace(cfg, lmu_bias=False)
+    assert mg.n_params(mg.build_model("lmu", nob)) == 18_050 == mg.PAPER["lmu"]["params"]
+    assert mg.n_params(mg.build_model("hybrid", nob)) == 17_900
+
+
+def test_lstm_has_one_trainable_bias_per_gate_and_keras_forget_bias():
+    lstm = mg.keras_lstm(3, 5)
+    assert not lstm.bias_hh_l0.requires_grad and torch.all(lstm.bias_hh_l0 == 0)
+    b = lstm.bias_ih_l0.detach()
+    assert torch.all(b[5:10] == 1) and torch.all(b[:5] == 0) and torch.all(b[10:] == 0)
+    assert mg.n_params(lstm) == 4 * 5 * (3 + 5 + 1)
+
+
+def test_readouts_and_shapes():
+    cfg = mg.Config()
+    x = torch.randn(2, 7, 1) * 10  # large inputs: a tanh readout must stay inside (−1, 1)
+    for name, bounded in (("lstm", True), ("lmu", False), ("hybrid", True)):
+        m = mg.build_model(name, cfg)
+        with torch.no_grad():
+            y = m(x)
+        assert y.shape == (2, 7, 1)
+        if bounded:
+            assert y.abs().max() < 1
+    lmu = mg.build_model("lmu", cfg).layers[0]
+    assert lmu.resolved_mode() == "recurrent"  # e_h and e_m on: the paper's cell
+    assert lmu.cell.hidden_encoders is not None and lmu.cell.memory_encoders is not None
+    assert lmu.cell.input_kernel is not None and lmu.cell.bias is not None
+
+
+def test_forecast_targets_the_future():
+    cfg = replace(mg.Config().quick(), length=120)
+    d = mg.make_data(cfg)
+    h = cfg.horizon
+    for x, y in d.values():
+        assert x.shape == y.shape and x.shape[1] == 120
+        assert torch.equal(y[:, :-h], x[:, h:])  # target[t] = input[t + 15]
+        assert not torch.allclose(y[:, h:], x[:, :-h])  # not the swapped (past) target
+    sizes = {k: v[0].shape[0] for k, v in d.items()}
+    assert sizes == {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+    # the splits are different sequences
+    assert not torch.allclose(d["train"][0][0], d["test"][0][0])
+
+
+def test_full_protocol_sizes():
+    cfg = mg.Config()
+    assert (cfg.n_train, cfg.n_val, cfg.n_test) == (32, 32, 64)
+    assert (cfg.length, cfg.horizon, cfg.washout, cfg.data_seed) == (5_000, 15, 100, 0)
+    assert (cfg.epochs, cfg.batch, len(cfg.seeds)) == (500, 32, 3)
+
+
+def test_bad_config():
+    with pytest.raises(ValidationError, match=r"Config\.models"):
+        mg.check_config(replace(mg.Config(), models=("gru",)))
+    with pytest.raises(ValidationError, match=r"Config\.seeds"):
+        mg.check_config(replace(mg.Config(), seeds=(0, 0)))
+    with pytest.raises(ValidationError, match=r"Config\.epochs"):
+        mg.check_config(replace(mg.Config(), epochs=0))
+    with pytest.raises(ValidationError, match="model"):
+        mg.build_model("gru", mg.Config())
+
+
+def test_quick_cli_end_to_end(tmp_path):
+    out = tmp_path / "mg"
+    p = subprocess.run(
+        [
+            *(sys.executable, "-m", "torchlmu", "reproduce", "mackey-glass", "--quick"),
+            *("--out", str(out), "--no-progress", "--threads", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        cwd=ROOT,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "| LSTM | 18,026 (18,026) | 2 |" in p.stdout
+    r = json.loads((out / "results.json").read_text())
+    keys = ("experiment", "complete", "pending", "config", "data", "params", "summary", "results")
+    for key in (*keys, "wall_seconds", "threads", "provenance", "paper"):
+        assert key in r, key
+    assert r["experiment"] == "mackey-glass" and r["quick"] and r["complete"]
+    assert r["pending"] == [] and r["threads"] == 1 and r["provenance"]["threads"] == 1
+    cfg = mg.Config().quick()
+    assert set(r["results"]) == {f"{m}/seed{s}" for m in mg.MODELS for s in cfg.seeds}
+    rms = r["data"]["target_rms_test"]
+    for piece in r["results"].values():
+        assert set(piece["test_nrmse"]) == {"rms", "std", "range"}
+        assert piece["epochs"] == cfg.epochs and 1 <= piece["best_epoch"] <= cfg.epochs
+        # the paper's NRMSE is RMSE / RMS(target) over the whole test set
+        assert piece["test_nrmse"]["rms"] == pytest.approx(math.sqrt(piece["test_mse"]) / rms)
+        assert len(piece["plot"]["prediction"]) == cfg.plot_steps
+    for name, s in r["summary"].items():
+        vals = [r["results"][f"{name}/seed{k}"]["test_nrmse"]["rms"] for k in cfg.seeds]
+        assert s["n_seeds"] == 2 and s["nrmse_rms_mean"] == pytest.approx(sum(vals) / 2)
+        assert s["nrmse_rms_std"] == pytest.approx(abs(vals[0] - vals[1]) / math.sqrt(2))
+        assert r["params"][name]["ours"] == s["params"]
+    assert (out / "mackey_glass.png").stat().st_size > 10_000
+    assert "Mackey-Glass" in mg.report_section(r)
+
+
+def test_resume_skips_finished_pieces(tmp_path):
+    torch.set_num_threads(1)
+    cfg = replace(mg.Config().quick(), models=("lstm",), seeds=(0, 1), epochs=2, length=60)
+    ctx = RunContext(out=tmp_path, progress=False, log=lambda s: None)
+    first = mg.run(cfg, ctx)
+    # a run interrupted after its first piece: only seed 0 in partial.json
+    partial = json.loads((tmp_path / "partial.json").read_text())
+    del partial["lstm/seed1"]
+    (tmp_path / "partial.json").write_text(json.dumps(partial))
+    (tmp_path / "lstm_seed1" / "last.pt").unlink()
+    logs: list[str] = []
+    again = mg.run(cfg, RunContext(out=tmp_path, progress=False, resume=True, log=logs.append))
+    assert any("resuming" in s for s in logs)
+    a, b = first["results"], again["results"]
+    assert b["lstm/seed0"]["wall_seconds_this_call"] == a["lstm/seed0"]["wall_seconds_this_call"]
+    assert b["lstm/seed1"]["test_mse"] == pytest.approx(a["lstm/seed1"]["test_mse"], rel=1e-6)
+    with pytest.raises(ValidationError, match="resume"):
+        mg.run(replace(cfg, epochs=3), RunContext(out=tmp_path, progress=False, resume=True))
