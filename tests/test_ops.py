@@ -56,6 +56,26 @@ def test_memory_chunked_equals_scan(dtype, batch, T, L):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    ("T", "L", "C"), [(37, None, 3), (37, 8, 1), (64, 16, 2), (5, 16, 1), (1, None, 1)]
+)
+def test_fused_chunked_equals_projected_scan(dtype, T, L, C):
+    Ad, Bd, u, _ = setup(dtype, T=T, C=C)
+    W = torch.randn(5, C * 8, dtype=dtype)
+    m0 = torch.randn(4, C, 8, dtype=dtype)
+    for init in (None, m0):
+        ref = ops.memory_scan(u, Ad, Bd, init).reshape(T, 4, C * 8) @ W.T
+        assert rel(ops.fused_chunked(u, Ad, Bd, W, init, L), ref) <= TOL[dtype]
+    args = [t.clone().requires_grad_() for t in (u, Ad, Bd, W, m0)]
+    w = torch.randn(T, 4, 5, dtype=dtype)
+    ga = torch.autograd.grad((ops.fused_chunked(*args[:4], args[4], L) * w).sum(), args)
+    ref = ops.memory_scan(args[0], args[1], args[2], args[4]).reshape(T, 4, C * 8) @ args[3].T
+    gb = torch.autograd.grad((ref * w).sum(), args)
+    for a, b in zip(ga, gb, strict=True):
+        assert rel(a, b) <= TOL[dtype] * 10  # Ā's gradient sums T·B·C products
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("method", ["fft", "direct"])
 def test_fused_conv_equals_projected_scan(dtype, method):
     Ad, Bd, u, H = setup(dtype)

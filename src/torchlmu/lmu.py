@@ -505,7 +505,7 @@ class LMU(nn.Module):
         return_sequences: return every output ``(T, B, H)``; else only the last ``(B, H)``
             (parallel: the memory's last state by one matmul, nothing else materialised).
         conv: ``"chunk"`` (blocked matmuls; default), ``"fft"`` or ``"direct"``: how the memory's
-            states are computed in parallel (its projection into a recurrent hidden: FFT or direct).
+            states, or their projection into a recurrent hidden, are computed in parallel.
 
     ``forward(x, state=None, lengths=None) -> (y, state)``: x ``(T, B, I)`` (``(B, T, I)``) or
     unbatched ``(T, I)``; ``lengths`` ``(B,)`` makes padding past each sequence's end change
@@ -687,11 +687,14 @@ class LMU(nn.Module):
         # A recurrent hidden part: its input projection of the memory, W_mem·m_t for all t, is
         # one convolution with the fused kernel W_mem·H; then only the hidden recurrence steps.
         W_mem, W_x, b = cell.hidden_input_weights()
-        conv = "fft" if self.conv == "chunk" else self.conv
-        pre = ops.fused_conv(u, ops.fused_kernel(H, W_mem, C), conv)  # (T, B, G)
-        if m0 is not None:
-            Ad, _ = mem.discretized(x.dtype, x.device)
-            pre = pre + ops.free_response(m0, Ad, T).reshape(T, B, S) @ W_mem.T
+        if self.conv == "chunk":
+            Ad, Bd = mem.discretized(x.dtype, x.device)
+            pre = ops.fused_chunked(u, Ad, Bd, W_mem, m0)  # (T, B, G)
+        else:
+            pre = ops.fused_conv(u, ops.fused_kernel(H, W_mem, C), self.conv)
+            if m0 is not None:
+                Ad, _ = mem.discretized(x.dtype, x.device)
+                pre = pre + ops.free_response(m0, Ad, T).reshape(T, B, S) @ W_mem.T
         if W_x is not None:
             pre = pre + x @ W_x.T
         if b is not None:

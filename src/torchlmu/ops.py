@@ -25,6 +25,7 @@ from .legendre import apply_powers
 __all__ = [
     "CONV_METHODS",
     "free_response",
+    "fused_chunked",
     "fused_conv",
     "fused_kernel",
     "memory_chunked",
@@ -160,17 +161,66 @@ def memory_chunked(
     Y = (x.reshape(R * J, L) @ Htoe).reshape(R, J, L, d)  # zero-state states of every block
     P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
     AL = P[-1]
-    S = m0.reshape(R, d) if m0 is not None else None
-    E = Y[:, :, -1]  # (R, J, d) each block's own last state (one view, small gradients)
-    carry = []
-    for j in range(J):
-        carry.append(S)
-        S = E[:, j] if S is None else torch.addmm(E[:, j], S, AL)
-    if any(c is not None for c in carry):
-        Sj = torch.stack([u.new_zeros((R, d)) if c is None else c for c in carry], 1)  # (R, J, d)
+    if J > 1 or m0 is not None:
+        # each block's own last state (one view, small gradients) carried into the next blocks
+        Sj = _block_carries(Y[:, :, -1], AL, None if m0 is None else m0.reshape(R, d))
         Y = Y + (Sj.reshape(R * J, d) @ P.permute(1, 0, 2).reshape(d, L * d)).reshape(R, J, L, d)
     Y = Y.reshape(R, J * L, d)[:, :T]
     return Y.reshape(*u.shape[1:], T, d).movedim(-2, 0)
+
+
+def _block_carries(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
+    """States entering each block: S_0 = m0 (or 0), S_{j+1} = S_j (Ā^L)ᵀ + E_j. E ``(R, J, d)``."""
+    R, J, d = E.shape
+    S, carry = S0, []
+    for j in range(J):
+        carry.append(E.new_zeros((R, d)) if S is None else S)
+        S = E[:, j] if S is None else torch.addmm(E[:, j], S, AL)
+    return torch.stack(carry, 1)  # (R, J, d)
+
+
+def fused_chunked(
+    u: Tensor, Ad: Tensor, Bd: Tensor, W: Tensor, m0: Tensor | None = None, L: int | None = None
+) -> Tensor:
+    """y_t = W · flat(m_t) for all t by blocks of L steps, without the d-dimensional states.
+
+    The blocked twin of :func:`fused_conv`: y_{jL+s} = Σ_{i<=s} (W·H[s−i]) u_{jL+i} (one matmul
+    with the Toeplitz matrix of W·H) + W (Ā^{s+1}) S_j (one matmul with [W Ā¹ … W Ā^L]), S_j the
+    state entering block j (a recurrence over the T/L blocks on the block-end states).
+
+    Args:
+        u: ``(T, ..., C)``.  Ad: ``(d, d)``.  Bd: ``(d,)``.  W: ``(G, C·d)`` on the flat
+        channel-major state.  m0: ``(..., C, d)`` or None.
+    Returns:
+        ``(T, ..., G)`` (a view of a sequence-contiguous tensor).
+    """
+    T, C = u.shape[0], u.shape[-1]
+    d = Ad.shape[-1]
+    G = W.shape[0]
+    # Its carry costs T·d·G flops per sequence whatever L is; short blocks keep the Toeplitz
+    # part (T·L·G) small (L = 32 measured fastest for T 784, d 256, G 212 on 2 CPU cores).
+    L = min(T, 32) if L is None else L
+    J = -(-T // L)
+    x = u.reshape(T, -1, C).permute(1, 2, 0)  # (N, C, T)
+    N = x.shape[0]
+    if J * L != T:
+        x = F.pad(x, (0, J * L - T))
+    x = x.reshape(N, C, J, L)
+    H = apply_powers(Bd, Ad, L)  # (L, d)
+    Wc = W.reshape(G, C, d)
+    i = torch.arange(L, device=u.device)
+    lag = i.unsqueeze(0) - i.unsqueeze(1)  # [i, s] = s − i
+    KH = torch.einsum("kd,gcd->ckg", H, Wc)  # (C, L, G): W·H per channel
+    Ktoe = KH[:, lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)  # (C, L_i, L_s, G)
+    xin = x.permute(0, 2, 1, 3).reshape(N * J, C * L)  # rows (n, j), columns (c, i)
+    Y = xin @ Ktoe.reshape(C * L, L * G)  # (N·J, L·G): each block's own input
+    E = (x.reshape(N * C * J, L) @ H.flip(0)).reshape(N * C, J, d)  # block-end states, zero start
+    P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
+    S = _block_carries(E, P[-1], None if m0 is None else m0.reshape(N * C, d))  # (N·C, J, d)
+    PW = torch.einsum("sik,gck->cisg", P, Wc).reshape(C * d, L * G)  # W Ā^{s+1} per channel
+    Sin = S.reshape(N, C, J, d).permute(0, 2, 1, 3).reshape(N * J, C * d)
+    Y = torch.addmm(Y, Sin, PW).reshape(N, J * L, G)[:, :T]
+    return Y.reshape(*u.shape[1:-1], T, G).movedim(-2, 0)
 
 
 def memory_last(u: Tensor, H: Tensor) -> Tensor:

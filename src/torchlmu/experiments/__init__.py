@@ -13,6 +13,7 @@ from types import ModuleType
 
 EXPERIMENTS: dict[str, str] = {
     "capacity": "torchlmu.experiments.capacity",
+    "mackey-glass": "torchlmu.experiments.mackey_glass",
     "spiking": "torchlmu.experiments.spiking",
     "psmnist": "torchlmu.experiments.psmnist",
     "psmnist-parallel": "torchlmu.experiments.psmnist_parallel",
