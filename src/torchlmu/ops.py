@@ -162,9 +162,10 @@ def memory_chunked(
     P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
     AL = P[-1]
     if J > 1 or m0 is not None:
-        # each block's own last state (one view, small gradients) carried into the next blocks
+        # each block's own last state (one view, small gradients) carried into the next blocks;
+        # added in place: no second output-sized tensor (inference peak ~1x the output)
         Sj = _block_carries(Y[:, :, -1], AL, None if m0 is None else m0.reshape(R, d))
-        Y = Y + (Sj.reshape(R * J, d) @ P.permute(1, 0, 2).reshape(d, L * d)).reshape(R, J, L, d)
+        Y.view(R * J, L * d).addmm_(Sj.reshape(R * J, d), P.permute(1, 0, 2).reshape(d, L * d))
     Y = Y.reshape(R, J * L, d)[:, :T]
     return Y.reshape(*u.shape[1:], T, d).movedim(-2, 0)
 
