@@ -48,6 +48,13 @@ def test_elman_scan(dtype, act):
         assert rel(x, y) <= TOL[dtype]
     with torch.no_grad():
         assert rel(elman_scan(pre, h0, W, act), b) <= TOL[dtype]
+        assert rel(elman_scan(pre.clone(), h0, W, act, inplace=True), b) <= TOL[dtype]
+    # in place on a temporary, through autograd
+    c = elman_scan(pre * 1.0, h0, W, act, inplace=True)
+    gc = torch.autograd.grad((c * w).sum(), [pre, h0, W])
+    gb = torch.autograd.grad((elman_scan_reference(pre, h0, W, act) * w).sum(), [pre, h0, W])
+    for x, y in zip(gc, gb, strict=True):
+        assert rel(x, y) <= TOL[dtype]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -695,13 +695,17 @@ class LMU(nn.Module):
             if m0 is not None:
                 Ad, _ = mem.discretized(x.dtype, x.device)
                 pre = pre + ops.free_response(m0, Ad, T).reshape(T, B, S) @ W_mem.T
+        # The input's part (W_x x + b), added in one pass that also makes ``pre`` time-major
+        # contiguous (the parallel result is batch-major): the recurrence reads pre[t] T times.
         if W_x is not None:
-            pre = pre + x @ W_x.T
-        if b is not None:
-            pre = pre + b
+            x2 = x.reshape(T * B, -1)
+            xw = (x2 @ W_x.T if b is None else torch.addmm(b, x2, W_x.T)).reshape(T, B, -1)
+            pre = xw + pre  # the result takes the first operand's (time-major) layout
+        else:
+            pre = pre.contiguous() if b is None else pre.contiguous() + b
         m_last = mem.last_state(u, H, m0, lt).reshape(B, S)
         if cell.kind == "elman" and lt is None:
-            Hs = elman_scan(pre, st.hidden, cell.hidden_kernel, cell.activation)
+            Hs = elman_scan(pre, st.hidden, cell.hidden_kernel, cell.activation, inplace=True)
             return (Hs if self.return_sequences else Hs[-1]), LMUState(m_last, Hs[-1], None)
         h, c = st.hidden, st.cell
         ys = []

@@ -74,15 +74,23 @@ def elman_scan_reference(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor
 
 class _ElmanScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor:
+    def forward(ctx, pre: Tensor, h0: Tensor, W: Tensor, act: str, inplace: bool) -> Tensor:
         T = pre.shape[0]
-        Hs = torch.empty_like(pre)
         WT = W.T
         h = h0
-        for t in range(T):
-            torch.addmm(pre[t], h, WT, out=Hs[t])
-            _act_(Hs[t], act)
-            h = Hs[t]
+        if inplace:  # the states overwrite the pre-activations: no copy of pre per step
+            Hs = pre
+            ctx.mark_dirty(pre)
+            for t in range(T):
+                Hs[t].addmm_(h, WT)
+                _act_(Hs[t], act)
+                h = Hs[t]
+        else:
+            Hs = torch.empty_like(pre)
+            for t in range(T):
+                torch.addmm(pre[t], h, WT, out=Hs[t])
+                _act_(Hs[t], act)
+                h = Hs[t]
         ctx.save_for_backward(h0, W, Hs)
         ctx.act = act
         return Hs
@@ -99,31 +107,36 @@ class _ElmanScan(torch.autograd.Function):
             g = torch.addmm(gH[t - 1], G[t], W) if t > 0 else G[t] @ W
         Hprev = torch.cat([h0.unsqueeze(0), Hs[:-1]], 0)
         gW = G.reshape(-1, G.shape[-1]).T @ Hprev.reshape(-1, Hprev.shape[-1])
-        return G, g, gW, None
+        return G, g, gW, None, None
 
 
-def elman_scan(pre: Tensor, h0: Tensor, W: Tensor, act: str = "tanh") -> Tensor:
+def elman_scan(
+    pre: Tensor, h0: Tensor, W: Tensor, act: str = "tanh", inplace: bool = False
+) -> Tensor:
     """h_t = f(pre_t + h_{t−1} Wᵀ) for all t, with a hand-written backward.
 
     Args:
-        pre: ``(T, B, H)`` input projections (everything but the recurrent term).
+        pre: ``(T, B, H)`` input projections (everything but the recurrent term), contiguous.
         h0: ``(B, H)``.  W: ``(H, H)``.
+        inplace: write the states into ``pre`` (a temporary the caller no longer needs).
     Returns:
         ``(T, B, H)``.
     """
-    if (
-        not (pre.requires_grad or h0.requires_grad or W.requires_grad)
-        or not torch.is_grad_enabled()
+    if not torch.is_grad_enabled() or not (
+        pre.requires_grad or h0.requires_grad or W.requires_grad
     ):
         with torch.no_grad():
-            return _ElmanScan.forward(_NoCtx(), pre, h0, W, act)
-    return _ElmanScan.apply(pre, h0, W, act)
+            return _ElmanScan.forward(_NoCtx(), pre, h0, W, act, inplace)
+    return _ElmanScan.apply(pre, h0, W, act, inplace)
 
 
 class _NoCtx:
     """Stands in for autograd's ctx when the forward runs without a graph."""
 
     def save_for_backward(self, *args):
+        pass
+
+    def mark_dirty(self, *args):
         pass
 
 
