@@ -126,8 +126,14 @@ def memory_conv(u: Tensor, H: Tensor, method: str = "fft") -> Tensor:
 
 
 def chunk_size(T: int, d: int) -> int:
-    """Block length of :func:`memory_chunked`: about the order (balances its two matmuls)."""
-    return max(16, min(T, 8 * -(-d // 8)))
+    """Block length of :func:`memory_chunked`: about the order (balances its two matmuls),
+    preferring a divisor of T within [d/2, 2d] (no padded tail to slice off)."""
+    base = max(16, min(T, 8 * -(-d // 8)))
+    for delta in range(0, base // 2 + 1):
+        for L in (base + delta, base - delta):
+            if 16 <= L <= T and T % L == 0:
+                return L
+    return base
 
 
 def memory_chunked(
@@ -162,21 +168,27 @@ def memory_chunked(
     P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
     AL = P[-1]
     if J > 1 or m0 is not None:
-        # each block's own last state (one view, small gradients) carried into the next blocks;
-        # added in place: no second output-sized tensor (inference peak ~1x the output)
-        Sj = _block_carries(Y[:, :, -1], AL, None if m0 is None else m0.reshape(R, d))
-        Y.view(R * J, L * d).addmm_(Sj.reshape(R * J, d), P.permute(1, 0, 2).reshape(d, L * d))
+        # the states entering each block, carried from the blocks' own last states (computed
+        # apart, not as a view of Y, so that Y can take the carries in place: no second
+        # output-sized tensor, inference peak ~1x the output)
+        E = (x.reshape(R * J, L) @ H.flip(0)).reshape(R, J, d)  # each block's own last state
+        Sj = _block_carries(E, AL, None if m0 is None else m0.reshape(R, d))
+        Sj, PL = Sj.reshape(R * J, d), P.permute(1, 0, 2).reshape(d, L * d)
+        if torch.is_grad_enabled() and Y.requires_grad:  # in place would cost autograd a copy
+            Y = torch.addmm(Y.view(R * J, L * d), Sj, PL).view(R, J, L, d)
+        else:
+            Y.view(R * J, L * d).addmm_(Sj, PL)
     Y = Y.reshape(R, J * L, d)[:, :T]
     return Y.reshape(*u.shape[1:], T, d).movedim(-2, 0)
 
 
 def _block_carries(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
     """States entering each block: S_0 = m0 (or 0), S_{j+1} = S_j (Ā^L)ᵀ + E_j. E ``(R, J, d)``."""
-    R, J, d = E.shape
+    R, _, d = E.shape
     S, carry = S0, []
-    for j in range(J):
+    for Ej in E.unbind(1):  # one backward node for all blocks (a select per block fills zeros)
         carry.append(E.new_zeros((R, d)) if S is None else S)
-        S = E[:, j] if S is None else torch.addmm(E[:, j], S, AL)
+        S = Ej if S is None else torch.addmm(Ej, S, AL)
     return torch.stack(carry, 1)  # (R, J, d)
 
 
