@@ -705,8 +705,10 @@ class LMU(nn.Module):
             pre = pre.contiguous() if b is None else pre.contiguous() + b
         m_last = mem.last_state(u, H, m0, lt).reshape(B, S)
         if cell.kind == "elman" and lt is None:
-            Hs = elman_scan(pre, st.hidden, cell.hidden_kernel, cell.activation, inplace=True)
-            return (Hs if self.return_sequences else Hs[-1]), LMUState(m_last, Hs[-1], None)
+            Hs, h = elman_scan(
+                pre, st.hidden, cell.hidden_kernel, cell.activation, inplace=True, return_last=True
+            )
+            return (Hs if self.return_sequences else h), LMUState(m_last, h, None)
         h, c = st.hidden, st.cell
         ys = []
         for t in range(T):

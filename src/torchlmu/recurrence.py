@@ -43,7 +43,7 @@ def _act(x: Tensor, act: str) -> Tensor:
 def _dact(y: Tensor, act: str) -> Tensor:
     """f'(z) from y = f(z)."""
     if act == "tanh":
-        return 1 - y * y
+        return torch.addcmul(y.new_ones(()).expand_as(y), y, y, value=-1)  # 1 − y², one pass
     if act == "relu":
         return (y > 0).to(y.dtype)
     if act == "sigmoid":
@@ -73,8 +73,11 @@ def elman_scan_reference(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor
 
 
 class _ElmanScan(torch.autograd.Function):
+    """Returns (all states, a copy of the last): a caller that uses only the last state leaves
+    the first output without a gradient, and the backward then skips adding it at every step."""
+
     @staticmethod
-    def forward(ctx, pre: Tensor, h0: Tensor, W: Tensor, act: str, inplace: bool) -> Tensor:
+    def forward(ctx, pre: Tensor, h0: Tensor, W: Tensor, act: str, inplace: bool):
         T = pre.shape[0]
         WT = W.T
         h = h0
@@ -93,41 +96,58 @@ class _ElmanScan(torch.autograd.Function):
                 h = Hs[t]
         ctx.save_for_backward(h0, W, Hs)
         ctx.act = act
-        return Hs
+        ctx.set_materialize_grads(False)
+        return Hs, Hs[-1].clone()
 
     @staticmethod
-    def backward(ctx, gH: Tensor):
+    def backward(ctx, gH: Tensor | None, g_last: Tensor | None):
         h0, W, Hs = ctx.saved_tensors
         T = Hs.shape[0]
         D = _dact(Hs, ctx.act)  # f'(z_t) for all t in one vectorised pass
         G = torch.empty_like(Hs)  # gradient w.r.t. the pre-activations
-        g = gH[T - 1]
+        g = torch.zeros_like(h0) if g_last is None else g_last
+        if gH is not None:
+            g = g + gH[T - 1]
         for t in range(T - 1, -1, -1):
             torch.mul(g, D[t], out=G[t])
-            g = torch.addmm(gH[t - 1], G[t], W) if t > 0 else G[t] @ W
-        Hprev = torch.cat([h0.unsqueeze(0), Hs[:-1]], 0)
-        gW = G.reshape(-1, G.shape[-1]).T @ Hprev.reshape(-1, Hprev.shape[-1])
+            if t > 0 and gH is not None:
+                g = torch.addmm(gH[t - 1], G[t], W)
+            else:
+                g = G[t] @ W
+        flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
+        gW = G[0].T @ h0  # Σ_t G_tᵀ h_{t−1}, without concatenating h0 to the states
+        if T > 1:
+            gW = gW.addmm_(flat(G[1:]).T, flat(Hs[:-1]))
         return G, g, gW, None, None
 
 
 def elman_scan(
-    pre: Tensor, h0: Tensor, W: Tensor, act: str = "tanh", inplace: bool = False
-) -> Tensor:
+    pre: Tensor,
+    h0: Tensor,
+    W: Tensor,
+    act: str = "tanh",
+    inplace: bool = False,
+    return_last: bool = False,
+):
     """h_t = f(pre_t + h_{t−1} Wᵀ) for all t, with a hand-written backward.
 
     Args:
         pre: ``(T, B, H)`` input projections (everything but the recurrent term), contiguous.
         h0: ``(B, H)``.  W: ``(H, H)``.
         inplace: write the states into ``pre`` (a temporary the caller no longer needs).
+        return_last: also return the last state ``(B, H)`` as its own output (use it, not
+            ``states[-1]``, when only the last state matters: the backward is then cheaper).
     Returns:
-        ``(T, B, H)``.
+        states ``(T, B, H)`` (and the last state).
     """
     if not torch.is_grad_enabled() or not (
         pre.requires_grad or h0.requires_grad or W.requires_grad
     ):
         with torch.no_grad():
-            return _ElmanScan.forward(_NoCtx(), pre, h0, W, act, inplace)
-    return _ElmanScan.apply(pre, h0, W, act, inplace)
+            Hs, last = _ElmanScan.forward(_NoCtx(), pre, h0, W, act, inplace)
+    else:
+        Hs, last = _ElmanScan.apply(pre, h0, W, act, inplace)
+    return (Hs, last) if return_last else Hs
 
 
 class _NoCtx:
@@ -137,6 +157,9 @@ class _NoCtx:
         pass
 
     def mark_dirty(self, *args):
+        pass
+
+    def set_materialize_grads(self, value):
         pass
 
 
