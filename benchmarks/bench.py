@@ -107,9 +107,9 @@ def build(workload: str, impl: str, mode: str, s: dict):
             return self.head(self.lmu(x)[0])
 
     H, d = s["H"], s["d"]
-    per_step = 2 * H * H + (2 * d * d + 2 * d * H + 2 * H * d if recurrent else 0)
+    per_step = 2 * H * H  # the hidden recurrence (the floor of every mode)
     if recurrent or mode == "recurrent":
-        per_step += 2 * d * d + 2 * d * H  # memory update and W_m·m per step
+        per_step += 2 * d * d + 2 * d * H  # memory update Ā·m and W_m·m inside the step loop
     return Model(), torch.rand(s["B"], s["T"], s["I"]), s["T"] * s["B"] * per_step
 
 
