@@ -685,7 +685,8 @@ class LMU(nn.Module):
             return y, LMUState(m_last, None if cell.kind == "none" else h, None)
 
         # A recurrent hidden part: its input projection of the memory, W_mem·m_t for all t, is
-        # one convolution with the fused kernel W_mem·H; then only the hidden recurrence steps.
+        # computed in parallel without the states (blocked matmuls with W_mem·H and W_mem·Ā^s,
+        # or one FFT convolution with the fused kernel W_mem·H); only the hidden recurrence steps.
         W_mem, W_x, b = cell.hidden_input_weights()
         if self.conv == "chunk":
             Ad, Bd = mem.discretized(x.dtype, x.device)
