@@ -34,7 +34,15 @@ from torch import nn
 from .. import legendre, ops
 from ..data import capacity_delays, capacity_task
 from ..memory import LegendreMemory
-from .harness import RunContext, atomic_write_json, fit, load_best, provenance
+from .harness import (
+    RunContext,
+    atomic_write_json,
+    fit,
+    load_best,
+    n_params,
+    provenance,
+    shuffled_batches,
+)
 
 NAME = "capacity"
 TITLE = "Memory capacity (delay task)"
@@ -183,21 +191,6 @@ def fit_readout(m: torch.Tensor, y: torch.Tensor, T: int, ridge: float = 1e-8) -
     return lin
 
 
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _batches(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int):
-    def make(epoch: int):
-        g = torch.Generator().manual_seed(seed * 10_007 + epoch)
-        idx = torch.randperm(x.shape[0], generator=g)
-        for i in range(0, len(idx), batch):
-            j = idx[i : i + batch]
-            yield x[j], y[j]
-
-    return make
-
-
 def _train(
     model: nn.Module,
     data: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -221,7 +214,7 @@ def _train(
     res = fit(
         model,
         opt,
-        train_batches=_batches(xtr, ytr, cfg.batch, ctx.seed),
+        train_batches=shuffled_batches(xtr, ytr, cfg.batch, ctx.seed),
         step_loss=step_loss,
         evaluate=evaluate,
         epochs=cfg.epochs,

@@ -33,7 +33,9 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "fit",
+    "n_params",
     "provenance",
+    "shuffled_batches",
 ]
 
 
@@ -167,6 +169,25 @@ class RunContext:
 
 
 # ------------------------------------------------------------------------------ training loop
+def n_params(model: nn.Module) -> int:
+    """Trainable parameters (those with requires_grad)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def shuffled_batches(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int):
+    """``epoch -> batches of (x, y)`` in an order that depends only on (seed, epoch), so that a
+    resumed run sees the same batches as an uninterrupted one."""
+
+    def make(epoch: int):
+        g = torch.Generator().manual_seed(seed * 10_007 + epoch)
+        idx = torch.randperm(x.shape[0], generator=g)
+        for i in range(0, len(idx), batch):
+            j = idx[i : i + batch]
+            yield x[j], y[j]
+
+    return make
+
+
 @dataclass
 class FitResult:
     history: list[dict[str, Any]]

@@ -44,7 +44,15 @@ from ..data import mackey_glass_euler, mackey_glass_forecast, nrmse
 from ..data.metrics import NRMSE_CONVENTIONS
 from ..exceptions import ValidationError
 from ..lmu import LMU
-from .harness import RunContext, atomic_write_json, fit, load_best, provenance
+from .harness import (
+    RunContext,
+    atomic_write_json,
+    fit,
+    load_best,
+    n_params,
+    provenance,
+    shuffled_batches,
+)
 
 NAME = "mackey-glass"
 TITLE = "Mackey-Glass 15-step prediction (LSTM vs LMU vs hybrid)"
@@ -223,21 +231,7 @@ def build_model(name: str, cfg: Config) -> Forecaster:
     return Forecaster(layers, readout, order=cfg.order, theta=cfg.theta, lmu_bias=cfg.lmu_bias)
 
 
-def n_params(model: nn.Module) -> int:
-    """Trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 # ---------------------------------------------------------------------------------- training
-def _batches(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int):
-    def make(epoch: int):
-        g = torch.Generator().manual_seed(seed * 10_007 + epoch)
-        idx = torch.randperm(x.shape[0], generator=g)
-        for i in range(0, len(idx), batch):
-            j = idx[i : i + batch]
-            yield x[j], y[j]
-
-    return make
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -273,7 +267,7 @@ def train_one(
     res = fit(
         model,
         opt,
-        train_batches=_batches(xtr, ytr, cfg.batch, ctx.seed * 1_000 + seed),
+        train_batches=shuffled_batches(xtr, ytr, cfg.batch, ctx.seed * 1_000 + seed),
         step_loss=step_loss,
         evaluate=evaluate,
         epochs=cfg.epochs,

@@ -25,7 +25,14 @@ from torch import nn
 
 from ..data import DataNotFoundError, permuted_sequential_mnist
 from ..lmu import LMU
-from .harness import RunContext, atomic_write_json, fit, load_best, provenance
+from .harness import (
+    RunContext,
+    atomic_write_json,
+    fit,
+    load_best,
+    n_params,
+    provenance,
+)
 
 NAME = "psmnist"
 TITLE = "Permuted sequential MNIST (LMU, NeurIPS 2019)"
@@ -92,10 +99,6 @@ def load(cfg: Any):
         raise DataNotFoundError(
             f"{e}\nSet TORCHLMU_DATA to a folder holding mnist/ (the four IDX .gz files)."
         ) from e
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def train_classifier(
