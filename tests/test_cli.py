@@ -183,11 +183,14 @@ def test_fit_resume_after_kill9_is_exact(tmp_path):
     assert again.stdout == ref.stdout  # identical losses in every epoch, identical best epoch
 
 
-def test_fit_stop_and_resume_in_process(tmp_path):
+@pytest.mark.parametrize("with_scheduler", [False, True])
+def test_fit_stop_and_resume_in_process(tmp_path, with_scheduler):
     def make():
         torch.manual_seed(0)
         model = torch.nn.Linear(2, 1)
-        return model, torch.optim.SGD(model.parameters(), lr=0.1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=6) if with_scheduler else None
+        return model, opt, sched
 
     X, Y = torch.randn(32, 2), torch.randn(32, 1)
     kw = dict(
@@ -197,12 +200,12 @@ def test_fit_stop_and_resume_in_process(tmp_path):
         epochs=6,
         progress=False,
     )
-    m1, o1 = make()
-    r1 = fit(m1, o1, out=tmp_path / "one", **kw)
-    m2, o2 = make()
-    fit(m2, o2, out=tmp_path / "two", stop_after=2, **kw)
-    m3, o3 = make()
-    r3 = fit(m3, o3, out=tmp_path / "two", resume=True, **kw)
+    m1, o1, s1 = make()
+    r1 = fit(m1, o1, out=tmp_path / "one", scheduler=s1, **kw)
+    m2, o2, s2 = make()
+    fit(m2, o2, out=tmp_path / "two", stop_after=2, scheduler=s2, **kw)
+    m3, o3, s3 = make()
+    r3 = fit(m3, o3, out=tmp_path / "two", resume=True, scheduler=s3, **kw)
     assert r3.resumed_from == 2
     assert [r["val_loss"] for r in r3.history] == [r["val_loss"] for r in r1.history]
     assert torch.equal(m1.weight, m3.weight)

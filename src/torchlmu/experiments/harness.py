@@ -228,6 +228,7 @@ def fit(
     n_batches: int | None = None,
     log: Callable[[str], None] | None = None,
     stop_after: int | None = None,
+    scheduler: Any = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs; keep the best epoch by ``monitor`` on validation.
 
@@ -241,6 +242,8 @@ def fit(
         monitor, mode: the validation metric that selects the best epoch, ``"min"``/``"max"``.
         resume: continue from ``out/last.pt`` if it exists.
         stop_after: stop after this many epochs in this call (to test interruption).
+        scheduler: an optional ``torch.optim.lr_scheduler`` stepped once per epoch (saved with
+            the resume checkpoint).
 
     Returns:
         :class:`FitResult` with the history (one row per epoch: train metrics, validation
@@ -257,6 +260,8 @@ def fit(
         ck = torch.load(last_path, weights_only=False)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
+        if scheduler is not None and ck.get("scheduler") is not None:
+            scheduler.load_state_dict(ck["scheduler"])
         _set_rng_state(ck["rng"])
         history, best_value, best_epoch, best = (
             ck["history"],
@@ -293,6 +298,8 @@ def fit(
         if inner is not None:
             inner.close()
         train_s = time.perf_counter() - t0
+        if scheduler is not None:
+            scheduler.step()
         model.eval()
         with torch.no_grad():
             val = evaluate(model)
@@ -315,6 +322,7 @@ def fit(
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scheduler": None if scheduler is None else scheduler.state_dict(),
                 "rng": _rng_state(),
                 "epoch": epoch,
                 "history": history,

@@ -109,6 +109,9 @@ def train_classifier(
     n_train = len(train) if cfg.n_train is None else min(cfg.n_train, len(train))
     n_eval = len(valid) if cfg.n_eval is None else min(cfg.n_eval, len(valid))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = None
+    if getattr(cfg, "lr_schedule", "constant") == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     seed = ctx.seed
 
     def batches(epoch: int):
@@ -151,6 +154,7 @@ def train_classifier(
         desc=desc,
         n_batches=-(-n_train // cfg.batch),
         log=ctx.log,
+        scheduler=sched,
     )
     load_best(model, res)
     model.eval()

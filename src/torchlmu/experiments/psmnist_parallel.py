@@ -34,6 +34,7 @@ class Config:
     epochs: int = 30
     batch: int = 100
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine": annealed to 0 over the epochs
     seeds: tuple[int, ...] = (0, 1, 2)
     data_seed: int = 50
     n_train: int | None = None
