@@ -31,10 +31,12 @@ class Config:
     theta: float = 784.0
     hidden: int = 346
     dropout: float = 0.5
-    epochs: int = 30
+    # Adam 2e-3 annealed to 0 (cosine) over 40 epochs: chosen on validation accuracy (seed 0:
+    # best 98.16% against 98.04% for a constant 1e-3 over 30 epochs); the paper gives no schedule.
+    epochs: int = 40
     batch: int = 100
-    lr: float = 1e-3
-    lr_schedule: str = "constant"  # or "cosine": annealed to 0 over the epochs
+    lr: float = 2e-3
+    lr_schedule: str = "cosine"  # or "constant"
     seeds: tuple[int, ...] = (0, 1, 2)
     data_seed: int = 50
     n_train: int | None = None
