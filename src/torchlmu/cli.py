@@ -105,7 +105,7 @@ def demo(args) -> int:
 
 
 def reproduce(args) -> int:
-    from .experiments import get
+    from .experiments import distributed, get
 
     mod = get(args.name)
     out = args.out or (
@@ -114,10 +114,15 @@ def reproduce(args) -> int:
     cfg = mod.Config().quick() if args.quick else mod.Config()
     ctx = _context(args, out, quick=args.quick, resume=args.resume)
     t0 = time.perf_counter()
-    results = mod.run(cfg, ctx)
-    if hasattr(mod, "table"):
-        print(mod.table(results))
-    print(f"\n{args.name}: results in {out.resolve()} ({time.perf_counter() - t0:.0f} s)")
+    main_rank = distributed.is_main()  # under torchrun only rank 0 prints
+    try:
+        results = mod.run(cfg, ctx)
+    finally:
+        distributed.shutdown()
+    if main_rank:
+        if hasattr(mod, "table"):
+            print(mod.table(results))
+        print(f"\n{args.name}: results in {out.resolve()} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 

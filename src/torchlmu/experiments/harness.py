@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed as _dist
+
 __all__ = [
     "FitResult",
     "RunContext",
@@ -41,6 +43,9 @@ __all__ = [
 
 # ------------------------------------------------------------------------------ atomic files
 def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    # Under torch.distributed only rank 0 writes: the ranks hold the same model and metrics.
+    if not _dist.is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -136,6 +141,7 @@ def provenance(threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": threads,
+        "processes": _dist.world(),  # > 1 under torchrun (threads are per process)
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -161,6 +167,10 @@ class RunContext:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
+        # Under torchrun: join the process group; only rank 0 logs and shows progress.
+        if _dist.init_from_env(self.device) and not _dist.is_main():
+            self.log = lambda s: None
+            self.progress = False
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         self.threads = torch.get_num_threads()
@@ -256,6 +266,12 @@ def fit(
         scheduler: an optional ``torch.optim.lr_scheduler`` stepped once per epoch (saved with
             the resume checkpoint).
 
+    Under ``torchrun`` (see :mod:`.distributed`) the model trains wrapped in
+    ``DistributedDataParallel``: each rank takes its shard of every global batch, the loss is
+    scaled so the averaged gradient is the global batch's, training metrics are summed over
+    ranks, and rank 0 alone writes files. ``evaluate`` runs on every rank (shard it inside with
+    :func:`.distributed.shard` and :func:`.distributed.all_reduce_sum` to split the work).
+
     Returns:
         :class:`FitResult` with the history (one row per epoch: train metrics, validation
         metrics, wall seconds) and the best epoch's validation metrics.
@@ -267,13 +283,20 @@ def fit(
     history: list[dict[str, Any]] = []
     best_value, best_epoch, best = math.inf, -1, {}
     start, resumed_from = 0, None
+    W = _dist.world()
+    train_model: nn.Module = model
+    if W > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model)  # broadcasts rank 0's parameters
     if resume and last_path.exists():
         ck = torch.load(last_path, weights_only=False)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         if scheduler is not None and ck.get("scheduler") is not None:
             scheduler.load_state_dict(ck["scheduler"])
-        _set_rng_state(ck["rng"])
+        rngs = ck.get("rng_ranks")
+        _set_rng_state(rngs[_dist.rank()] if rngs and len(rngs) == W else ck["rng"])
         history, best_value, best_epoch, best = (
             ck["history"],
             ck["best_value"],
@@ -296,10 +319,16 @@ def fit(
         inner = _progress(n_batches, f"epoch {epoch + 1}", progress, leave=False)
         for x, y in train_batches(epoch):
             optimizer.zero_grad(set_to_none=True)
-            loss, metrics = step_loss(model, x, y)
-            loss.backward()
-            optimizer.step()
+            n_global = len(x) if hasattr(x, "__len__") else 1
+            if W > 1:  # this rank's shard of the global batch
+                part = _dist.shard(n_global)
+                x, y = x[part], y[part]
             n = len(x) if hasattr(x, "__len__") else 1
+            loss, metrics = step_loss(train_model, x, y)
+            # DDP averages gradients over ranks; weighting each rank's mean loss by its share
+            # makes that average the global batch's mean-loss gradient, as in one process.
+            (loss * (n * W / n_global) if W > 1 else loss).backward()
+            optimizer.step()
             count += n
             for k, v in {"loss": float(loss.detach()), **metrics}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * n
@@ -308,6 +337,10 @@ def fit(
                 inner.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()}, refresh=False)
         if inner is not None:
             inner.close()
+        if W > 1:  # sum the training metrics over ranks
+            keys = sorted(sums)
+            *vals, count_f = _dist.all_reduce_sum([sums[k] for k in keys] + [count])
+            sums, count = dict(zip(keys, vals, strict=True)), int(count_f)
         train_s = time.perf_counter() - t0
         if scheduler is not None:
             scheduler.step()
@@ -329,12 +362,14 @@ def fit(
                 {"model": model.state_dict(), "epoch": epoch + 1, "metrics": val}, best_path
             )
         # The resume point: written after the best model, so the pair is always consistent.
+        rngs = _dist.all_gather_object(_rng_state())  # every rank's, for an exact resume
         atomic_torch_save(
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": None if scheduler is None else scheduler.state_dict(),
-                "rng": _rng_state(),
+                "rng": rngs[0],
+                "rng_ranks": rngs if W > 1 else None,
                 "epoch": epoch,
                 "history": history,
                 "best_value": best_value,
@@ -344,6 +379,7 @@ def fit(
             last_path,
         )
         atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
+        _dist.barrier()  # no rank reads a checkpoint before rank 0 has written it
         done_here += 1
         if bar is not None:
             bar.update(1)

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..data import DataNotFoundError, permuted_sequential_mnist
 from ..lmu import LMU
+from . import distributed
 from .harness import (
     RunContext,
     atomic_write_json,
@@ -127,12 +128,15 @@ def train_classifier(
         }
 
     def evaluate_split(m, split, n):
+        # Under torchrun each rank evaluates its shard and the sums are reduced.
+        part = distributed.shard(n)
         loss, correct = 0.0, 0
-        for i in range(0, n, 500):
-            x, y = split.batch(torch.arange(i, min(n, i + 500)))
+        for i in range(part.start, part.stop, 500):
+            x, y = split.batch(torch.arange(i, min(part.stop, i + 500)))
             logits = m(x)
             loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(-1) == y).sum())
+        loss, correct = distributed.all_reduce_sum([loss, correct])
         return loss / n, 100.0 * correct / n
 
     def evaluate(m):
@@ -206,7 +210,8 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         f"psMNIST paper model: {n_params(model):,} trainable parameters (paper: {PAPER['params']:,})"
     )
     r = train_classifier(model, splits, cfg, ctx, ctx.subdir("train"), "psMNIST LMU")
-    curves(r["history"], ctx.out / "psmnist_curves.png", "psMNIST, LMU (NeurIPS 2019 model)")
+    if distributed.is_main():
+        curves(r["history"], ctx.out / "psmnist_curves.png", "psMNIST, LMU (NeurIPS 2019 model)")
     results = {
         "experiment": NAME,
         "quick": ctx.quick,

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..memory import LegendreMemory
-from . import psmnist
+from . import distributed, psmnist
 from .harness import RunContext, atomic_write_json, provenance
 
 NAME = "psmnist-parallel"
@@ -94,11 +94,12 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         "n_seeds": len(accs),
     }
     first = next(iter(per_seed.values()))
-    psmnist.curves(
-        first["history"],
-        ctx.out / "psmnist_parallel_curves.png",
-        "psMNIST, parallel LMU (ICML 2021 model)",
-    )
+    if distributed.is_main():
+        psmnist.curves(
+            first["history"],
+            ctx.out / "psmnist_parallel_curves.png",
+            "psMNIST, parallel LMU (ICML 2021 model)",
+        )
     results = {
         "experiment": NAME,
         "quick": ctx.quick,
