@@ -303,6 +303,37 @@ def test_parallel_state_continues_streaming():
         check_equal(st_tail, st_full, 1e-10, "chunked state")
 
 
+def test_streaming_fast_path_follows_weight_changes():
+    """The cached streaming matrix must be rebuilt whenever a weight or θ changes (in place, by
+    assignment, or by a dtype conversion): every step equals the module's own step loop."""
+    torch.manual_seed(3)
+    lmu = LMU(1, 6, 4, 9.0, input_to_hidden=True, hidden_to_memory=True, dtype=torch.float64)
+    x = torch.randn(12, 2, 1, dtype=torch.float64)
+
+    def expected(xt, st):
+        Ad, Bd = lmu.cell.memory.discretized(torch.float64, xt.device)
+        return lmu.cell.step_(xt, st, Ad, Bd)
+
+    with torch.no_grad():
+        st = lmu.initial_state(2)
+        for t in range(12):
+            if t == 4:
+                lmu.cell.hidden_kernel.add_(0.3)  # in place
+            if t == 6:
+                lmu.cell.memory_kernel = nn.Parameter(lmu.cell.memory_kernel * 2)  # replaced
+            if t == 8:
+                lmu.dt = 0.5  # the same as θ 4.5 steps
+            if t == 10:
+                lmu.cell.hidden_encoders.mul_(-1)
+            y_ref, st_ref = expected(x[t], st)
+            y, st = lmu.step(x[t], st)
+            check_equal([y], [y_ref], 1e-12, f"step {t} output")
+            check_equal(st, st_ref, 1e-12, f"step {t} state")
+        lmu.float()  # the cached float64 matrix must not serve float32 input
+        y, _ = lmu.step(x[0].float(), LMUState(*(s.float() for s in st if s is not None), None))
+        assert y.dtype == torch.float32
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 def test_multichannel_equals_independent_memories(dtype):
     C, I, d = 3, 2, 5

@@ -344,6 +344,10 @@ class LMUCell(nn.Module):
         return y, LMUState(m, h, c)
 
     def forward(self, x: Tensor, state: LMUState | None = None) -> tuple[Tensor, LMUState]:
+        if type(state) is LMUState and not torch.is_grad_enabled():
+            out = self._stream(x, state)
+            if out is not None:
+                return out
         dtype = self.memory.input_encoders.dtype
         x = check_tensor("input", x, dtype)
         if x.dim() not in (1, 2) or x.shape[-1] != self.input_size:
@@ -373,6 +377,21 @@ class LMUCell(nn.Module):
             or any(s is not None and s.requires_grad for s in st)
         )
 
+    def _weights_key(self) -> tuple:
+        """What the fused streaming matrix depends on: dt, θ, and the identity and in-place
+        version of every parameter (an Elman or memory-only cell holds them all in its own and
+        its memory's parameter dicts, read live so that a replaced parameter is seen)."""
+        mem = self.memory
+        params = [
+            q for q in (*self._parameters.values(), *mem._parameters.values()) if q is not None
+        ]
+        return (
+            mem.dt,
+            mem._theta if mem.log_theta is None else mem.log_theta._version,
+            tuple([q._version for q in params]),
+            tuple(map(id, params)),
+        )
+
     def _fused_weights(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
         """One matrix M and bias b with [m_t, h_t] = [m_{t−1}, h_{t−1}, x_t] M + b before f.
 
@@ -380,14 +399,7 @@ class LMUCell(nn.Module):
         m_t = m Āᵀ + u B̄ᵀ with u = x e_xᵀ + h e_hᵀ + m e_mᵀ + b_u, and W_m m_t substitutes it,
         so a streaming step is one matmul and the activation. Cached until a parameter or θ changes.
         """
-        mem = self.memory
-        sizes = (len(self._parameters), len(mem._parameters))
-        if self.__dict__.get("_plist_sizes") != sizes:
-            self._plist, self._plist_sizes = tuple(self.parameters()), sizes
-        params = self._plist
-        theta = mem._theta if mem.log_theta is None else mem.log_theta._version
-        versions = tuple([p._version for p in params])
-        key = (dtype, device, mem.dt, theta, versions, tuple(map(id, params)))
+        key = (dtype, device, *self._weights_key())
         if getattr(self, "_fused_key", None) == key:
             return self._fused_val
         with torch.no_grad():
@@ -436,6 +448,40 @@ class LMUCell(nn.Module):
         if self.kind == "none":
             return (torch.cat([m, x], -1) if self.input_to_hidden else m), LMUState(m, None, None)
         h = self._act(out[:, S:]) if self.activation != "linear" else out[:, S:]
+        # What lets the next call take _stream: the weights' key, and the shapes it accepts.
+        self._stream_val = (self._fused_key, M, b, S, self.hidden_size, self.input_size)
+        return h, LMUState(m, h, None)
+
+    def _stream(self, x: object, st: LMUState) -> tuple[Tensor, LMUState] | None:
+        """The streaming fast path, without grad, for the state a previous step returned (a
+        batched Elman cell): the same checks and arithmetic as :meth:`_fused_step`, with the
+        module lookups hoisted into one cached tuple. Returns None (the general path decides and
+        raises the clear errors) whenever anything differs from the cached case."""
+        c = self.__dict__.get("_stream_val")
+        if c is None or type(x) is not Tensor:
+            return None
+        key, M, b, S, H, I = c
+        m, h, cell = st
+        if (
+            cell is not None
+            or type(m) is not Tensor
+            or type(h) is not Tensor
+            or x.dim() != 2
+            or x.dtype != M.dtype
+            or x.device != M.device
+            or x.shape[1] != I
+            or m.shape != (x.shape[0], S)
+            or h.shape != (x.shape[0], H)
+            or m.dtype != M.dtype
+            or h.dtype != M.dtype
+        ):
+            return None
+        if key[2:] != self._weights_key():  # a parameter replaced or changed in place, or θ
+            return None
+        out = torch.addmm(b, torch.cat([m, h, x], 1), M)
+        m, h = out.narrow(1, 0, S), out.narrow(1, S, H)  # narrow: cheaper than split or [:, a:b]
+        if self.activation != "linear":
+            h = self._act(h)
         return h, LMUState(m, h, None)
 
     # ----------------------------------------------------------- pieces of the parallel path

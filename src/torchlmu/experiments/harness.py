@@ -8,6 +8,7 @@ included) continues with ``--resume`` and ends with the same metrics as an unint
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -91,7 +92,10 @@ def _json_default(o: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------- provenance
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
+    """The commit (``-dirty`` if tracked code differs) when first asked: a run asks at its start
+    (:class:`RunContext`), so later commits made while it trains do not relabel its results."""
     root = Path(__file__).resolve().parents[3]
     try:
         out = subprocess.run(
@@ -174,6 +178,7 @@ class RunContext:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         self.threads = torch.get_num_threads()
+        _git_commit()  # pin the provenance to the code this run started with
         # Denormal floats slow float32 training several times on CPUs; flush them to zero.
         torch.set_flush_denormal(True)
 
