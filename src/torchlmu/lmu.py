@@ -666,11 +666,11 @@ class LMU(nn.Module):
         if cell.bias is not None:
             xh = xh + cell.bias
         xh = xh.expand(x.shape[0], x.shape[1], cell.hidden_size)
-        Ms, Hs = lmu_elman_scan(
+        _, Hs, m, h = lmu_elman_scan(
             xu, xh, st.memory, st.hidden, Ad, Bd, cell.memory_encoders, cell.hidden_encoders,
-            cell.memory_kernel, cell.hidden_kernel, cell.activation,
+            cell.memory_kernel, cell.hidden_kernel, cell.activation, return_last=True,
         )  # fmt: skip
-        return (Hs if self.return_sequences else Hs[-1]), LMUState(Ms[-1], Hs[-1], None)
+        return (Hs if self.return_sequences else h), LMUState(m, h, None)
 
     def _step_loop(self, x: Tensor, st: LMUState, lt: Tensor | None) -> tuple[Tensor, LMUState]:
         """The cell's step, once per time step (discretised once)."""

@@ -196,6 +196,10 @@ def lmu_elman_scan_reference(
 
 
 class _LMUElmanScan(torch.autograd.Function):
+    """Returns (memory states, hidden states, copies of the last of each). As in
+    :class:`_ElmanScan`, a caller that needs only the last states leaves the sequences without a
+    gradient, and the backward then neither fills nor adds all-zero gradients at every step."""
+
     @staticmethod
     def forward(ctx, xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
         T, B, C = xu.shape
@@ -224,50 +228,65 @@ class _LMUElmanScan(torch.autograd.Function):
             m, h = mt, ht
         ctx.save_for_backward(m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us)
         ctx.act = act
-        return Ms, Hs
+        ctx.set_materialize_grads(False)
+        return Ms, Hs, Ms[-1].clone(), Hs[-1].clone()
 
     @staticmethod
-    def backward(ctx, gM, gH):
+    def backward(ctx, gM, gH, gm_last, gh_last):
         m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us = ctx.saved_tensors
         T, B, S = Ms.shape
         d = Ad.shape[0]
         C = S // d
-        if gM is None:
-            gM = torch.zeros_like(Ms)
-        if gH is None:
-            gH = torch.zeros_like(Hs)
-        Gpre = torch.empty_like(Hs)  # ∂L/∂(pre-activation of h_t)
-        Gm = torch.empty_like(Ms)  # ∂L/∂m_t (total)
+        # Gm[t] = ∂L/∂m_t and Gpre[t] = ∂L/∂(pre-activation of h_t). Each step writes what it
+        # carries back straight into the previous step's slot (or into the initial states').
+        Gpre = torch.empty_like(Hs)
+        Gm = torch.empty_like(Ms)
         Gu = torch.empty_like(Us)  # ∂L/∂u_t
-        gm = torch.zeros_like(m0)  # carried from step t+1
-        gh = torch.zeros_like(h0)
+        gm0, gh0 = torch.empty_like(m0), torch.empty_like(h0)
+        for slot, g in ((Gm[T - 1], gm_last), (Gpre[T - 1], gh_last)):
+            if g is None:
+                slot.zero_()
+            else:
+                slot.copy_(g)
+        BdT = Bd.unsqueeze(1)
         for t in range(T - 1, -1, -1):
             gp = Gpre[t]
-            torch.add(gH[t], gh, out=gp)
+            if gH is not None:
+                gp.add_(gH[t])
             _dact_mul_(gp, Hs[t], ctx.act)
             gmt = Gm[t]
-            torch.addmm(gM[t], gp, Wm, out=gmt)
-            gmt.add_(gm)
+            if gM is not None:
+                gmt.add_(gM[t])
+            gmt.addmm_(gp, Wm)
             gu = Gu[t]
-            torch.mm(gmt.view(B * C, d), Bd.unsqueeze(1), out=gu.view(B * C, 1))
-            gm = torch.mm(gmt.view(B * C, d), Ad).view(B, S)
-            gh = gp @ Wh
+            torch.mm(gmt.view(B * C, d), BdT, out=gu.view(B * C, 1))
+            to_m, to_h = (Gm[t - 1], Gpre[t - 1]) if t > 0 else (gm0, gh0)
+            torch.mm(gmt.view(B * C, d), Ad, out=to_m.view(B * C, d))
+            torch.mm(gp, Wh, out=to_h)
             if Em is not None:
-                gm.addmm_(gu, Em)
+                to_m.addmm_(gu, Em)
             if Eh is not None:
-                gh.addmm_(gu, Eh)
-        Mprev = torch.cat([m0.unsqueeze(0), Ms[:-1]], 0)
-        Hprev = torch.cat([h0.unsqueeze(0), Hs[:-1]], 0)
+                to_h.addmm_(gu, Eh)
+
         flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
+
+        def shifted(G: Tensor, X: Tensor, x0: Tensor) -> Tensor:
+            """Σ_t G_tᵀ X_{t−1} with X_{−1} = x0, without concatenating x0 to the states."""
+            out = G[0].T @ x0
+            return out.addmm_(flat(G[1:]).T, flat(X[:-1])) if T > 1 else out
+
         gWm = flat(Gpre).T @ flat(Ms)
-        gWh = flat(Gpre).T @ flat(Hprev)
-        gAd = (Gm.reshape(-1, d).T @ Mprev.reshape(-1, d)) if Ad.requires_grad else None
+        gWh = shifted(Gpre, Hs, h0)
+        gAd = None
+        if Ad.requires_grad:
+            Gc, Mc = Gm.view(T, B * C, d), Ms.view(T, B * C, d)
+            gAd = shifted(Gc, Mc, m0.reshape(B * C, d))
         gBd = (
             (Gm.reshape(-1, C, d) * Us.reshape(-1, C, 1)).sum((0, 1)) if Bd.requires_grad else None
         )
-        gEm = flat(Gu).T @ flat(Mprev) if Em is not None else None
-        gEh = flat(Gu).T @ flat(Hprev) if Eh is not None else None
-        return Gu, Gpre, gm, gh, gAd, gBd, gEm, gEh, gWm, gWh, None
+        gEm = shifted(Gu, Ms, m0) if Em is not None else None
+        gEh = shifted(Gu, Hs, h0) if Eh is not None else None
+        return Gu, Gpre, gm0, gh0, gAd, gBd, gEm, gEh, gWm, gWh, None
 
 
 def lmu_elman_scan(
@@ -282,7 +301,8 @@ def lmu_elman_scan(
     Wm: Tensor,
     Wh: Tensor,
     act: str = "tanh",
-) -> tuple[Tensor, Tensor]:
+    return_last: bool = False,
+) -> tuple[Tensor, ...]:
     """The paper's cell with all connections over T steps, with a hand-written backward:
 
         u_t = xu_t + e_m m_{t−1} + e_h h_{t−1};   m_t = Ā m_{t−1} + B̄ u_t (per channel);
@@ -293,11 +313,16 @@ def lmu_elman_scan(
             part of the hidden pre-activation (W_x x_t + b).  m0: ``(B, C·d)``.  h0: ``(B, H)``.
         Ad: ``(d, d)``.  Bd: ``(d,)``.  Em: ``(C, C·d)`` or None.  Eh: ``(C, H)`` or None.
         Wm: ``(H, C·d)``.  Wh: ``(H, H)``.
+        return_last: also return the last states ``(B, C·d)`` and ``(B, H)`` as their own
+            outputs (use them, not ``states[-1]``, where the last states are what matters: the
+            backward is then cheaper).
     Returns:
-        memory states ``(T, B, C·d)`` and hidden states ``(T, B, H)``.
+        memory states ``(T, B, C·d)`` and hidden states ``(T, B, H)`` (and the last of each).
     """
     args = (xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh)
     if not torch.is_grad_enabled() or not any(a is not None and a.requires_grad for a in args):
         with torch.no_grad():
-            return _LMUElmanScan.forward(_NoCtx(), *args, act)
-    return _LMUElmanScan.apply(*args, act)
+            out = _LMUElmanScan.forward(_NoCtx(), *args, act)
+    else:
+        out = _LMUElmanScan.apply(*args, act)
+    return out if return_last else out[:2]
