@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
+import torch
 
+from torchlmu.exceptions import ValidationError
 from torchlmu.experiments import psmnist, psmnist_parallel
 from torchlmu.experiments.harness import RunContext
 
@@ -20,6 +23,25 @@ def test_parallel_model_parameter_count():
     model = psmnist_parallel.ParallelModel(psmnist_parallel.Config())
     assert psmnist.n_params(model) == 468 * 346 + 346 + 346 * 10 + 10  # 165,744: "about 165k"
     assert not model.memory.input_encoders.requires_grad
+
+
+def test_parallel_model_paper_input_map():
+    """u = ReLU(a·x + b) with a = 1, b = 0 at the start, and [m_T, x_T] into the hidden layer:
+    166,092 parameters; at initialisation it equals u = x on pixels (x >= 0)."""
+    cfg = replace(
+        psmnist_parallel.Config(order=12, hidden=7),
+        input_map="affine_relu",
+        hidden_sees_x=True,
+    )
+    model = psmnist_parallel.ParallelModel(cfg).eval()
+    big = replace(psmnist_parallel.Config(), input_map="affine_relu", hidden_sees_x=True)
+    assert psmnist.n_params(psmnist_parallel.ParallelModel(big)) == 166_092
+    x = torch.rand(3, 40, 1)
+    m = model.memory(x)[0]
+    ref = model.head(torch.cat([m, x[:, -1]], -1))
+    torch.testing.assert_close(model(x), ref)
+    with pytest.raises(ValidationError, match="input_map"):
+        psmnist_parallel.ParallelModel(replace(cfg, input_map="tanh"))
 
 
 needs_mnist = pytest.mark.skipif(

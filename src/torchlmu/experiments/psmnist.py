@@ -109,7 +109,12 @@ def train_classifier(
     train, valid, test = splits
     n_train = len(train) if cfg.n_train is None else min(cfg.n_train, len(train))
     n_eval = len(valid) if cfg.n_eval is None else min(cfg.n_eval, len(valid))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    wd = getattr(cfg, "weight_decay", 0.0)
+    opt = (
+        torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=wd)
+        if wd > 0
+        else torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    )
     sched = None
     if getattr(cfg, "lr_schedule", "constant") == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)

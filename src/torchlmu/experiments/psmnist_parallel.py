@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..exceptions import ValidationError
 from ..memory import LegendreMemory
 from . import distributed, psmnist
 from .harness import RunContext, atomic_write_json, provenance
@@ -37,6 +38,11 @@ class Config:
     batch: int = 100
     lr: float = 2e-3
     lr_schedule: str = "cosine"  # or "constant"
+    weight_decay: float = 0.0  # decoupled (AdamW) when > 0
+    # The memory input: "identity" (u = x) or "affine_relu" (u = ReLU(a·x + b), learned a, b:
+    # the ICML paper's equation as third-party reimplementations read it).
+    input_map: str = "identity"
+    hidden_sees_x: bool = False  # the hidden layer reads [m_T, x_T] instead of m_T alone
     seeds: tuple[int, ...] = (0, 1, 2)
     data_seed: int = 50
     n_train: int | None = None
@@ -50,6 +56,16 @@ class Config:
 class ParallelModel(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
+        if cfg.input_map not in ("identity", "affine_relu"):
+            raise ValidationError(
+                "Config.input_map", "'identity' or 'affine_relu'", repr(cfg.input_map)
+            )
+        self.input_map = nn.Linear(1, 1) if cfg.input_map == "affine_relu" else None
+        if self.input_map is not None:
+            with torch.no_grad():  # start as u = x: a = 1, b = 0
+                self.input_map.weight.fill_(1.0)
+                self.input_map.bias.zero_()
+        self.hidden_sees_x = cfg.hidden_sees_x
         self.memory = LegendreMemory(
             1, cfg.order, cfg.theta, batch_first=True, return_sequences=False
         )
@@ -57,14 +73,16 @@ class ParallelModel(nn.Module):
             self.memory.input_encoders.fill_(1.0)  # u = x
         self.memory.input_encoders.requires_grad_(False)
         self.head = nn.Sequential(
-            nn.Linear(cfg.order, cfg.hidden),
+            nn.Linear(cfg.order + (1 if cfg.hidden_sees_x else 0), cfg.hidden),
             nn.ReLU(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, 10),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.memory(x)[0])  # the last state only: one matmul
+        u = x if self.input_map is None else torch.relu(self.input_map(x))
+        m = self.memory(u)[0]  # the last state only: one matmul
+        return self.head(torch.cat([m, x[:, -1]], -1) if self.hidden_sees_x else m)
 
 
 def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
