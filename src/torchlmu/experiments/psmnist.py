@@ -103,9 +103,18 @@ def load(cfg: Any):
 
 
 def train_classifier(
-    model: nn.Module, splits, cfg: Any, ctx: RunContext, folder: Path, desc: str
+    model: nn.Module,
+    splits,
+    cfg: Any,
+    ctx: RunContext,
+    folder: Path,
+    desc: str,
+    final: bool = False,
 ) -> dict[str, Any]:
-    """The shared psMNIST protocol: fit, keep the best validation accuracy, test it once."""
+    """The shared psMNIST protocol: fit, keep the best validation accuracy, test it once.
+
+    With ``final`` the last epoch is tested instead (for a refit whose training data include the
+    validation set, where validation cannot select)."""
     train, valid, test = splits
     n_train = len(train) if cfg.n_train is None else min(cfg.n_train, len(train))
     n_eval = len(valid) if cfg.n_eval is None else min(cfg.n_eval, len(valid))
@@ -165,7 +174,8 @@ def train_classifier(
         log=ctx.log,
         scheduler=sched,
     )
-    load_best(model, res)
+    if not final:
+        load_best(model, res)
     model.eval()
     with torch.no_grad():
         test_loss, test_acc = evaluate_split(

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.mnist import SequentialMNIST
 from ..exceptions import ValidationError
 from ..memory import LegendreMemory
 from . import distributed, psmnist
@@ -43,6 +44,10 @@ class Config:
     # the ICML paper's equation as third-party reimplementations read it).
     input_map: str = "identity"
     hidden_sees_x: bool = False  # the hidden layer reads [m_T, x_T] instead of m_T alone
+    # Also refit: the same settings and seed on all 60,000 training images (train + validation),
+    # the final epoch tested once. Validation justifies it: the final epoch of the selected run
+    # is within 0.05% of its best validation accuracy. Reported beside the selected run.
+    refit: bool = True
     seeds: tuple[int, ...] = (0, 1, 2)
     data_seed: int = 50
     n_train: int | None = None
@@ -88,6 +93,12 @@ class ParallelModel(nn.Module):
 def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
     t0 = time.perf_counter()
     splits = psmnist.load(cfg)
+    full = None
+    if cfg.refit:  # train + validation, already in sequence (permuted) order
+        full = SequentialMNIST(
+            torch.cat([splits.train.sequences, splits.valid.sequences]),
+            torch.cat([splits.train.labels, splits.valid.labels]),
+        )
     per_seed = {}
     base_seed = ctx.seed
     for s in cfg.seeds:
@@ -104,6 +115,27 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             f"psMNIST parallel seed {ctx.seed}",
         )
         ctx.log(f"seed {ctx.seed}: test {per_seed[str(ctx.seed)]['test_acc']:.2f}%")
+        if cfg.refit:
+            ctx.seed_all()
+            model = ParallelModel(cfg)
+            r = psmnist.train_classifier(
+                model,
+                (full, splits.valid, splits.test),
+                cfg,
+                ctx,
+                ctx.subdir(f"refit_seed{ctx.seed}"),
+                f"psMNIST parallel refit seed {ctx.seed}",
+                final=True,
+            )
+            per_seed[str(ctx.seed)]["refit"] = {
+                "test_acc": r["test_acc"],
+                "test_loss": r["test_loss"],
+                "train_images": len(full),
+                "epochs": len(r["history"]),
+                "seconds_per_epoch": r["seconds_per_epoch"],
+                "history": r["history"],  # its val_* include training images: not a selection
+            }
+            ctx.log(f"seed {ctx.seed} refit on {len(full):,}: test {r['test_acc']:.2f}%")
     ctx.seed = base_seed
     accs = [r["test_acc"] for r in per_seed.values()]
     summary = {
@@ -111,6 +143,10 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
         "n_seeds": len(accs),
     }
+    if cfg.refit:
+        ra = [r["refit"]["test_acc"] for r in per_seed.values()]
+        summary["refit_test_acc_mean"] = statistics.mean(ra)
+        summary["refit_test_acc_std"] = statistics.stdev(ra) if len(ra) > 1 else 0.0
     first = next(iter(per_seed.values()))
     if distributed.is_main():
         psmnist.curves(
@@ -132,12 +168,22 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
     return results
 
 
+def _refit_line(s: dict[str, Any]) -> str:
+    if "refit_test_acc_mean" not in s:
+        return ""
+    return (
+        f" Refit on all 60,000 training images (same settings, final epoch): "
+        f"{s['refit_test_acc_mean']:.2f} ± {s['refit_test_acc_std']:.2f} %."
+    )
+
+
 def table(results: dict[str, Any]) -> str:
     t = psmnist.table(results)
     s = results["results"]["summary"]
     return (
         t
         + f"\n\nTest accuracy over {s['n_seeds']} seeds: {s['test_acc_mean']:.2f} ± {s['test_acc_std']:.2f} % (paper: {PAPER['test_acc']:.2f} %)."
+        + _refit_line(s)
     )
 
 
@@ -146,5 +192,7 @@ def report_section(results: dict[str, Any], prefix: str = "") -> str:
     s = results["results"]["summary"]
     return (
         body
-        + f"\nMean ± std over {s['n_seeds']} seeds: {s['test_acc_mean']:.2f} ± {s['test_acc_std']:.2f} %.\n"
+        + f"\nMean ± std over {s['n_seeds']} seeds: {s['test_acc_mean']:.2f} ± {s['test_acc_std']:.2f} %."
+        + _refit_line(s)
+        + "\n"
     )
