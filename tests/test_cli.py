@@ -34,7 +34,7 @@ def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 def test_help_on_every_subcommand():
     for args in ([], ["demo"], ["reproduce"], ["report"]):
-        p = run_cli(*args, "--help", timeout=60)
+        p = run_cli(*args, "--help", timeout=300)
         assert p.returncode == 0, p.stderr
         assert "usage: torchlmu" in p.stdout
 
@@ -209,3 +209,31 @@ def test_fit_stop_and_resume_in_process(tmp_path, with_scheduler):
     assert r3.resumed_from == 2
     assert [r["val_loss"] for r in r3.history] == [r["val_loss"] for r in r1.history]
     assert torch.equal(m1.weight, m3.weight)
+
+
+def test_fit_clips_the_gradient_norm(tmp_path):
+    """With clip_grad_norm = c and SGD at lr 1, one step moves the parameters by exactly c when
+    the gradient is larger (and by the gradient when it is smaller)."""
+    X, Y = torch.randn(8, 2), 100 * torch.randn(8, 1)
+    for clip, big in ((0.5, True), (1e6, False)):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        loss = ((model(X) - Y) ** 2).mean()
+        g = torch.autograd.grad(loss, list(model.parameters()))
+        gnorm = float(torch.cat([q.flatten() for q in g]).norm())
+        fit(
+            model,
+            torch.optim.SGD(model.parameters(), lr=1.0),
+            train_batches=lambda e: [(X, Y)],
+            step_loss=lambda m, x, y: (((m(x) - y) ** 2).mean(), {}),
+            evaluate=lambda m: {"val_loss": 0.0},
+            epochs=1,
+            out=tmp_path / str(clip),
+            progress=False,
+            clip_grad_norm=clip,
+        )
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        moved = float((after - before).norm())
+        assert moved == pytest.approx(clip if big else gnorm, rel=1e-4)
+        assert (gnorm > clip) == big

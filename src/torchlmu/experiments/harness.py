@@ -255,6 +255,7 @@ def fit(
     log: Callable[[str], None] | None = None,
     stop_after: int | None = None,
     scheduler: Any = None,
+    clip_grad_norm: float | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs; keep the best epoch by ``monitor`` on validation.
 
@@ -270,6 +271,8 @@ def fit(
         stop_after: stop after this many epochs in this call (to test interruption).
         scheduler: an optional ``torch.optim.lr_scheduler`` stepped once per epoch (saved with
             the resume checkpoint).
+        clip_grad_norm: if given, the global gradient norm is clipped to it before each step
+            (after DDP's averaging, so every rank clips the same gradient).
 
     Under ``torchrun`` (see :mod:`.distributed`) the model trains wrapped in
     ``DistributedDataParallel``: each rank takes its shard of every global batch, the loss is
@@ -333,6 +336,8 @@ def fit(
             # DDP averages gradients over ranks; weighting each rank's mean loss by its share
             # makes that average the global batch's mean-loss gradient, as in one process.
             (loss * (n * W / n_global) if W > 1 else loss).backward()
+            if clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             optimizer.step()
             count += n
             for k, v in {"loss": float(loss.detach()), **metrics}.items():

@@ -49,6 +49,9 @@ class Config:
     batch: int = 100
     lr: float = 1e-3
     data_seed: int = 50
+    # None: the paper's protocol (no clipping). The full run with it diverged in epoch 4 (the
+    # memory feedback Ā + B̄e_m reached spectral radius 1.001); a norm such as 1.0 guards that.
+    clip_grad_norm: float | None = None
     n_train: int | None = None  # None: all 50,000
     n_eval: int | None = None  # None: all 10,000 validation and test sequences
     data_root: str | None = None
@@ -173,6 +176,7 @@ def train_classifier(
         n_batches=-(-n_train // cfg.batch),
         log=ctx.log,
         scheduler=sched,
+        clip_grad_norm=getattr(cfg, "clip_grad_norm", None),
     )
     if not final:
         load_best(model, res)
