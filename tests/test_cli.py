@@ -237,3 +237,18 @@ def test_fit_clips_the_gradient_norm(tmp_path):
         moved = float((after - before).norm())
         assert moved == pytest.approx(clip if big else gnorm, rel=1e-4)
         assert (gnorm > clip) == big
+
+
+def test_set_overrides_config_fields():
+    from torchlmu.cli import _override
+    from torchlmu.exceptions import ValidationError
+    from torchlmu.experiments import psmnist, psmnist_parallel
+
+    cfg = _override(psmnist.Config(), ["clip_grad_norm=1", "epochs=3", "data_root=/x/y"])
+    assert (cfg.clip_grad_norm, cfg.epochs, cfg.data_root) == (1.0, 3, "/x/y")
+    assert isinstance(cfg.clip_grad_norm, float)
+    assert _override(psmnist_parallel.Config(), ["seeds=[4, 5]"]).seeds == (4, 5)
+    with pytest.raises(ValidationError, match="--set"):
+        _override(psmnist.Config(), ["nope=1"])
+    with pytest.raises(ValidationError, match="--set"):
+        _override(psmnist.Config(), ["epochs"])

@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default results/NAME, or runs/NAME-quick with --quick)",
     )
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one field of the experiment's Config (a Python literal), e.g. "
+        "--set clip_grad_norm=1.0; recorded in results.json",
+    )
     _common(r)
     rep = sub.add_parser(
         "report",
@@ -104,6 +112,32 @@ def demo(args) -> int:
     return 0
 
 
+def _override(cfg, items: list[str]):
+    """``cfg`` with ``FIELD=VALUE`` overrides (VALUE a Python literal, or a bare string)."""
+    import ast
+    import dataclasses
+
+    from .exceptions import ValidationError
+
+    names = {f.name for f in dataclasses.fields(cfg)}
+    changes = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in names:
+            raise ValidationError("--set", f"FIELD=VALUE with FIELD in {sorted(names)}", repr(item))
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        old = getattr(cfg, key)
+        if isinstance(old, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        changes[key] = value
+    return replace(cfg, **changes)
+
+
 def reproduce(args) -> int:
     from .experiments import distributed, get
 
@@ -112,6 +146,7 @@ def reproduce(args) -> int:
         Path("runs") / f"{args.name}-quick" if args.quick else Path("results") / args.name
     )
     cfg = mod.Config().quick() if args.quick else mod.Config()
+    cfg = _override(cfg, args.set)
     ctx = _context(args, out, quick=args.quick, resume=args.resume)
     t0 = time.perf_counter()
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints
