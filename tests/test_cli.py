@@ -244,9 +244,9 @@ def test_set_overrides_config_fields():
     from torchlmu.exceptions import ValidationError
     from torchlmu.experiments import psmnist, psmnist_parallel
 
-    cfg = _override(psmnist.Config(), ["clip_grad_norm=1", "epochs=3", "data_root=/x/y"])
-    assert (cfg.clip_grad_norm, cfg.epochs, cfg.data_root) == (1.0, 3, "/x/y")
-    assert isinstance(cfg.clip_grad_norm, float)
+    cfg = _override(psmnist.Config(), ["clip_grad_norm=1.0", "lr=1", "data_root=/x/y"])
+    assert (cfg.clip_grad_norm, cfg.lr, cfg.data_root) == (1.0, 1.0, "/x/y")
+    assert isinstance(cfg.lr, float)  # an int literal for a float field stays a float
     assert _override(psmnist_parallel.Config(), ["seeds=[4, 5]"]).seeds == (4, 5)
     with pytest.raises(ValidationError, match="--set"):
         _override(psmnist.Config(), ["nope=1"])
