@@ -41,6 +41,7 @@ from .harness import (
     load_best,
     n_params,
     provenance,
+    provenance_line,
     shuffled_batches,
 )
 
@@ -398,7 +399,6 @@ def report_section(results: dict[str, Any], prefix: str = "") -> str:
             extra.append(
                 f"- {key}: {v['params']:,} trainable parameters, best epoch {v['best_epoch']}/{v['epochs']}, {v['seconds_per_epoch']:.2f} s/epoch"
             )
-    pv = results["provenance"]
     return "\n".join(
         [
             f"## {TITLE}" + (" (quick)" if results.get("quick") else ""),
@@ -412,7 +412,7 @@ def report_section(results: dict[str, Any], prefix: str = "") -> str:
             "",
             f"![capacity]({prefix}capacity_mse.png)",
             "",
-            f"Provenance: `{pv['command']}`, commit {pv['git_commit']}, torch {pv['torch']}, {pv['threads']} threads, {pv['cpu']}, wall {results['wall_seconds']:.0f} s.",
+            provenance_line(results),
             "",
         ]
     )

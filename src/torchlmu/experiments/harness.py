@@ -38,6 +38,7 @@ __all__ = [
     "fit",
     "n_params",
     "provenance",
+    "provenance_line",
     "shuffled_batches",
 ]
 
@@ -152,6 +153,19 @@ def provenance(threads: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+
+
+def provenance_line(results: dict[str, Any]) -> str:
+    """The report's provenance sentence for a ``results.json`` (and its ``provenance_note``, a
+    correction written by hand after the run, when there is one)."""
+    pv = results["provenance"]
+    line = (
+        f"Provenance: `{pv['command']}`, commit {pv['git_commit']}, torch {pv['torch']}, "
+        f"{pv['threads']} threads, {pv['cpu']}, wall {results['wall_seconds']:.0f} s."
+    )
+    if results.get("provenance_note"):
+        line += f" Note: {results['provenance_note']}"
+    return line
 
 
 # ------------------------------------------------------------------------------ run context

@@ -51,6 +51,7 @@ from .harness import (
     load_best,
     n_params,
     provenance,
+    provenance_line,
     shuffled_batches,
 )
 
@@ -441,7 +442,6 @@ def table(results: dict[str, Any]) -> str:
 
 def report_section(results: dict[str, Any], prefix: str = "") -> str:
     """The report's Markdown section for this experiment."""
-    pv = results["provenance"]
     status = (
         "all (model, seed) pieces finished"
         if results["complete"]
@@ -459,7 +459,7 @@ def report_section(results: dict[str, Any], prefix: str = "") -> str:
             "",
             f"![mackey-glass]({prefix}mackey_glass.png)",
             "",
-            f"Provenance: `{pv['command']}`, commit {pv['git_commit']}, torch {pv['torch']}, {pv['threads']} threads, {pv['cpu']}, wall {results['wall_seconds']:.0f} s.",
+            provenance_line(results),
             "",
         ]
     )

@@ -33,6 +33,7 @@ from .harness import (
     load_best,
     n_params,
     provenance,
+    provenance_line,
 )
 
 NAME = "psmnist"
@@ -268,7 +269,6 @@ def report_section(
     title: str = TITLE,
     figure: str = "psmnist_curves.png",
 ) -> str:
-    pv = results["provenance"]
     return "\n".join(
         [
             f"## {title}" + (" (quick)" if results.get("quick") else ""),
@@ -277,7 +277,7 @@ def report_section(
             "",
             f"![curves]({prefix}{figure})",
             "",
-            f"Provenance: `{pv['command']}`, commit {pv['git_commit']}, torch {pv['torch']}, {pv['threads']} threads, {pv['cpu']}, wall {results['wall_seconds']:.0f} s.",
+            provenance_line(results),
             "",
         ]
     )

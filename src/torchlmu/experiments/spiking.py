@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..memory import LegendreMemory
-from .harness import RunContext, atomic_write_json, provenance
+from .harness import RunContext, atomic_write_json, provenance, provenance_line
 
 NAME = "spiking"
 TITLE = "Spiking LMU memory on Nengo: error vs neurons m and order d, cost vs m"
@@ -412,7 +412,6 @@ def report_section(results: dict[str, Any], prefix: str = "") -> str:
     d_lines = [
         f"- error vs d at m = {int(m):,}: slope {_ci(f)}" for m, f in ev.items() if int(m) >= 1000
     ]
-    pv = results["provenance"]
     return "\n".join(
         [
             f"## {TITLE}" + (" (quick)" if results.get("quick") else ""),
@@ -442,8 +441,7 @@ def report_section(results: dict[str, Any], prefix: str = "") -> str:
             "",
             f"![error vs m]({prefix}spiking_error.png) ![cost vs m]({prefix}spiking_cost.png)",
             "",
-            f"Provenance: `{pv['command']}`, commit {pv['git_commit']}, torch {pv['torch']}, "
-            f"{pv['threads']} threads, {pv['cpu']}, wall {results['wall_seconds']:.0f} s.",
+            provenance_line(results),
             "",
         ]
     )
