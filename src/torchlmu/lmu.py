@@ -442,14 +442,21 @@ class LMUCell(nn.Module):
     def _fused_step(self, x: Tensor, st: LMUState) -> tuple[Tensor, LMUState]:
         M, b = self._fused_weights(x.dtype, x.device)
         S = self.memory.state_size
-        z = torch.cat([st.memory, x] if st.hidden is None else [st.memory, st.hidden, x], -1)
-        out = torch.addmm(b, z, M)
-        m = out[:, :S]
         if self.kind == "none":
+            m = torch.addmm(b, torch.cat([st.memory, x], -1), M)
             return (torch.cat([m, x], -1) if self.input_to_hidden else m), LMUState(m, None, None)
-        h = self._act(out[:, S:]) if self.activation != "linear" else out[:, S:]
         # What lets the next call take _stream: the weights' key, and the shapes it accepts.
         self._stream_val = (self._fused_key, M, b, S, self.hidden_size, self.input_size)
+        return self._elman_fused(M, b, S, self.hidden_size, st.memory, st.hidden, x)
+
+    def _elman_fused(
+        self, M: Tensor, b: Tensor, S: int, H: int, m: Tensor, h: Tensor, x: Tensor
+    ) -> tuple[Tensor, LMUState]:
+        """[m_t, pre-activation of h_t] = [m, h, x] M + b, then the activation."""
+        out = torch.addmm(b, torch.cat([m, h, x], 1), M)
+        m, h = out.narrow(1, 0, S), out.narrow(1, S, H)  # narrow: cheaper than split or [:, a:b]
+        if self.activation != "linear":
+            h = self._act(h)
         return h, LMUState(m, h, None)
 
     def _stream(self, x: object, st: LMUState) -> tuple[Tensor, LMUState] | None:
@@ -478,11 +485,7 @@ class LMUCell(nn.Module):
             return None
         if key[2:] != self._weights_key():  # a parameter replaced or changed in place, or θ
             return None
-        out = torch.addmm(b, torch.cat([m, h, x], 1), M)
-        m, h = out.narrow(1, 0, S), out.narrow(1, S, H)  # narrow: cheaper than split or [:, a:b]
-        if self.activation != "linear":
-            h = self._act(h)
-        return h, LMUState(m, h, None)
+        return self._elman_fused(M, b, S, H, m, h, x)
 
     # ----------------------------------------------------------- pieces of the parallel path
     def hidden_input_weights(self) -> tuple[Tensor, Tensor | None, Tensor | None]:
