@@ -14,6 +14,8 @@ Each measurement runs in its own subprocess so that its peak RSS is its own.
     python benchmarks/bench.py                 # everything, 2 threads
     python benchmarks/bench.py --quick         # small sizes, a smoke test
     python benchmarks/bench.py --only W1 W4 --threads 1
+    python benchmarks/bench.py --device cuda   # on a GPU: event-free timing with synchronize,
+                                               # peak CUDA memory instead of RSS
 """
 
 from __future__ import annotations
@@ -55,14 +57,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(workload: str, impl: str, mode: str, s: dict):
+def build(workload: str, impl: str, mode: str, s: dict, device: str = "cpu"):
     """(model, make_input, flops_per_forward or None, has_classifier)."""
     from torchlmu import LMU, LegendreMemory
 
     if workload == "W2":
         mem = LegendreMemory(s["I"], s["d"], s["theta"], batch_first=True, mode=mode)
         x = torch.randn(s["B"], s["T"], s["I"])
-        return mem, x, None
+        return mem.to(device), x.to(device), None
     if impl == "lstm":
         # nn.LSTM with about the LMU model's parameter count (W1: ~102k with the classifier)
         target = 102_000 if s["H"] == 212 else 4 * s["H"] * (s["H"] + 2) + s["H"] * s["d"]
@@ -81,7 +83,7 @@ def build(workload: str, impl: str, mode: str, s: dict):
                 return self.head(self.lstm(x)[0][:, -1])
 
         flops = s["T"] * s["B"] * (2 * 4 * H * (H + s["I"]))
-        return LSTMModel(), torch.rand(s["B"], s["T"], s["I"]), flops
+        return LSTMModel().to(device), torch.rand(s["B"], s["T"], s["I"], device=device), flops
     recurrent = workload == "W5"
     lmu = LMU(
         s["I"],
@@ -110,12 +112,23 @@ def build(workload: str, impl: str, mode: str, s: dict):
     per_step = 2 * H * H  # the hidden recurrence (the floor of every mode)
     if recurrent or mode == "recurrent":
         per_step += 2 * d * d + 2 * d * H  # memory update Ā·m and W_m·m inside the step loop
-    return Model(), torch.rand(s["B"], s["T"], s["I"]), s["T"] * s["B"] * per_step
+    x = torch.rand(s["B"], s["T"], s["I"], device=device)
+    return Model().to(device), x, s["T"] * s["B"] * per_step
 
 
 def measure(
-    workload: str, impl: str, mode: str, phase: str, size: str, repeats: int, threads: int
+    workload: str,
+    impl: str,
+    mode: str,
+    phase: str,
+    size: str,
+    repeats: int,
+    threads: int,
+    device: str = "cpu",
 ) -> dict:
+    global _sync
+    cuda = device.startswith("cuda")
+    _sync = torch.cuda.synchronize if cuda else (lambda: None)
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
@@ -127,12 +140,13 @@ def measure(
         "phase": phase,
         "size": size,
         "threads": threads,
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "torch": torch.__version__,
         "loadavg_1min": os.getloadavg()[0],  # other work on the machine while measuring
     }
     if workload == "matmul":  # this machine's float32 matmul peak
-        n = 2048 if size == "full" else 256
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        n = (8192 if cuda else 2048) if size == "full" else 256
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
         fn = lambda: a @ b  # noqa: E731
         flops = 2 * n**3
         times = _time(fn, repeats, warmup=3)
@@ -142,7 +156,8 @@ def measure(
         from torchlmu import LMU
 
         lmu = LMU(1, s["H"], s["d"], s["theta"], input_to_hidden=True, init="psmnist")
-        x = torch.rand(s["steps"], 1, 1)
+        lmu.to(device)
+        x = torch.rand(s["steps"], 1, 1, device=device)
         state = lmu.initial_state(1)
         base = rss_mb()
         with torch.no_grad():
@@ -153,16 +168,17 @@ def measure(
                 t0 = time.perf_counter()
                 for t in range(s["steps"]):
                     _, state = lmu.step(x[t], state)
+                _sync()
                 runs.append((time.perf_counter() - t0) / s["steps"] * 1e6)
         rec.update(
             {k.replace("_ms", "_us"): v for k, v in _stats(runs).items()},
             peak_rss_above_loaded_mb=peak_rss_mb() - base,
         )
         return rec
-    model, x, flops = build(workload, impl, mode, s)
+    model, x, flops = build(workload, impl, mode, s, device)
     base = rss_mb()
     if phase == "train":
-        y = torch.randint(0, 10, (x.shape[0],))
+        y = torch.randint(0, 10, (x.shape[0],), device=device)
 
         def fn():
             model.zero_grad(set_to_none=True)
@@ -181,8 +197,15 @@ def measure(
                 return model(x)
 
         mult = 1
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        loaded = torch.cuda.memory_allocated(device)
     times = _time(fn, repeats, warmup=2)
     rec.update(_stats(times), peak_rss_above_loaded_mb=peak_rss_mb() - base)
+    if cuda:
+        rec["peak_cuda_above_loaded_mb"] = (
+            torch.cuda.max_memory_allocated(device) - loaded
+        ) / 2**20
     if workload == "W2":
         rec["returned_tensor_mb"] = x.shape[0] * x.shape[1] * s["d"] * 4 / 2**20
     if flops:
@@ -191,13 +214,18 @@ def measure(
     return rec
 
 
+_sync = lambda: None  # noqa: E731  (torch.cuda.synchronize when timing a GPU)
+
+
 def _time(fn, repeats: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         fn()
+    _sync()
     out = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        _sync()  # a GPU works asynchronously: wait for it before reading the clock
         out.append((time.perf_counter() - t0) * 1e3)
     return out
 
@@ -227,6 +255,7 @@ def main() -> None:
     )
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test, seconds)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--repeats", type=int, default=7, help="timed runs after warm-up (>= 5)")
     ap.add_argument("--only", nargs="*", help="workloads to run, e.g. W1 W4")
     ap.add_argument(
@@ -239,7 +268,15 @@ def main() -> None:
     size = "quick" if args.quick else "full"
     if args.one:
         print(
-            json.dumps(measure(*args.one, size=size, repeats=args.repeats, threads=args.threads)),
+            json.dumps(
+                measure(
+                    *args.one,
+                    size=size,
+                    repeats=args.repeats,
+                    threads=args.threads,
+                    device=args.device,
+                )
+            ),
             flush=True,
         )
         return
@@ -260,6 +297,8 @@ def main() -> None:
             str(args.threads),
             "--repeats",
             str(args.repeats),
+            "--device",
+            args.device,
         ]
         if args.quick:
             cmd.append("--quick")

@@ -252,3 +252,66 @@ def test_set_overrides_config_fields():
         _override(psmnist.Config(), ["nope=1"])
     with pytest.raises(ValidationError, match="--set"):
         _override(psmnist.Config(), ["epochs"])
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def test_device_option_is_checked_before_any_work(tmp_path):
+    from torchlmu.exceptions import ValidationError
+    from torchlmu.experiments.harness import RunContext
+
+    with pytest.raises(ValidationError, match=r"device.*'tpu:0'"):
+        RunContext(out=tmp_path / "a", device="tpu:0")
+    with pytest.raises(ValidationError, match="device"):
+        RunContext(out=tmp_path / "b", device="cuda:99")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValidationError, match="no CUDA here"):
+            main(["reproduce", "capacity", "--quick", "--device", "cuda", "--out", str(tmp_path)])
+
+
+@needs_cuda
+def test_fit_on_cuda_and_resume_on_the_cpu(tmp_path):
+    """Batches follow the model to its device; a run started on the GPU resumes on the CPU and
+    ends where an uninterrupted GPU run ends (float32 rounding apart)."""
+
+    def make(device):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        model.to(device)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    X, Y = torch.randn(64, 3), torch.randn(64, 1)  # on the CPU, as data loaders give them
+
+    def evaluate(m):
+        d = next(m.parameters()).device
+        return {"val_loss": float(((m(X.to(d)) - Y.to(d)) ** 2).mean())}
+
+    kw = dict(
+        train_batches=lambda e: [(X[i : i + 16], Y[i : i + 16]) for i in range(0, 64, 16)],
+        step_loss=lambda m, x, y: (((m(x) - y) ** 2).mean(), {}),
+        evaluate=evaluate,
+        epochs=4,
+        progress=False,
+    )
+    m1, o1 = make("cuda")
+    r1 = fit(m1, o1, out=tmp_path / "gpu", **kw)
+    assert next(m1.parameters()).is_cuda
+    m2, o2 = make("cuda")
+    fit(m2, o2, out=tmp_path / "moved", stop_after=2, **kw)
+    m3, o3 = make("cpu")
+    r3 = fit(m3, o3, out=tmp_path / "moved", resume=True, **kw)
+    assert r3.resumed_from == 2 and len(r3.history) == 4
+    for a, b in zip(r3.history, r1.history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    for p, q in zip(m3.parameters(), m1.parameters(), strict=True):
+        torch.testing.assert_close(p, q.cpu(), rtol=1e-4, atol=1e-5)
+
+
+@needs_cuda
+def test_reproduce_quick_on_cuda(tmp_path):
+    assert main(["reproduce", "mackey-glass", "--quick", "--device", "cuda", "--no-progress",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["provenance"]["device"] == "cuda" and res["provenance"]["cuda"]

@@ -11,6 +11,7 @@ check is ||a − b|| <= 1e-5 · max(||b||, √numel), torch.allclose's rtol = at
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import os
@@ -552,3 +553,114 @@ def test_bad_input():
         lmu(torch.randn(0, 3, 2))
     with pytest.raises(ValidationError, match="input"):
         lmu.step(torch.randn(3, 5))
+
+
+# ------------------------------------------------------------------------------ other devices
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
+]
+
+
+def err_rms(a, b) -> float:
+    """check_equal's float32 measure: relative error with the norm floored at RMS 1."""
+    b64 = b.detach().double()
+    return rel(a, b) * min(1.0, float(b64.norm()) / b.numel() ** 0.5)
+
+
+def groups(y, st, grads):
+    """Output, final states, input gradient, all parameter gradients as one vector."""
+    return {
+        "output": y,
+        "state": torch.cat([s.reshape(-1) for s in st if s is not None]),
+        "input grad": grads[0],
+        "param grads": torch.cat([g.reshape(-1) for g in grads[1:]]),
+    }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("kind", ["tanh", "lstm", None])
+def test_device_agrees_with_cpu_float64(kind, dtype, device):
+    """Every fast form run on ``device`` (the CUDA check; on the CPU it checks the check) against
+    the cell's step loop on the CPU in float64: outputs, final states, input and parameter
+    gradients (θ trainable, random lengths), and streaming. float64: relative error <= 1e-10.
+    float32: <= max(1e-5, 4 × the CPU float32 step loop's own error against float64), in
+    check_equal's RMS-floored measure (a GPU may sum in another order, never much worse)."""
+    T, B = 11, 3
+    for flags, (ch, conv) in itertools.product(FLAGS, [(1, "chunk"), (2, "fft"), (1, "direct")]):
+        if kind is None and flags[0]:
+            continue
+        ref64, fast64 = make_pair(
+            kind, flags, channels=ch, trainable_theta=True, batch_first=True, conv=conv
+        )
+        g = torch.Generator().manual_seed(2)
+        x = torch.randn(B, T, 2, generator=g, dtype=torch.float64)
+        state = random_state(ref64, B, True, torch.float64)
+        lengths = torch.tensor([T, 5, 1])
+        y, st = ref64.forward_reference(x, state, lengths=lengths)
+        wy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+        ws = [None if s is None else torch.randn(s.shape, generator=g, dtype=s.dtype) for s in st]
+        truth = groups(*loss_and_grads(ref64, x, state, lengths, wy, ws, reference=True))
+
+        args = (x, state, lengths, wy, ws)
+        base = {}
+        if dtype == torch.float32:  # the CPU float32 step loop: what float32 itself costs
+            cpu32 = run_on(ref64, "cpu", dtype, *args, reference=True)
+            base = {k: err_rms(cpu32[k], truth[k]) for k in truth}
+        what = f"{device} {kind} {flags} ch={ch} conv={conv}"
+        for model, label in ((ref64, "recurrent"), (fast64, "auto")):
+            got = run_on(model, device, dtype, *args)
+            for k in truth:
+                assert got[k].device.type == torch.device(device).type, (what, k)
+                if dtype == torch.float64:
+                    err, bound = rel(got[k], truth[k]), 1e-10
+                else:
+                    err, bound = err_rms(got[k], truth[k]), max(1e-5, 4 * base[k])
+                assert err <= bound, f"{label} {what} {k}: {err:.2e} > {bound:.1e}"
+        # streaming on the device, step by step (no lengths: every step counts)
+        with torch.no_grad():
+            m = copy_to(ref64, device, dtype)
+            st_d = LMUState(*(None if s is None else s.to(device, dtype) for s in state))
+            y_s, states = stream(m, x.to(device, dtype), st_d, True, True)
+            y_t, st_t = ref64.forward_reference(x, state)
+        tol = 1e-10 if dtype == torch.float64 else 1e-5
+        check_equal([y_s.cpu()], [y_t.to(dtype)], tol, "stream output " + what)
+        check_equal([s.cpu() if s is not None else None for s in states[-1]],
+                    [None if s is None else s.to(dtype) for s in st_t], tol, "stream " + what)  # fmt: skip
+
+
+def copy_to(model, device, dtype):
+    return copy.deepcopy(model).to(device=device, dtype=dtype)
+
+
+def run_on(model, dev, dt, x, state, lengths, wy, ws, reference=False):
+    """groups() of a copy of ``model`` run on ``dev`` in ``dt`` (lengths stay on the CPU)."""
+    st = LMUState(*(None if s is None else s.to(dev, dt) for s in state))
+    ws = [None if w is None else w.to(dev, dt) for w in ws]
+    m = copy_to(model, dev, dt)
+    return groups(*loss_and_grads(m, x.to(dev, dt), st, lengths, wy.to(dev, dt), ws, reference))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("conv", ["chunk", "fft", "direct"])
+def test_legendre_memory_on_device(conv, device):
+    """LegendreMemory's parallel forms on ``device`` equal its CPU float64 step loop (1e-10)."""
+    mem = LegendreMemory(2, 6, 9.0, channels=2, bias=True, dtype=torch.float64,
+                         trainable_theta=True, conv=conv)  # fmt: skip
+    rec = LegendreMemory(2, 6, 9.0, channels=2, bias=True, dtype=torch.float64,
+                         trainable_theta=True, mode="recurrent")  # fmt: skip
+    rec.load_state_dict(mem.state_dict())
+    dev = copy_to(mem, device, torch.float64)
+    x = torch.randn(13, 3, 2, dtype=torch.float64)
+    m0 = torch.randn(3, 12, dtype=torch.float64)
+    for lt in (None, torch.tensor([13, 1, 6])):
+        a, sa = dev(x.to(device), m0.to(device), lengths=lt)
+        b, sb = rec(x, m0, lengths=lt)
+        assert a.device.type == torch.device(device).type
+        check_equal([a.cpu(), sa.cpu()], [b, sb], 1e-10, f"memory {device}")
+        ga = torch.autograd.grad(a.sum() + sa.sum(), [dev.log_theta, dev.input_encoders])
+        gb = torch.autograd.grad(b.sum() + sb.sum(), [rec.log_theta, rec.input_encoders])
+        check_equal([t.cpu() for t in ga], gb, 1e-10, f"memory grads {device}")

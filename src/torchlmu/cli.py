@@ -15,6 +15,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bars (log lines instead)"
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where models train: cpu (default), cuda, cuda:N; under torchrun with cuda each "
+        "rank takes cuda:LOCAL_RANK",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +88,7 @@ def _context(args, out: Path, quick: bool, resume: bool = False):
         resume=resume,
         progress=not args.no_progress,
         quick=quick,
+        device=args.device,
     )
 
 

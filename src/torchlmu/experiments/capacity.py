@@ -39,10 +39,12 @@ from .harness import (
     atomic_write_json,
     fit,
     load_best,
+    model_device,
     n_params,
     provenance,
     provenance_line,
     shuffled_batches,
+    to_device,
 )
 
 NAME = "capacity"
@@ -202,8 +204,9 @@ def _train(
     desc: str,
 ) -> dict[str, Any]:
     """Fit on the training set, keep the best validation epoch, evaluate it once on the test set."""
+    model.to(ctx.device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    xv, yv = data["val"]
+    xv, yv = to_device(data["val"], model_device(model))
 
     def step_loss(m, x, y):
         return (m(x)[:, T:] - y[:, T:]).square().mean(), {}
@@ -228,7 +231,7 @@ def _train(
     )
     load_best(model, res)
     model.eval()
-    xt, yt = data["test"]
+    xt, yt = to_device(data["test"], model_device(model))
     with torch.no_grad():
         mse = _mse_per_delay(model(xt), yt, T)
     secs = [r["train_seconds"] for r in res.history]
@@ -354,7 +357,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         "delays_fraction": [k / 4 for k in range(cfg.delays)],
         "results": {k: v for k, v in res.items() if not k.startswith("_")},
         "wall_seconds": wall_before + time.perf_counter() - t_start,
-        "provenance": provenance(ctx.threads or 1),
+        "provenance": provenance(ctx.threads or 1, ctx.device),
         "paper": PAPER,
     }
     figure(results, ctx.out / "capacity_mse.png")

@@ -9,6 +9,7 @@ included) continues with ``--resume`` and ends with the same metrics as an unint
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..exceptions import ValidationError
 from . import distributed as _dist
 
 __all__ = [
@@ -136,8 +138,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def provenance(threads: int) -> dict[str, Any]:
-    """Where and how a result was made: command, commit, versions, threads, machine."""
+def provenance(threads: int, device: str = "cpu") -> dict[str, Any]:
+    """Where and how a result was made: command, commit, versions, threads, device, machine."""
     return {
         "command": " ".join(["torchlmu", *sys.argv[1:]])
         if Path(sys.argv[0]).name in ("torchlmu", "__main__.py")
@@ -149,6 +151,7 @@ def provenance(threads: int) -> dict[str, Any]:
         "processes": _dist.world(),  # > 1 under torchrun (threads are per process)
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "device": device,  # where the models ran
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -161,11 +164,53 @@ def provenance_line(results: dict[str, Any]) -> str:
     pv = results["provenance"]
     line = (
         f"Provenance: `{pv['command']}`, commit {pv['git_commit']}, torch {pv['torch']}, "
-        f"{pv['threads']} threads, {pv['cpu']}, wall {results['wall_seconds']:.0f} s."
+        f"{pv['threads']} threads, {pv['cpu']}"
+        + (f", on {pv['cuda']}" if str(pv.get("device", "cpu")).startswith("cuda") else "")
+        + f", wall {results['wall_seconds']:.0f} s."
     )
     if results.get("provenance_note"):
         line += f" Note: {results['provenance_note']}"
     return line
+
+
+# ------------------------------------------------------------------------------ devices
+def _check_device(device: str | torch.device) -> str:
+    """``device`` as a string, or a clear error before any work if this machine lacks it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValidationError("device", "cpu, cuda or cuda:N", repr(device)) from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValidationError(
+                "device", "a device this machine has (no CUDA here)", repr(device)
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValidationError(
+                "device", f"cuda:0 to cuda:{torch.cuda.device_count() - 1}", repr(device)
+            )
+    elif dev.type != "cpu":
+        raise ValidationError("device", "cpu, cuda or cuda:N", repr(device))
+    return str(dev)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer (cpu for an empty module)."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Tensors (also inside tuples and lists) moved to ``device``; anything else unchanged."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(o, device) for o in obj)
+    return obj
+
+
+__all__ += ["model_device", "to_device"]
 
 
 # ------------------------------------------------------------------------------ run context
@@ -183,6 +228,7 @@ class RunContext:
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
 
     def __post_init__(self) -> None:
+        self.device = _check_device(self.device)
         self.out = Path(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         # Under torchrun: join the process group; only rank 0 logs and shows progress.
@@ -242,6 +288,8 @@ def _rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(),
         "python": random.getstate(),
+        # dropout on a GPU draws from the CUDA generators
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
     }
 
 
@@ -249,6 +297,10 @@ def _set_rng_state(s: dict[str, Any]) -> None:
     torch.set_rng_state(s["torch"])
     np.random.set_state(s["numpy"])
     random.setstate(s["python"])
+    cuda = s.get("cuda")
+    # a run resumed on another kind of machine continues with that machine's generators
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def fit(
@@ -279,6 +331,8 @@ def fit(
         step_loss: ``(model, x, y) -> (loss, {name: value})``: the loss to minimise and running
             metrics to average over the epoch (e.g. accuracy).
         evaluate: ``model -> {name: value}`` on validation data, in eval mode, without grad.
+            Training batches are moved to the model's device here; ``evaluate`` moves its own
+            data (see :func:`model_device`, :func:`to_device`).
         out: folder for ``last.pt`` (resume), ``best.pt`` (best model) and ``log.jsonl``.
         monitor, mode: the validation metric that selects the best epoch, ``"min"``/``"max"``.
         resume: continue from ``out/last.pt`` if it exists.
@@ -306,13 +360,15 @@ def fit(
     best_value, best_epoch, best = math.inf, -1, {}
     start, resumed_from = 0, None
     W = _dist.world()
+    device = model_device(model)  # batches follow the model
     train_model: nn.Module = model
     if W > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         train_model = DistributedDataParallel(model)  # broadcasts rank 0's parameters
     if resume and last_path.exists():
-        ck = torch.load(last_path, weights_only=False)
+        # on the CPU first: a run may resume on another device than it started on
+        ck = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         if scheduler is not None and ck.get("scheduler") is not None:
@@ -340,6 +396,7 @@ def fit(
         count = 0
         inner = _progress(n_batches, f"epoch {epoch + 1}", progress, leave=False)
         for x, y in train_batches(epoch):
+            x, y = to_device(x, device), to_device(y, device)
             optimizer.zero_grad(set_to_none=True)
             n_global = len(x) if hasattr(x, "__len__") else 1
             if W > 1:  # this rank's shard of the global batch
@@ -440,7 +497,7 @@ def _progress(total: int | None, desc: str, enabled: bool, leave: bool = True, i
 
 def load_best(model: nn.Module, result: FitResult) -> nn.Module:
     """Load the best epoch's weights into ``model`` (for the one final test evaluation)."""
-    ck = torch.load(result.best_path, weights_only=False)
+    ck = torch.load(result.best_path, map_location="cpu", weights_only=False)
     model.load_state_dict(ck["model"])
     return model
 

@@ -49,10 +49,12 @@ from .harness import (
     atomic_write_json,
     fit,
     load_best,
+    model_device,
     n_params,
     provenance,
     provenance_line,
     shuffled_batches,
+    to_device,
 )
 
 NAME = "mackey-glass"
@@ -253,10 +255,10 @@ def train_one(
 ) -> dict[str, Any]:
     """Train model ``name`` from initialisation ``seed``; the best validation epoch is tested."""
     ctx.seed_all(1_000 * seed + MODELS.index(name))
-    model = build_model(name, cfg)
+    model = build_model(name, cfg).to(ctx.device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     xtr, ytr = data["train"]
-    xv, yv = data["val"]
+    xv, yv = to_device(data["val"], model_device(model))
 
     def step_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor):
         return (m(x) - y).square().mean(), {}
@@ -282,7 +284,7 @@ def train_one(
     wall = time.perf_counter() - t0
     load_best(model, res)
     model.eval()
-    xt, yt = data["test"]
+    xt, yt = to_device(data["test"], model_device(model))
     with torch.no_grad():
         pred = model(xt).double()
     target = yt.double()
@@ -387,7 +389,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             "results": pieces,
             "wall_seconds": wall_before + time.perf_counter() - t_start,
             "threads": ctx.threads,
-            "provenance": provenance(ctx.threads or 1),
+            "provenance": provenance(ctx.threads or 1, ctx.device),
             "paper": PAPER,
         }
 

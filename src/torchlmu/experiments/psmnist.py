@@ -31,9 +31,11 @@ from .harness import (
     atomic_write_json,
     fit,
     load_best,
+    model_device,
     n_params,
     provenance,
     provenance_line,
+    to_device,
 )
 
 NAME = "psmnist"
@@ -151,6 +153,7 @@ def train_classifier(
         loss, correct = 0.0, 0
         for i in range(part.start, part.stop, 500):
             x, y = split.batch(torch.arange(i, min(part.stop, i + 500)))
+            x, y = to_device((x, y), model_device(m))
             logits = m(x)
             loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(-1) == y).sum())
@@ -225,7 +228,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
     t0 = time.perf_counter()
     splits = load(cfg)
     ctx.seed_all()
-    model = PaperModel(cfg)
+    model = PaperModel(cfg).to(ctx.device)
     ctx.log(
         f"psMNIST paper model: {n_params(model):,} trainable parameters (paper: {PAPER['params']:,})"
     )
@@ -239,7 +242,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         "config": asdict(cfg),
         "results": {"seeds": {str(ctx.seed): r}},
         "wall_seconds": time.perf_counter() - t0,
-        "provenance": provenance(ctx.threads or 1),
+        "provenance": provenance(ctx.threads or 1, ctx.device),
         "paper": PAPER,
     }
     atomic_write_json(ctx.out / "results.json", results)

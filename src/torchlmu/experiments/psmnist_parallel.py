@@ -108,7 +108,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
     for s in cfg.seeds:
         ctx.seed = base_seed + s
         ctx.seed_all()
-        model = ParallelModel(cfg)
+        model = ParallelModel(cfg).to(ctx.device)
         ctx.log(f"parallel LMU seed {ctx.seed}: {psmnist.n_params(model):,} trainable parameters")
         per_seed[str(ctx.seed)] = psmnist.train_classifier(
             model,
@@ -121,7 +121,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"seed {ctx.seed}: test {per_seed[str(ctx.seed)]['test_acc']:.2f}%")
         if cfg.refit:
             ctx.seed_all()
-            model = ParallelModel(cfg)
+            model = ParallelModel(cfg).to(ctx.device)
             r = psmnist.train_classifier(
                 model,
                 (full, splits.valid, splits.test),
@@ -165,7 +165,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         "config": asdict(cfg),
         "results": {"seeds": per_seed, "summary": summary},
         "wall_seconds": time.perf_counter() - t0,
-        "provenance": provenance(ctx.threads or 1),
+        "provenance": provenance(ctx.threads or 1, ctx.device),
         "paper": PAPER,
     }
     atomic_write_json(ctx.out / "results.json", results)
