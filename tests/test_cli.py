@@ -315,3 +315,90 @@ def test_reproduce_quick_on_cuda(tmp_path):
                  "--out", str(tmp_path)]) == 0  # fmt: skip
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["provenance"]["device"] == "cuda" and res["provenance"]["cuda"]
+
+
+@needs_cuda
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_fit_cuda_graph_equals_eager(tmp_path, kind):
+    """The captured training step computes what the eager step computes: a small fully recurrent
+    LMU, 2 epochs of 4 full batches and a short one (trained eagerly beside the graph), with
+    clipping. A step_loss that synchronises with the host cannot be captured: logged, eager."""
+    from dataclasses import replace
+
+    from torch import nn
+
+    from torchlmu.experiments import psmnist
+
+    cfg = replace(psmnist.Config(), hidden=8, order=6, theta=10.0)
+    X, Y = torch.rand(70, 20, 1), torch.randint(0, 10, (70,))
+
+    def run(graph, sync_metric=False):
+        torch.manual_seed(0)
+        model = psmnist.PaperModel(cfg).cuda()
+        opt = (
+            torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+            if kind == "sgd"
+            else torch.optim.Adam(model.parameters(), lr=1e-2, capturable=True)
+        )
+
+        def step_loss(m, x, y):
+            logits = m(x)
+            acc = (logits.argmax(-1) == y).float().mean()
+            return nn.functional.cross_entropy(logits, y), {
+                "acc": float(acc) if sync_metric else acc
+            }
+
+        lines = []
+        res = fit(
+            model,
+            opt,
+            train_batches=lambda e: [(X[i : i + 16], Y[i : i + 16]) for i in range(0, 70, 16)],
+            step_loss=step_loss,
+            evaluate=lambda m: {"val_loss": float(m(X.cuda()).square().mean())},
+            epochs=2,
+            out=tmp_path / f"{graph}{sync_metric}",
+            progress=False,
+            clip_grad_norm=0.5,
+            cuda_graph=graph,
+            log=lines.append,
+        )
+        return model, res, "\n".join(lines)
+
+    m_e, r_e, _ = run(False)
+    m_g, r_g, log_g = run(True)
+    assert "training step captured" in log_g
+    m_f, _, log_f = run(True, sync_metric=True)
+    assert "capture failed" in log_f
+    for m in (m_g, m_f):
+        for p, q in zip(m.parameters(), m_e.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    for a, b in zip(r_g.history, r_e.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["train_acc"] == pytest.approx(b["train_acc"], rel=1e-6)
+
+
+def test_fit_cuda_graph_off_the_gpu_trains_eagerly(tmp_path):
+    """cuda_graph=True where it cannot apply (a CPU model) says so and trains as without it."""
+    X, Y = torch.randn(32, 2), torch.randn(32, 1)
+
+    def run(graph):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        lines = []
+        fit(
+            model,
+            torch.optim.Adam(model.parameters(), lr=0.1),
+            train_batches=lambda e: [(X[i : i + 8], Y[i : i + 8]) for i in range(0, 32, 8)],
+            step_loss=lambda m, x, y: (((m(x) - y) ** 2).mean(), {}),
+            evaluate=lambda m: {"val_loss": 0.0},
+            epochs=2,
+            out=tmp_path / str(graph),
+            progress=False,
+            cuda_graph=graph,
+            log=lines.append,
+        )
+        return model, lines
+
+    (m1, _), (m2, lines) = run(False), run(True)
+    assert any("training eagerly (the model is not on a GPU)" in s for s in lines)
+    assert torch.equal(m1.weight, m2.weight)

@@ -41,7 +41,7 @@ FLAGS = list(
 
 
 def rel(a, b) -> float:
-    a, b = a.detach().double(), b.detach().double()
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
@@ -566,7 +566,7 @@ DEVICES = [
 
 def err_rms(a, b) -> float:
     """check_equal's float32 measure: relative error with the norm floored at RMS 1."""
-    b64 = b.detach().double()
+    b64 = b.detach().double().cpu()
     return rel(a, b) * min(1.0, float(b64.norm()) / b.numel() ** 0.5)
 
 

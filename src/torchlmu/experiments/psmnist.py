@@ -55,6 +55,9 @@ class Config:
     # None: the paper's protocol (no clipping). The full run with it diverged in epoch 4 (the
     # memory feedback Ā + B̄e_m reached spectral radius 1.001); a norm such as 1.0 guards that.
     clip_grad_norm: float | None = None
+    # On a GPU the training step runs as one captured CUDA graph (the step loop's ~20k small
+    # kernels per batch replayed without Python: 4-5x faster on an H100); same arithmetic.
+    cuda_graph: bool = True
     n_train: int | None = None  # None: all 50,000
     n_eval: int | None = None  # None: all 10,000 validation and test sequences
     data_root: str | None = None
@@ -125,13 +128,22 @@ def train_classifier(
     n_train = len(train) if cfg.n_train is None else min(cfg.n_train, len(train))
     n_eval = len(valid) if cfg.n_eval is None else min(cfg.n_eval, len(valid))
     wd = getattr(cfg, "weight_decay", 0.0)
+    cosine = getattr(cfg, "lr_schedule", "constant") == "cosine"
+    # a CUDA graph bakes the learning rate in: only without a schedule
+    graph = (
+        getattr(cfg, "cuda_graph", False)
+        and model_device(model).type == "cuda"
+        and distributed.world() == 1
+        and not cosine
+    )
+    kw = {"capturable": True} if graph else {}
     opt = (
-        torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=wd)
+        torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=wd, **kw)
         if wd > 0
-        else torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        else torch.optim.Adam(model.parameters(), lr=cfg.lr, **kw)
     )
     sched = None
-    if getattr(cfg, "lr_schedule", "constant") == "cosine":
+    if cosine:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     seed = ctx.seed
 
@@ -143,8 +155,9 @@ def train_classifier(
 
     def step_loss(m, x, y):
         logits = m(x)
+        # the accuracy as a tensor: no host synchronisation inside a captured CUDA graph
         return nn.functional.cross_entropy(logits, y), {
-            "acc": float((logits.argmax(-1) == y).float().mean()) * 100
+            "acc": (logits.argmax(-1) == y).float().mean() * 100
         }
 
     def evaluate_split(m, split, n):
@@ -181,6 +194,7 @@ def train_classifier(
         log=ctx.log,
         scheduler=sched,
         clip_grad_norm=getattr(cfg, "clip_grad_norm", None),
+        cuda_graph=graph,
     )
     if not final:
         load_best(model, res)
