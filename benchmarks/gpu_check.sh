@@ -2,7 +2,7 @@
 # The GPU check, one call on a lent CUDA machine (repository root; no install: PYTHONPATH=src).
 #   1. the CUDA tests: every module's fast forms on the GPU against the CPU float64 step loop,
 #      fit on the GPU with a resume on the CPU, a quick reproduce on the GPU;
-#   2. the benchmark table on the GPU (W1, W2, W4, W5 and nn.LSTM with cuDNN);
+#   2. the benchmark table on the GPU (W1, W2, W4, W5 and nn.LSTM with cuDNN), unless BENCH=0;
 #   3. if PSMNIST_SECONDS > 0: the psMNIST paper model trains on the GPU for that long
 #      (checkpoints each epoch; the run resumes anywhere with --resume).
 # Everything lands in $OUT (default /tmp/gpu_check). MNIST: $TORCHLMU_DATA/mnist.
@@ -16,7 +16,9 @@ PY=${PY:-python3}
   $PY -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))"
   $PY -m pytest -q -p no:cacheprovider tests/test_modules.py tests/test_cli.py -k "device or cuda"
 } 2>&1 | tee "$OUT/tests.log"
-$PY benchmarks/bench.py --device cuda --threads 1 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.jsonl"
+if [ "${BENCH:-1}" = 1 ]; then
+  $PY benchmarks/bench.py --device cuda --threads 1 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.jsonl"
+fi
 if [ "${PSMNIST_SECONDS:-0}" -gt 0 ]; then
   timeout --signal=KILL "$PSMNIST_SECONDS" $PY -m torchlmu reproduce psmnist --device cuda \
     --no-progress --threads 4 --resume --out "$OUT/psmnist" ${PSMNIST_ARGS:-} 2>&1 | tee "$OUT/psmnist.log"
