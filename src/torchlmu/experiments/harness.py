@@ -294,6 +294,7 @@ class _GraphedStep:
         self.failed: str | None = None
         self.static: tuple[torch.Tensor, torch.Tensor] | None = None
         self.out: Any = None
+        self.side: Any = None  # the warm-up steps' CUDA stream
 
     def _step(self, x, y):
         loss, metrics = self.step_loss(self.model, x, y)
@@ -316,7 +317,11 @@ class _GraphedStep:
         cur = torch.cuda.current_stream()
         if self.warmup > 0:  # eager, on a side stream
             self.warmup -= 1
-            side = torch.cuda.Stream()
+            # one side stream for every warm-up step, as PyTorch's recipe has it (a new stream
+            # per step made autograd warn that gradient accumulation changed streams)
+            if self.side is None:
+                self.side = torch.cuda.Stream()
+            side = self.side
             side.wait_stream(cur)
             with torch.cuda.stream(side):
                 self.opt.zero_grad(set_to_none=True)
