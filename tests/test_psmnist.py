@@ -63,3 +63,17 @@ def test_quick_run(tmp_path, mod):
     assert saved["provenance"]["threads"] == 1 and saved["config"]["epochs"] == 1
     assert (tmp_path / f"{mod.__name__.split('.')[-1]}_curves.png").exists()
     assert "paper" in mod.table(results)
+
+
+def test_paper_model_readout_init():
+    """ "keras": Glorot-uniform weights (bound √(6/(212+10)) = 0.164) and zero bias, as Keras's
+    Dense; "torch": nn.Linear's default (bound 1/√212 = 0.069); anything else: a clear error."""
+    torch.manual_seed(0)
+    k = psmnist.PaperModel(replace(psmnist.Config(), readout_init="keras")).out
+    torch.manual_seed(0)
+    t = psmnist.PaperModel(psmnist.Config()).out
+    assert k.weight.abs().max() > 0.069 * 1.5 and k.weight.abs().max() <= (6 / 222) ** 0.5
+    assert torch.all(k.bias == 0)
+    assert t.weight.abs().max() <= 212**-0.5 and t.bias.abs().max() > 0
+    with pytest.raises(ValidationError, match="readout_init"):
+        psmnist.PaperModel(replace(psmnist.Config(), readout_init="glorot"))

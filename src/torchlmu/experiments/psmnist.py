@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..data import DataNotFoundError, permuted_sequential_mnist
+from ..exceptions import ValidationError
 from ..lmu import LMU
 from . import distributed
 from .harness import (
@@ -58,6 +59,9 @@ class Config:
     # On a GPU the training step runs as one captured CUDA graph (the step loop's ~20k small
     # kernels per batch replayed without Python: 4-5x faster on an H100); same arithmetic.
     cuda_graph: bool = True
+    # The classifier's initialisation: "torch" (nn.Linear's default, U(±1/√212) = ±0.069, bias
+    # likewise) or "keras" (Keras's Dense, which the paper used: Glorot-uniform ±0.164, bias 0).
+    readout_init: str = "torch"
     n_train: int | None = None  # None: all 50,000
     n_eval: int | None = None  # None: all 10,000 validation and test sequences
     data_root: str | None = None
@@ -83,6 +87,11 @@ class PaperModel(nn.Module):
             return_sequences=False,
         )
         self.out = nn.Linear(cfg.hidden, 10)
+        if cfg.readout_init == "keras":
+            nn.init.xavier_uniform_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+        elif cfg.readout_init != "torch":
+            raise ValidationError("readout_init", "'torch' or 'keras'", repr(cfg.readout_init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.lmu(x)[0])
