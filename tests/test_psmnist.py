@@ -77,3 +77,27 @@ def test_paper_model_readout_init():
     assert t.weight.abs().max() <= 212**-0.5 and t.bias.abs().max() > 0
     with pytest.raises(ValidationError, match="readout_init"):
         psmnist.PaperModel(replace(psmnist.Config(), readout_init="glorot"))
+
+
+def test_across_runs_groups_by_protocol():
+    """Separate one-seed runs of the same protocol are summarised together; quick runs, other
+    protocols and single seeds are not; fields added later count as their defaults."""
+    base = {k: v for k, v in psmnist.asdict(psmnist.Config()).items() if k != "readout_init"}
+
+    def run(seed, test, val, quick=False, **cfg):
+        r = {"test_acc": test, "best_val_acc": val}
+        return {"quick": quick, "config": {**base, **cfg}, "results": {"seeds": {str(seed): r}}}
+
+    runs = [
+        ("a", run(0, 96.0, 95.0, clip_grad_norm=1.0)),
+        ("b", run(1, 97.0, 96.0, clip_grad_norm=1.0, cuda_graph=False, readout_init="torch")),
+        ("c", run(2, 50.0, 50.0, quick=True, clip_grad_norm=1.0)),
+        ("d", run(3, 90.0, 90.0, clip_grad_norm=5.0)),
+    ]
+    text = psmnist.across_runs(runs)
+    assert (
+        "| clip_grad_norm=1.0 | 2 (0 in a, 1 in b) | 96.50 ± 0.71 (96.00, 97.00) | 95.50 ± 0.71 |"
+        in text
+    )
+    assert "clip_grad_norm=5.0" not in text
+    assert psmnist.across_runs(runs[2:]) is None

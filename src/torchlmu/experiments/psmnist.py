@@ -14,6 +14,7 @@ trains through the hand-written BPTT of :func:`torchlmu.recurrence.lmu_elman_sca
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -287,6 +288,57 @@ def table(results: dict[str, Any]) -> str:
         f"| paper | {p['test_acc']:.2f} | {p.get('val_acc', float('nan')):.2f} | | {p['params']:,} | |"
     )
     return "\n".join(rows)
+
+
+# fields that do not change the protocol (where the data are, how fast the step runs)
+_NOT_PROTOCOL = {"data_root", "cuda_graph"}
+
+
+def across_runs(runs: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """Mean ± sample std of the test and best validation accuracy over full-size runs of the
+    same protocol (same Config apart from data_root and cuda_graph), one seed or more each.
+    None when no protocol has two seeds."""
+    import statistics
+
+    groups: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+    for folder, r in runs:
+        if r.get("quick"):
+            continue
+        # fields added since a run was made take their defaults (= what the run did)
+        cfg = {**asdict(Config()), **r["config"]}
+        key = json.dumps({k: v for k, v in cfg.items() if k not in _NOT_PROTOCOL}, sort_keys=True)
+        for seed, res in r["results"]["seeds"].items():
+            groups.setdefault(key, []).append((folder, seed, res))
+    rows = []
+    for key, members in groups.items():
+        if len({s for _, s, _ in members}) < 2:
+            continue
+        cfg = json.loads(key)
+        test = [m["test_acc"] for _, _, m in members]
+        val = [m["best_val_acc"] for _, _, m in members]
+        changed = {k: v for k, v in cfg.items() if v != asdict(Config()).get(k)}
+        rows.append(
+            f"| {', '.join(f'{k}={v}' for k, v in changed.items()) or 'defaults'} | "
+            f"{len(members)} ({', '.join(f'{s} in {f}' for f, s, _ in members)}) | "
+            f"{statistics.mean(test):.2f} ± {statistics.stdev(test):.2f} "
+            f"({', '.join(f'{t:.2f}' for t in test)}) | "
+            f"{statistics.mean(val):.2f} ± {statistics.stdev(val):.2f} |"
+        )
+    if not rows:
+        return None
+    return "\n".join(
+        [
+            f"## {TITLE}: across seeds",
+            "",
+            "Runs of the same protocol made separately, one seed each (mean ± sample std).",
+            "",
+            "| protocol (Config fields changed) | seeds (folder) | test acc (%) | best val acc (%) |",
+            "|---|---|---|---|",
+            *rows,
+            f"| paper (one run) | | {PAPER['test_acc']:.2f} | {PAPER['val_acc']:.2f} |",
+            "",
+        ]
+    )
 
 
 def report_section(

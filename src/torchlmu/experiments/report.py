@@ -33,6 +33,16 @@ def write_report(root: Path) -> Path:
         prefix = path.parent.relative_to(root).as_posix()
         prefix = "" if prefix == "." else prefix + "/"
         parts.append(get(r["experiment"]).report_section(r, prefix=prefix))
+    # Runs of one experiment made separately (one seed each, say): an experiment may summarise
+    # them together (``across_runs(list of (folder, results)) -> markdown or None``).
+    for name in sorted({r["experiment"] for _, r in found}):
+        fn = getattr(get(name), "across_runs", None)
+        runs = [
+            (p.parent.relative_to(root).as_posix(), r) for p, r in found if r["experiment"] == name
+        ]
+        text = fn(runs) if fn is not None else None
+        if text:
+            parts.append(text)
     out = root / "REPORT.md"
     atomic_write_text(out, "\n".join(parts) + "\n")
     return out
