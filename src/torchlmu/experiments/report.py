@@ -29,10 +29,17 @@ def write_report(root: Path) -> Path:
     found = find_results(root)
     if not found:
         parts.append(f"No results.json found under `{root}`.")
+    counts: dict[str, int] = {}
+    for _, r in found:
+        counts[r["experiment"]] = counts.get(r["experiment"], 0) + 1
     for path, r in found:
         prefix = path.parent.relative_to(root).as_posix()
         prefix = "" if prefix == "." else prefix + "/"
-        parts.append(get(r["experiment"]).report_section(r, prefix=prefix))
+        text = get(r["experiment"]).report_section(r, prefix=prefix)
+        if counts[r["experiment"]] > 1 and text.startswith("## "):  # say which run this is
+            head, _, rest = text.partition("\n")
+            text = f"{head} (`{prefix.rstrip('/') or '.'}`)\n{rest}"
+        parts.append(text)
     # Runs of one experiment made separately (one seed each, say): an experiment may summarise
     # them together (``across_runs(list of (folder, results)) -> markdown or None``).
     for name in sorted({r["experiment"] for _, r in found}):
