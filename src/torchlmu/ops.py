@@ -164,20 +164,18 @@ def memory_chunked(
     i = torch.arange(L, device=u.device)
     lag = i.unsqueeze(0) - i.unsqueeze(1)  # [i, s] = s − i
     Htoe = (H[lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)).reshape(L, L * d)
-    Y = (x.reshape(R * J, L) @ Htoe).reshape(R, J, L, d)  # zero-state states of every block
-    P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
-    AL = P[-1]
+    xb = x.reshape(R * J, L)
     if J > 1 or m0 is not None:
-        # the states entering each block, carried from the blocks' own last states (computed
-        # apart, not as a view of Y, so that Y can take the carries in place: no second
-        # output-sized tensor, inference peak ~1x the output)
-        E = (x.reshape(R * J, L) @ H.flip(0)).reshape(R, J, d)  # each block's own last state
-        Sj = _block_carries(E, AL, None if m0 is None else m0.reshape(R, d))
-        Sj, PL = Sj.reshape(R * J, d), P.permute(1, 0, 2).reshape(d, L * d)
-        if torch.is_grad_enabled() and Y.requires_grad:  # in place would cost autograd a copy
-            Y = torch.addmm(Y.view(R * J, L * d), Sj, PL).view(R, J, L, d)
-        else:
-            Y.view(R * J, L * d).addmm_(Sj, PL)
+        P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
+        E = (xb @ H.flip(0)).reshape(R, J, d)  # each block's own (zero-state) last state
+        Sj = _block_carries(E, P[-1], None if m0 is None else m0.reshape(R, d))
+        PL = P.permute(1, 0, 2).reshape(d, L * d)
+        # One GEMM writes every state once: [block inputs | state entering the block] times
+        # [[Toeplitz of H], [Ā¹ … Ā^L]] (a Toeplitz product plus an in-place carry product
+        # wrote, then re-read and re-wrote, the whole output).
+        Y = torch.cat([xb, Sj.reshape(R * J, d)], 1) @ torch.cat([Htoe, PL], 0)
+    else:
+        Y = xb @ Htoe  # zero-state states of every block
     Y = Y.reshape(R, J * L, d)[:, :T]
     return Y.reshape(*u.shape[1:], T, d).movedim(-2, 0)
 
@@ -226,13 +224,15 @@ def fused_chunked(
     KH = torch.einsum("kd,gcd->ckg", H, Wc)  # (C, L, G): W·H per channel
     Ktoe = KH[:, lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)  # (C, L_i, L_s, G)
     xin = x.permute(0, 2, 1, 3).reshape(N * J, C * L)  # rows (n, j), columns (c, i)
-    Y = xin @ Ktoe.reshape(C * L, L * G)  # (N·J, L·G): each block's own input
     E = (x.reshape(N * C * J, L) @ H.flip(0)).reshape(N * C, J, d)  # block-end states, zero start
     P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
     S = _block_carries(E, P[-1], None if m0 is None else m0.reshape(N * C, d))  # (N·C, J, d)
     PW = torch.einsum("sik,gck->cisg", P, Wc).reshape(C * d, L * G)  # W Ā^{s+1} per channel
     Sin = S.reshape(N, C, J, d).permute(0, 2, 1, 3).reshape(N * J, C * d)
-    Y = torch.addmm(Y, Sin, PW).reshape(N, J * L, G)[:, :T]
+    # one GEMM writes each output once: [block inputs | states entering the blocks] times
+    # [[Toeplitz of W·H], [W Ā¹ … W Ā^L]] (N·J, L·G)
+    Y = torch.cat([xin, Sin], 1) @ torch.cat([Ktoe.reshape(C * L, L * G), PW], 0)
+    Y = Y.reshape(N, J * L, G)[:, :T]
     return Y.reshape(*u.shape[1:-1], T, G).movedim(-2, 0)
 
 
