@@ -128,7 +128,13 @@ def memory_conv(u: Tensor, H: Tensor, method: str = "fft") -> Tensor:
 def chunk_size(T: int, d: int) -> int:
     """Block length of :func:`memory_chunked`: about the order (balances its two matmuls),
     preferring a divisor of T within [d/2, 2d] (no padded tail to slice off)."""
-    base = max(16, min(T, 8 * -(-d // 8)))
+    return _divisor_near(T, max(16, min(T, 8 * -(-d // 8))))
+
+
+def _divisor_near(T: int, base: int) -> int:
+    """The divisor of T nearest ``base`` within base ± base/2 (and >= 16), else ``base``: blocks
+    that tile T exactly leave no padded tail, whose slicing costs a zero-filled copy of the whole
+    output in the backward."""
     for delta in range(0, base // 2 + 1):
         for L in (base + delta, base - delta):
             if 16 <= L <= T and T % L == 0:
@@ -209,8 +215,9 @@ def fused_chunked(
     d = Ad.shape[-1]
     G = W.shape[0]
     # Its carry costs T·d·G flops per sequence whatever L is; short blocks keep the Toeplitz
-    # part (T·L·G) small (L = 32 measured fastest for T 784, d 256, G 212 on 2 CPU cores).
-    L = min(T, 32) if L is None else L
+    # part (T·L·G) small (L = 32 measured fastest for T 784, d 256, G 212 on 2 CPU cores; a
+    # divisor of T near it, 28 for T 784, avoids a padded tail).
+    L = _divisor_near(T, min(T, 32)) if L is None else L
     J = -(-T // L)
     x = u.reshape(T, -1, C).permute(1, 2, 0)  # (N, C, T)
     N = x.shape[0]
