@@ -500,30 +500,25 @@ def fit(
                 if graphed.graph is not None and log and not graphed_logged:
                     log(f"cuda_graph: training step captured for batches of {tuple(x.shape)}")
                     graphed_logged = True
-                loss, metrics = out
-                n = len(x)
-                count += n
-                for k, v in {"loss": float(loss.detach()), **metrics}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * n
-                if inner is not None:
-                    inner.update(1)
-                continue
-            if graphed is not None and graphed.failed and log and not graphed_logged:
-                log(f"cuda_graph: capture failed, training eagerly ({graphed.failed})")
-                graphed_logged = True
-            optimizer.zero_grad(set_to_none=True)
-            n_global = len(x) if hasattr(x, "__len__") else 1
-            if W > 1:  # this rank's shard of the global batch
-                part = _dist.shard(n_global)
-                x, y = x[part], y[part]
-            n = len(x) if hasattr(x, "__len__") else 1
-            loss, metrics = step_loss(train_model, x, y)
-            # DDP averages gradients over ranks; weighting each rank's mean loss by its share
-            # makes that average the global batch's mean-loss gradient, as in one process.
-            (loss * (n * W / n_global) if W > 1 else loss).backward()
-            if clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-            optimizer.step()
+                (loss, metrics), n = out, len(x)
+            else:
+                if graphed is not None and graphed.failed and log and not graphed_logged:
+                    log(f"cuda_graph: capture failed, training eagerly ({graphed.failed})")
+                    graphed_logged = True
+                optimizer.zero_grad(set_to_none=True)
+                n_global = len(x) if hasattr(x, "__len__") else 1
+                if W > 1:  # this rank's shard of the global batch
+                    part = _dist.shard(n_global)
+                    x, y = x[part], y[part]
+                n = len(x) if hasattr(x, "__len__") else 1
+                loss, metrics = step_loss(train_model, x, y)
+                # DDP averages gradients over ranks; weighting each rank's mean loss by its
+                # share makes that average the global batch's mean-loss gradient, as in one
+                # process.
+                (loss * (n * W / n_global) if W > 1 else loss).backward()
+                if clip_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+                optimizer.step()
             count += n
             for k, v in {"loss": float(loss.detach()), **metrics}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * n
