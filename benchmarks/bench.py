@@ -9,7 +9,9 @@ Workloads (the performance issue's table; median ms per batch, "train" = forward
 and nn.LSTM of about the same parameter count on W1's data. ``matmul`` measures this machine's
 float32 matmul peak (2048³) so every result can be read as a fraction of the physical limit.
 
-Each measurement runs in its own subprocess so that its peak RSS is its own.
+Each measurement runs in its own subprocess so that its peak RSS is its own. Each applies the
+training entry points' CPU settings (torchlmu.runtime.configure_cpu): the thread count, denormals
+flushed to zero, and large freed tensors kept for reuse (--no-reuse-memory measures without).
 
     python benchmarks/bench.py                 # everything, 2 threads
     python benchmarks/bench.py --quick         # small sizes, a smoke test
@@ -125,12 +127,15 @@ def measure(
     repeats: int,
     threads: int,
     device: str = "cpu",
+    reuse_memory: bool = True,
 ) -> dict:
     global _sync
+    from torchlmu.runtime import configure_cpu
+
     cuda = device.startswith("cuda")
     _sync = torch.cuda.synchronize if cuda else (lambda: None)
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)
+    # the training entry points' settings: threads, denormals flushed, large tensors reused
+    cpu = configure_cpu(threads, reuse_memory=reuse_memory)
     torch.manual_seed(0)
     s = SIZES[size].get(workload, {})
     rec = {
@@ -142,6 +147,7 @@ def measure(
         "threads": threads,
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "torch": torch.__version__,
+        "reuse_large_allocations": cpu["reuse_large_allocations"],
         "loadavg_1min": os.getloadavg()[0],  # other work on the machine while measuring
     }
     if workload == "matmul":  # this machine's float32 matmul peak
@@ -262,6 +268,12 @@ def main() -> None:
         "--skip-recurrent-w2", action="store_true", help="skip W2 in the (slow) recurrent mode"
     )
     ap.add_argument(
+        "--no-reuse-memory",
+        action="store_true",
+        help="leave glibc's malloc as it is (large tensors mmapped and page-faulted in at every "
+        "allocation) instead of torchlmu.runtime.reuse_large_allocations",
+    )
+    ap.add_argument(
         "--one", nargs=4, metavar=("WORKLOAD", "IMPL", "MODE", "PHASE"), help=argparse.SUPPRESS
     )
     args = ap.parse_args()
@@ -275,6 +287,7 @@ def main() -> None:
                     repeats=args.repeats,
                     threads=args.threads,
                     device=args.device,
+                    reuse_memory=not args.no_reuse_memory,
                 )
             ),
             flush=True,
@@ -302,6 +315,8 @@ def main() -> None:
         ]
         if args.quick:
             cmd.append("--quick")
+        if args.no_reuse_memory:
+            cmd.append("--no-reuse-memory")
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
             print(

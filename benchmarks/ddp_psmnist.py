@@ -28,9 +28,9 @@ from torch import nn
 def worker(args) -> None:
     from torchlmu.experiments import distributed
     from torchlmu.experiments.psmnist import Config, PaperModel
+    from torchlmu.runtime import configure_cpu
 
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    configure_cpu(args.threads)
     distributed.init_from_env()
     W, r = distributed.world(), distributed.rank()
     cfg = Config()

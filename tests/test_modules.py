@@ -335,6 +335,26 @@ def test_streaming_fast_path_follows_weight_changes():
         assert y.dtype == torch.float32
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "linear"])
+def test_streaming_fast_path_activations_and_kept_states(activation):
+    """The graph-free streaming step applies the activation in place on its fresh output: each
+    activation equals the cell's step, and states a caller kept are never changed later."""
+    torch.manual_seed(4)
+    lmu = LMU(2, 5, 3, 7.0, hidden_cell=activation, input_to_hidden=True, dtype=torch.float64)
+    x = torch.randn(6, 2, 2, dtype=torch.float64)
+    Ad, Bd = lmu.cell.memory.discretized(torch.float64, x.device)
+    kept, st = [], lmu.initial_state(2)
+    with torch.no_grad():
+        for t in range(6):
+            y_ref, st_ref = lmu.cell.step_(x[t], st, Ad, Bd)
+            y, st = lmu.step(x[t], st)
+            check_equal([y], [y_ref], 1e-12, f"{activation} step {t} output")
+            check_equal(st, st_ref, 1e-12, f"{activation} step {t} state")
+            kept.append((st, [None if s is None else s.clone() for s in st]))
+    for t, (live, saved) in enumerate(kept):
+        check_equal(live, saved, 0.0, f"{activation} state kept from step {t}")
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 def test_multichannel_equals_independent_memories(dtype):
     C, I, d = 3, 2, 5

@@ -1,6 +1,6 @@
 """torchlmu: Legendre Memory Units for PyTorch."""
 
-from . import data, legendre, ops
+from . import data, legendre, ops, runtime
 from .exceptions import (
     DTypeError,
     LMUWarning,
@@ -28,4 +28,5 @@ __all__ = [
     "data",
     "legendre",
     "ops",
+    "runtime",
 ]

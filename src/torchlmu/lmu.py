@@ -60,6 +60,8 @@ _ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "linear": _identity,
 }
+# in-place twins, for the streaming path's fresh, graph-free output ("linear": nothing to do)
+_ACTIVATIONS_INPLACE = {"tanh": torch.tanh_, "relu": torch.relu_, "sigmoid": torch.sigmoid_}
 _INITS = ("paper", "psmnist")
 
 
@@ -382,15 +384,12 @@ class LMUCell(nn.Module):
         version of every parameter (an Elman or memory-only cell holds them all in its own and
         its memory's parameter dicts, read live so that a replaced parameter is seen)."""
         mem = self.memory
+        # (a trainable θ is log_theta, one of the memory's parameters; this runs at every
+        # streaming step, so it avoids Module.__getattr__ and nested tuples)
         params = [
             q for q in (*self._parameters.values(), *mem._parameters.values()) if q is not None
         ]
-        return (
-            mem.dt,
-            mem._theta if mem.log_theta is None else mem.log_theta._version,
-            tuple([q._version for q in params]),
-            tuple(map(id, params)),
-        )
+        return (mem.dt, mem._theta, *[q._version for q in params], *map(id, params))
 
     def _fused_weights(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
         """One matrix M and bias b with [m_t, h_t] = [m_{t−1}, h_{t−1}, x_t] M + b before f.
@@ -454,9 +453,12 @@ class LMUCell(nn.Module):
     ) -> tuple[Tensor, LMUState]:
         """[m_t, pre-activation of h_t] = [m, h, x] M + b, then the activation."""
         out = torch.addmm(b, torch.cat([m, h, x], 1), M)
-        m, h = out.narrow(1, 0, S), out.narrow(1, S, H)  # narrow: cheaper than split or [:, a:b]
-        if self.activation != "linear":
-            h = self._act(h)
+        # One op for both views, and the activation in place on the fresh output (no graph
+        # here): every torch call costs microseconds at batch 1, more than its arithmetic.
+        m, h = out.split_with_sizes((S, H), 1)
+        act_ = _ACTIVATIONS_INPLACE.get(self.activation or "")
+        if act_ is not None:
+            h = act_(h)
         return h, LMUState(m, h, None)
 
     def _stream(self, x: object, st: LMUState) -> tuple[Tensor, LMUState] | None:

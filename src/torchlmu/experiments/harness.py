@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ValidationError
+from ..runtime import configure_cpu, reusing_large_allocations
 from . import distributed as _dist
 
 __all__ = [
@@ -149,6 +150,7 @@ def provenance(threads: int, device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "threads": threads,
         "processes": _dist.world(),  # > 1 under torchrun (threads are per process)
+        "reuse_large_allocations": reusing_large_allocations(),  # see torchlmu.runtime
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "device": device,  # where the models ran
@@ -235,12 +237,10 @@ class RunContext:
         if _dist.init_from_env(self.device) and not _dist.is_main():
             self.log = lambda s: None
             self.progress = False
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        self.threads = torch.get_num_threads()
+        # Threads; denormals flushed to zero (they slow float32 training several times on
+        # CPUs); large freed tensors kept for reuse instead of page-faulted in at every step.
+        self.threads = int(configure_cpu(self.threads)["threads"])
         _git_commit()  # pin the provenance to the code this run started with
-        # Denormal floats slow float32 training several times on CPUs; flush them to zero.
-        torch.set_flush_denormal(True)
 
     def seed_all(self, offset: int = 0) -> None:
         s = self.seed + offset
