@@ -1,0 +1,177 @@
+"""The kernel floor of each benchmark workload on this machine: the BLAS calls (and the few
+elementwise passes) that torchlmu's algorithm for it cannot avoid, each timed alone at its real
+shape, summed. One JSON line per workload and phase:
+
+    {"workload": "W1", "phase": "train", "floor_ms": ..., "kernels": {name: ms, ...}, ...}
+
+A measured time near its floor means the time goes to arithmetic the algorithm needs, not to
+Python, copies or allocation; reaching a target below the floor needs a different algorithm (or
+machine). The shapes are the full benchmark sizes of ``bench.py`` (W1: B 100, T 784, order 256,
+hidden 212; W2: B 16, T 10,000, order 64; W4: batch 1; W5: W1 with hidden→memory and
+memory→memory).
+
+    python benchmarks/floors.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+
+def _median_ms(fn, repeats: int = 7, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts)
+
+
+def _steps(T: int, *ops) -> float:
+    """T repetitions of a step made of ``ops`` (each a callable), ms for all T."""
+
+    def run():
+        for _ in range(T):
+            for op in ops:
+                op()
+
+    return _median_ms(run, repeats=5, warmup=1)
+
+
+def _r(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape) * 0.05
+
+
+def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
+    """Hidden recurrence (forward, backward through time, weight gradient) and the memory's
+    blocked projection (one GEMM forward, two backward: the input's and the weight's)."""
+    h, Wh, pre = _r(B, G), _r(G, G), _r(B, G)
+    X, Y = _r(T * B, G), _r(T * B, G)
+    J, K, N = B * T // L, L + d, L * G  # fused_chunked's [inputs | states] x [[Toeplitz], [powers]]
+    A, Wb, Gy = _r(J, K), _r(K, N), _r(J, N)
+    k = {
+        "recurrence forward: T x (addmm BxG GxG + tanh)": _steps(
+            T, lambda: torch.addmm(pre, h, Wh), lambda: torch.tanh(pre)
+        ),
+        "recurrence backward: T x (mm BxG GxG + dtanh mul)": _steps(
+            T, lambda: h @ Wh, lambda: pre * h
+        ),
+        "recurrence weight grad: (G x TB) (TB x G)": _median_ms(lambda: X.T @ Y),
+        "memory projection forward: one GEMM": _median_ms(lambda: A @ Wb),
+    }
+    infer = {n: v for n, v in k.items() if "forward" in n}
+    k["memory projection backward: input grad"] = _median_ms(lambda: Gy @ Wb.T)
+    k["memory projection backward: weight grad"] = _median_ms(lambda: A.T @ Gy)
+    return [_rec("W1", "train", k), _rec("W1", "infer", infer)]
+
+
+def w2(B=16, T=10_000, d=64, L=50) -> list[dict]:
+    """memory_chunked: one GEMM writes every state; the backward's one GEMM reads them all."""
+    J = B * T // L
+    A, W, G = _r(J, L + d), _r(L + d, L * d), _r(J, L * d)
+    out = torch.empty(J, L * d)
+    k = {"all states: one GEMM (into reused memory)": _median_ms(lambda: torch.mm(A, W, out=out))}
+    infer = dict(k)
+    k["backward: one GEMM"] = _median_ms(lambda: G @ W.T)
+    y = torch.randn(B, T, d)
+    k["loss mean(y^2) forward and backward: 3 passes over y"] = _median_ms(
+        lambda: (y.square().mean(), y * (2.0 / y.numel()))
+    )
+    return [_rec("W2", "train", k), _rec("W2", "infer", infer)]
+
+
+def w4(d=256, G=212) -> list[dict]:
+    """The streaming step's one matmul on [m, h, x], and what an empty torch call costs here."""
+    z, M, b = _r(1, d + G + 1), _r(d + G + 1, d + G), _r(d + G)
+    a1, a2 = torch.zeros(1), torch.zeros(1)
+    n = 2000
+
+    def per_call(fn):
+        return _median_ms(lambda: [fn() for _ in range(n)]) / n * 1e3  # µs
+
+    k = {
+        "addmm 1x469 @ 469x468 (us)": per_call(lambda: torch.addmm(b, z, M)),
+        "3 empty torch calls: cat, split, activation (us)": 3 * per_call(lambda: a1 + a2),
+    }
+    rec = _rec("W4", "infer", k)
+    rec["floor_us"] = rec.pop("floor_ms")
+    return [rec]
+
+
+def w5(B=100, T=784, d=256, G=212) -> list[dict]:
+    """lmu_elman_scan: per step Ā·m, W_m·m, W_h·h, e_m·m, e_h·h (forward) and their transposes
+    (backward), then the weight gradients over all steps."""
+    m, h, Ad, Wm, Wh = _r(B, d), _r(B, G), _r(d, d), _r(G, d), _r(G, G)
+    em, eh, u, pre, gm = _r(1, d), _r(1, G), _r(B, 1), _r(B, G), _r(B, d)
+    bd = _r(d)
+    M, Hs = _r(T * B, d), _r(T * B, G)
+    fwd = _steps(
+        T,
+        lambda: torch.addmm(u, m, em.T),
+        lambda: torch.addmm(u, h, eh.T),
+        lambda: m @ Ad.T,
+        lambda: m.addcmul(u, bd),
+        lambda: torch.addmm(pre, m, Wm.T),
+        lambda: torch.addmm(pre, h, Wh.T),
+        lambda: torch.tanh(pre),
+    )
+    bwd = _steps(
+        T,
+        lambda: pre * h,
+        lambda: torch.addmm(gm, pre, Wm),
+        lambda: gm @ bd.unsqueeze(1),
+        lambda: gm @ Ad,
+        lambda: pre @ Wh,
+        lambda: torch.addmm(gm, u, em),
+        lambda: torch.addmm(pre, u, eh),
+    )
+    k = {"forward: T steps": fwd}
+    infer = dict(k)
+    k["backward through time: T steps"] = bwd
+    k["weight grads: W_m, W_h"] = _median_ms(lambda: (Hs.T @ M, Hs.T @ Hs))
+    return [_rec("W5", "train", k), _rec("W5", "infer", infer)]
+
+
+def _rec(workload: str, phase: str, kernels: dict) -> dict:
+    return {
+        "workload": workload,
+        "phase": phase,
+        "floor_ms": sum(kernels.values()),
+        "kernels": {n: round(v, 3) for n, v in kernels.items()},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="*", help="workloads, e.g. W1 W5")
+    args = ap.parse_args()
+    from torchlmu.runtime import configure_cpu
+
+    cpu = configure_cpu(args.threads)
+    torch.manual_seed(0)
+    for name, fn in (("W1", w1), ("W2", w2), ("W4", w4), ("W5", w5)):
+        if args.only and name not in args.only:
+            continue
+        for rec in fn():
+            rec.update(
+                threads=cpu["threads"],
+                torch=torch.__version__,
+                reuse_large_allocations=cpu["reuse_large_allocations"],
+                loadavg_1min=os.getloadavg()[0],
+            )
+            print(json.dumps(rec), flush=True)
+
+
+if __name__ == "__main__":
+    main()
