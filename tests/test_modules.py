@@ -335,6 +335,87 @@ def test_streaming_fast_path_follows_weight_changes():
         assert y.dtype == torch.float32
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("kind", ["tanh", "lstm"])
+def test_scalar_input_folds_encoders_into_the_projection(kind, dtype):
+    """With a scalar input and no memory bias the parallel path scales the projection's weights
+    by the encoders instead of the input; outputs, states and every gradient (the encoders', x's
+    when it needs one) equal the step loop's, for 1 and 2 channels, blocked and FFT, with and
+    without an initial state (which takes the unfolded path) and with trainable θ."""
+    tol = TOL[dtype]
+    T, B = 11, 3
+    for ch, conv, with_state, x_grad, tt in itertools.product(
+        [1, 2], ["chunk", "fft"], [False, True], [False, True], [False, True]
+    ):
+        what = f"{kind} ch={ch} {conv} state={with_state} x_grad={x_grad} tt={tt}"
+        ref, fast = make_pair(
+            kind, (False, False, True), channels=ch, trainable_theta=tt, dtype=dtype, I=1,
+            conv=conv,
+        )  # fmt: skip
+        for m in (ref, fast):
+            m.cell.memory.memory_bias = None  # the fold's condition: u = e·x exactly
+        g = torch.Generator().manual_seed(2)
+        x = torch.randn((T, B, 1), generator=g, dtype=torch.float64).to(dtype)
+        state = random_state(ref, B, True, dtype) if with_state else None
+        y_ref, st_ref = ref.forward_reference(x, state)
+        wy = torch.randn(y_ref.shape, generator=g, dtype=torch.float64).to(dtype)
+        ws = [
+            None if v is None else torch.randn(v.shape, generator=g, dtype=torch.float64).to(dtype)
+            for v in st_ref
+        ]
+        out = []
+        for model, reference in ((ref, True), (fast, False)):
+            params = [p for _, p in sorted(model.named_parameters())]
+            xi = x.clone().requires_grad_(x_grad)
+            fn = model.forward_reference if reference else model
+            y, st = fn(xi, state)
+            loss = (y * wy).sum() + sum(
+                (v * w).sum() for v, w in zip(st, ws, strict=True) if v is not None
+            )
+            grads = torch.autograd.grad(loss, ([xi] if x_grad else []) + params)
+            out.append((y, st, grads))
+        (y_r, st_r, g_r), (y_f, st_f, g_f) = out
+        check_equal([y_f], [y_r], tol, "output " + what)
+        check_equal(st_f, st_r, tol, "state " + what)
+        check_equal(g_f, g_r, tol, "grads " + what)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_memory_scalar_input_scales_one_memory(dtype):
+    """A scalar input without bias: the parallel all-states path computes one memory of x and
+    scales it per channel (for several channels, or when only the encoders need a gradient);
+    outputs, final states and gradients equal the recurrent step loop's."""
+    tol = TOL[dtype]
+    T, B, d = 13, 2, 5
+    for C, conv, with_state, x_grad in itertools.product(
+        [1, 3], ["chunk", "fft"], [False, True], [False, True]
+    ):
+        what = f"C={C} {conv} state={with_state} x_grad={x_grad}"
+        torch.manual_seed(5)
+        fast = LegendreMemory(1, d, 7.0, channels=C, conv=conv, dtype=dtype)
+        ref = LegendreMemory(1, d, 7.0, channels=C, mode="recurrent", dtype=dtype)
+        with torch.no_grad():
+            fast.input_encoders.copy_(torch.randn_like(fast.input_encoders))
+        ref.load_state_dict(fast.state_dict())
+        g = torch.Generator().manual_seed(6)
+        x = torch.randn((T, B, 1), generator=g, dtype=torch.float64).to(dtype)
+        m0 = torch.randn((B, C * d), generator=g, dtype=torch.float64).to(dtype)
+        wy = torch.randn((T, B, C * d), generator=g, dtype=torch.float64).to(dtype)
+        wl = torch.randn((B, C * d), generator=g, dtype=torch.float64).to(dtype)
+        out = []
+        for model in (ref, fast):
+            xi = x.clone().requires_grad_(x_grad)
+            y, last = model(xi, m0 if with_state else None)
+            loss = (y * wy).sum() + (last * wl).sum()
+            grads = torch.autograd.grad(loss, ([xi] if x_grad else []) + [model.input_encoders])
+            out.append((y, last, grads))
+        (y_r, l_r, g_r), (y_f, l_f, g_f) = out
+        check_equal([y_f, l_f], [y_r, l_r], tol, "states " + what)
+        check_equal(g_f, g_r, tol, "grads " + what)
+        with torch.no_grad():
+            check_equal([fast(x, m0 if with_state else None)[0]], [y_r], tol, "no-grad " + what)
+
+
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "linear"])
 def test_streaming_fast_path_activations_and_kept_states(activation):
     """The graph-free streaming step applies the activation in place on its fresh output: each
@@ -377,6 +458,7 @@ def test_multichannel_equals_independent_memories(dtype):
 
 @pytest.mark.parametrize("conv", ["chunk", "fft", "direct"])
 def test_legendre_memory_modes_agree(conv):
+    torch.manual_seed(0)  # its own data, whatever ran before
     mem = LegendreMemory(
         2, 6, 9.0, channels=2, bias=True, dtype=torch.float64, trainable_theta=True, conv=conv
     )

@@ -739,11 +739,20 @@ class LMU(nn.Module):
         # computed in parallel without the states (blocked matmuls with W_mem·H and W_mem·Ā^s,
         # or one FFT convolution with the fused kernel W_mem·H); only the hidden recurrence steps.
         W_mem, W_x, b = cell.hidden_input_weights()
+        u_in, W_in = u, W_mem
+        if x.shape[-1] == 1 and mem.memory_bias is None and m0 is None:
+            # A scalar input: u_c = e_c·x, so W_mem·m(u) = (W_mem scaled per channel by e_c)·m(x)
+            # (the memory is linear in its input). Folding the encoders into the projection's
+            # weights leaves the backward no gradient to carry back to the memory's input
+            # (unless x needs one): one GEMM of the blocked projection's three.
+            G = W_mem.shape[0]
+            e = mem.input_encoders.reshape(1, C, 1)
+            u_in, W_in = x.expand(T, B, C), (W_mem.reshape(G, C, d) * e).reshape(G, S)
         if self.conv == "chunk":
             Ad, Bd = mem.discretized(x.dtype, x.device)
-            pre = ops.fused_chunked(u, Ad, Bd, W_mem, m0)  # (T, B, G)
+            pre = ops.fused_chunked(u_in, Ad, Bd, W_in, m0)  # (T, B, G)
         else:
-            pre = ops.fused_conv(u, ops.fused_kernel(H, W_mem, C), self.conv)
+            pre = ops.fused_conv(u_in, ops.fused_kernel(H, W_in, C), self.conv)
             if m0 is not None:
                 Ad, _ = mem.discretized(x.dtype, x.device)
                 pre = pre + ops.free_response(m0, Ad, T).reshape(T, B, S) @ W_mem.T

@@ -240,7 +240,7 @@ class LegendreMemory(nn.Module):
             H = self.kernel(T, x.dtype, x.device)
             seq = None
             if self.return_sequences:
-                seq = self.all_states(u, m0)
+                seq = self._scaled_states(x, m0) if self._folds(x, m0) else self.all_states(u, m0)
             last = self.last_state(u, H, m0, lt)
         if seq is not None and lt is not None:
             seq = seq * _valid_mask(lt, T, seq.dim()).to(seq.dtype)
@@ -253,6 +253,22 @@ class LegendreMemory(nn.Module):
         elif seq is not None and self.batch_first:
             y = y.transpose(0, 1)
         return y, last
+
+    def _folds(self, x: Tensor, m0: Tensor | None) -> bool:
+        """Whether :meth:`_scaled_states` serves: a scalar input, no bias, no initial state, and
+        either several channels (one memory instead of C) or a backward that needs only the
+        encoders' gradient (a dot product instead of the memory's transposed GEMM)."""
+        e = self.input_encoders
+        if x.shape[-1] != 1 or self.memory_bias is not None or m0 is not None:
+            return False
+        return self.channels > 1 or (
+            torch.is_grad_enabled() and e.requires_grad and not x.requires_grad
+        )
+
+    def _scaled_states(self, x: Tensor, m0: None) -> Tensor:
+        """All states for u_c = e_c·x: the memory is linear in its input, so m(u_c) = e_c·m(x),
+        one memory of x scaled per channel. ``(T, B, 1)`` -> ``(T, B, C, d)``."""
+        return self.all_states(x, None) * self.input_encoders.reshape(self.channels, 1)
 
     def all_states(self, u: Tensor, m0: Tensor | None, conv: str | None = None) -> Tensor:
         """Every state ``(T, B, C, d)`` from u ``(T, B, C)`` and an optional m0, in parallel
