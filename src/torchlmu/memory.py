@@ -237,11 +237,13 @@ class LegendreMemory(nn.Module):
             last = M[-1] if lt is None else M[lt - 1, torch.arange(B, device=x.device)]
             seq = M if self.return_sequences else None
         else:
-            H = self.kernel(T, x.dtype, x.device)
             seq = None
             if self.return_sequences:
                 seq = self._scaled_states(x, m0) if self._folds(x, m0) else self.all_states(u, m0)
-            last = self.last_state(u, H, m0, lt)
+                # the last state is one of those computed (causal: padding after it is unseen)
+                last = seq[-1] if lt is None else seq[lt - 1, torch.arange(B, device=x.device)]
+            else:
+                last = self.last_state(u, self.kernel(T, x.dtype, x.device), m0, lt)
         if seq is not None and lt is not None:
             seq = seq * _valid_mask(lt, T, seq.dim()).to(seq.dtype)
         y = last if seq is None else seq

@@ -188,7 +188,21 @@ def memory_chunked(
 
 def _block_carries(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
     """States entering each block: S_0 = m0 (or 0), S_{j+1} = S_j (Ā^L)ᵀ + E_j. E ``(R, J, d)``."""
-    R, _, d = E.shape
+    R, J, d = E.shape
+    if not torch.is_grad_enabled() or not any(
+        t is not None and t.requires_grad for t in (E, AL, S0)
+    ):
+        # No graph: each carry written in place, one BLAS call per block (this loop is the
+        # sequential part of the blocked memory; its per-block Python work is what it costs).
+        out = E.new_empty((J, R, d))
+        Os, Es = out.unbind(0), E.unbind(1)
+        if S0 is None:
+            Os[0].zero_()
+        else:
+            Os[0].copy_(S0)
+        for j in range(J - 1):
+            torch.addmm(Es[j], Os[j], AL, out=Os[j + 1])
+        return out.transpose(0, 1)  # (R, J, d), a view
     S, carry = S0, []
     for Ej in E.unbind(1):  # one backward node for all blocks (a select per block fills zeros)
         carry.append(E.new_zeros((R, d)) if S is None else S)
