@@ -182,6 +182,18 @@ class LegendreMemory(nn.Module):
 
         return self._cached(("H", length, dtype, device), compute)
 
+    def chunk_weights(
+        self, L: int, dtype: torch.dtype, device: torch.device
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:func:`ops.chunk_weights` for blocks of L steps, built in float64, cast to ``dtype``
+        (memoised like the kernel: a forward pass of the blocked memory builds nothing)."""
+
+        def compute():
+            Ad, Bd = self.discretized(torch.float64, device)
+            return tuple(w.to(dtype) for w in ops.chunk_weights(Ad, Bd, L))
+
+        return self._cached(("chunk", L, dtype, device), compute)
+
     def power(self, n: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
         """Ā^n for each integer in ``n`` ``(B,)`` -> ``(B, d, d)`` (float64 inside)."""
         Ad, _ = self.discretized(torch.float64, device)
@@ -278,8 +290,9 @@ class LegendreMemory(nn.Module):
         T = u.shape[0]
         conv = self.conv if conv is None else conv
         if conv == "chunk":
+            L = ops.chunk_size(T, self.order)
             Ad, Bd = self.discretized(u.dtype, u.device)
-            return ops.memory_chunked(u, Ad, Bd, m0)
+            return ops.memory_chunked(u, Ad, Bd, m0, L, self.chunk_weights(L, u.dtype, u.device))
         seq = ops.memory_conv(u, self.kernel(T, u.dtype, u.device), conv)
         if m0 is not None:
             Ad, _ = self.discretized(u.dtype, u.device)

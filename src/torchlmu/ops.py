@@ -142,8 +142,28 @@ def _divisor_near(T: int, base: int) -> int:
     return base
 
 
+def chunk_weights(Ad: Tensor, Bd: Tensor, L: int) -> tuple[Tensor, Tensor, Tensor]:
+    """What :func:`memory_chunked` multiplies by, for blocks of L steps: (H reversed ``(L, d)``,
+    whose product with a block's inputs is its zero-state last state; (Ā^L)ᵀ ``(d, d)``, the
+    carry from block to block; [[Toeplitz of H], [Ā¹ … Ā^L]] ``(L + d, L·d)``). Depends on Ā, B̄
+    and L only, so a module may build it once (in float64) and reuse it."""
+    d = Ad.shape[-1]
+    H = apply_powers(Bd, Ad, L)  # (L, d)
+    i = torch.arange(L, device=Ad.device)
+    lag = i.unsqueeze(0) - i.unsqueeze(1)  # [i, s] = s − i
+    Htoe = (H[lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)).reshape(L, L * d)
+    P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
+    PL = P.permute(1, 0, 2).reshape(d, L * d)
+    return H.flip(0), P[-1], torch.cat([Htoe, PL], 0)
+
+
 def memory_chunked(
-    u: Tensor, Ad: Tensor, Bd: Tensor, m0: Tensor | None = None, L: int | None = None
+    u: Tensor,
+    Ad: Tensor,
+    Bd: Tensor,
+    m0: Tensor | None = None,
+    L: int | None = None,
+    weights: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> Tensor:
     """All states by blocks of L steps: two large matmuls and a short sequential carry.
 
@@ -155,6 +175,8 @@ def memory_chunked(
 
     Args:
         u: ``(T, ..., C)``.  Ad: ``(d, d)``.  Bd: ``(d,)``.  m0: ``(..., C, d)`` or None.
+        weights: :func:`chunk_weights` of (Ad, Bd, L), if already built (then Ad and Bd are
+            not read).
     Returns:
         ``(T, ..., C, d)``: a permuted view of a sequence-contiguous ``(..., C, T, d)`` tensor.
     """
@@ -166,22 +188,17 @@ def memory_chunked(
     R = x.shape[0]
     if J * L != T:
         x = F.pad(x, (0, J * L - T))
-    H = apply_powers(Bd, Ad, L)  # (L, d)
-    i = torch.arange(L, device=u.device)
-    lag = i.unsqueeze(0) - i.unsqueeze(1)  # [i, s] = s − i
-    Htoe = (H[lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)).reshape(L, L * d)
+    Hrev, AL, W = chunk_weights(Ad, Bd, L) if weights is None else weights
     xb = x.reshape(R * J, L)
     if J > 1 or m0 is not None:
-        P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
-        E = (xb @ H.flip(0)).reshape(R, J, d)  # each block's own (zero-state) last state
-        Sj = _block_carries(E, P[-1], None if m0 is None else m0.reshape(R, d))
-        PL = P.permute(1, 0, 2).reshape(d, L * d)
+        E = (xb @ Hrev).reshape(R, J, d)  # each block's own (zero-state) last state
+        Sj = _block_carries(E, AL, None if m0 is None else m0.reshape(R, d))
         # One GEMM writes every state once: [block inputs | state entering the block] times
         # [[Toeplitz of H], [Ā¹ … Ā^L]] (a Toeplitz product plus an in-place carry product
         # wrote, then re-read and re-wrote, the whole output).
-        Y = torch.cat([xb, Sj.reshape(R * J, d)], 1) @ torch.cat([Htoe, PL], 0)
+        Y = torch.cat([xb, Sj.reshape(R * J, d)], 1) @ W
     else:
-        Y = xb @ Htoe  # zero-state states of every block
+        Y = xb @ W[:L]  # zero-state states of every block
     Y = Y.reshape(R, J * L, d)[:, :T]
     return Y.reshape(*u.shape[1:], T, d).movedim(-2, 0)
 
