@@ -139,3 +139,32 @@ def test_unknown_method():
     _, _, u, H = setup(torch.float64)
     with pytest.raises(ValidationError, match="method: expected one of"):
         ops.memory_conv(u, H, "winograd")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("C", [1, 3])
+@pytest.mark.parametrize("layout", ["contiguous", "sequence-major", "other grad layout"])
+def test_scale_states_equals_multiply(dtype, C, layout):
+    """The dot-product backward of scale_states against autograd's multiply, for the layout
+    memory_chunked returns, a contiguous one, and a gradient in another layout."""
+    g = torch.Generator().manual_seed(0)
+    M = torch.randn(4, 3, 1, 5, generator=g, dtype=torch.float64).to(dtype)  # (B, 1, T... )
+    if layout != "contiguous":
+        M = M.permute(2, 0, 1, 3).contiguous().permute(1, 2, 0, 3)  # sequence-major storage
+    e = torch.randn(C, 1, generator=g, dtype=torch.float64).to(dtype)
+    w = torch.randn(4, 3, C, 5, generator=g, dtype=torch.float64).to(dtype)
+    if layout == "sequence-major":  # the gradient in the states' own layout (the dot path)
+        w = w.permute(2, 0, 1, 3).contiguous().permute(1, 2, 0, 3)
+    elif layout == "other grad layout":
+        w = w.transpose(0, 1).contiguous().transpose(0, 1)
+    args = [M.clone().requires_grad_(), e.clone().requires_grad_()]
+    out = ops.scale_states(*args)
+    ref_args = [M.clone().requires_grad_(), e.clone().requires_grad_()]
+    ref = ref_args[0] * ref_args[1]
+    assert rel(out.detach(), ref.detach()) == 0
+    ga = torch.autograd.grad((out * w).sum(), args)
+    gb = torch.autograd.grad((ref * w).sum(), ref_args)
+    for a, b in zip(ga, gb, strict=True):
+        assert rel(a, b) <= TOL[dtype]
+    with pytest.raises(ValidationError, match="e"):
+        ops.scale_states(M, e.reshape(-1))

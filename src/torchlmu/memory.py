@@ -282,7 +282,7 @@ class LegendreMemory(nn.Module):
     def _scaled_states(self, x: Tensor, m0: None) -> Tensor:
         """All states for u_c = e_c·x: the memory is linear in its input, so m(u_c) = e_c·m(x),
         one memory of x scaled per channel. ``(T, B, 1)`` -> ``(T, B, C, d)``."""
-        return self.all_states(x, None) * self.input_encoders.reshape(self.channels, 1)
+        return ops.scale_states(self.all_states(x, None), self.input_encoders)
 
     def all_states(self, u: Tensor, m0: Tensor | None, conv: str | None = None) -> Tensor:
         """Every state ``(T, B, C, d)`` from u ``(T, B, C)`` and an optional m0, in parallel

@@ -24,6 +24,7 @@ from .legendre import apply_powers
 
 __all__ = [
     "CONV_METHODS",
+    "chunk_weights",
     "free_response",
     "fused_chunked",
     "fused_conv",
@@ -35,6 +36,7 @@ __all__ = [
     "memory_step",
     "next_fast_len",
     "right_align",
+    "scale_states",
 ]
 
 #: How the parallel memory computes all states: blocked matmuls (the CPU's fastest), FFT, conv1d.
@@ -361,3 +363,37 @@ def right_align(u: Tensor, lengths: Tensor) -> Tensor:
     idx = src.clamp(min=0).reshape(T, -1, *([1] * (u.dim() - 2))).expand_as(u)
     out = torch.gather(u, 0, idx)
     return out * valid.reshape(T, -1, *([1] * (u.dim() - 2))).to(u.dtype)
+
+
+class _ScaleStates(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, M: Tensor, e: Tensor) -> Tensor:
+        ctx.save_for_backward(M, e)
+        return M * e
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        M, e = ctx.saved_tensors
+        gM = g * e if ctx.needs_input_grad[0] else None
+        ge = None
+        if ctx.needs_input_grad[1]:
+            # ∂L/∂e_c = Σ g[..., c, :] · M[..., 0, :]: a dot product over the states, read once in
+            # their memory order (autograd's mul backward writes g·M out in full, then sums it).
+            order = sorted(range(M.dim()), key=lambda i: -M.stride(i))
+            Mo, go = M.permute(order), g.permute(order)
+            if e.shape[0] == 1 and Mo.is_contiguous() and go.is_contiguous():
+                ge = torch.dot(go.reshape(-1), Mo.reshape(-1)).reshape(1, 1)
+            else:
+                ge = (g * M).sum((*range(M.dim() - 2), -1)).unsqueeze(-1)
+        return gM, ge
+
+
+def scale_states(M: Tensor, e: Tensor) -> Tensor:
+    """``M * e``: states of one channel ``(..., 1, d)`` scaled per channel by ``e`` ``(C, 1)`` to
+    ``(..., C, d)``, whose backward computes e's gradient as a dot product over the states
+    instead of writing out the product (twin: ``M * e``)."""
+    if e.dim() != 2 or e.shape[1] != 1 or M.shape[-2] != 1:
+        raise ValidationError(
+            "e", "a (C, 1) tensor scaling states of shape (..., 1, d)", tuple(e.shape)
+        )
+    return _ScaleStates.apply(M, e)
