@@ -14,7 +14,7 @@ PY=${PY:-python3}
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   $PY -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))"
-  $PY -m pytest -q -p no:cacheprovider tests/test_modules.py tests/test_cli.py -k "device or cuda or graph"
+  $PY -m pytest -q -p no:cacheprovider tests/test_modules.py tests/test_cli.py -k "device or cuda or graph or scalar_input"
 } 2>&1 | tee "$OUT/tests.log"
 if [ "${BENCH:-1}" = 1 ]; then
   $PY benchmarks/bench.py --device cuda --threads 1 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.jsonl"

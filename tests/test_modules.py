@@ -34,6 +34,12 @@ from torchlmu import (
 )
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+DEVICES = [  # the fast forms run on each; the references stay on the CPU
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
+]
 HIDDEN = ["tanh", "relu", "rnn", "lstm", "gru", "ff", None]
 FLAGS = list(
     itertools.product([False, True], repeat=3)
@@ -335,13 +341,17 @@ def test_streaming_fast_path_follows_weight_changes():
         assert y.dtype == torch.float32
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("kind", ["tanh", "lstm"])
-def test_scalar_input_folds_encoders_into_the_projection(kind, dtype):
+def test_scalar_input_folds_encoders_into_the_projection(kind, dtype, device):
     """With a scalar input and no memory bias the parallel path scales the projection's weights
     by the encoders instead of the input; outputs, states and every gradient (the encoders', x's
     when it needs one) equal the step loop's, for 1 and 2 channels, blocked and FFT, with and
-    without an initial state (which takes the unfolded path) and with trainable θ."""
+    without an initial state (which takes the unfolded path) and with trainable θ; the fast
+    model also on CUDA (float64 there), against the CPU step loop."""
+    if device == "cuda" and dtype == torch.float32:
+        pytest.skip("float32 on the GPU is covered by test_device_agrees_with_cpu_float64")
     tol = TOL[dtype]
     T, B = 11, 3
     for ch, conv, with_state, x_grad, tt in itertools.product(
@@ -363,28 +373,35 @@ def test_scalar_input_folds_encoders_into_the_projection(kind, dtype):
             None if v is None else torch.randn(v.shape, generator=g, dtype=torch.float64).to(dtype)
             for v in st_ref
         ]
+        fast.to(device)
         out = []
         for model, reference in ((ref, True), (fast, False)):
+            dev = "cpu" if reference else device
+            on = lambda t, dev=dev: None if t is None else t.to(dev)  # noqa: E731
             params = [p for _, p in sorted(model.named_parameters())]
-            xi = x.clone().requires_grad_(x_grad)
+            xi = x.clone().to(dev).requires_grad_(x_grad)
             fn = model.forward_reference if reference else model
-            y, st = fn(xi, state)
-            loss = (y * wy).sum() + sum(
-                (v * w).sum() for v, w in zip(st, ws, strict=True) if v is not None
+            y, st = fn(xi, None if state is None else LMUState(*map(on, state)))
+            loss = (y * on(wy)).sum() + sum(
+                (v * on(w)).sum() for v, w in zip(st, ws, strict=True) if v is not None
             )
             grads = torch.autograd.grad(loss, ([xi] if x_grad else []) + params)
-            out.append((y, st, grads))
+            out.append((y.cpu(), [None if v is None else v.cpu() for v in st], [t.cpu() for t in grads]))
         (y_r, st_r, g_r), (y_f, st_f, g_f) = out
         check_equal([y_f], [y_r], tol, "output " + what)
         check_equal(st_f, st_r, tol, "state " + what)
         check_equal(g_f, g_r, tol, "grads " + what)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_memory_scalar_input_scales_one_memory(dtype):
+def test_memory_scalar_input_scales_one_memory(dtype, device):
     """A scalar input without bias: the parallel all-states path computes one memory of x and
     scales it per channel (for several channels, or when only the encoders need a gradient);
-    outputs, final states and gradients equal the recurrent step loop's."""
+    outputs, final states and gradients equal the recurrent step loop's (on the CPU; the fast
+    module also on CUDA, float64 there)."""
+    if device == "cuda" and dtype == torch.float32:
+        pytest.skip("float32 on the GPU is covered by test_device_agrees_with_cpu_float64")
     tol = TOL[dtype]
     T, B, d = 13, 2, 5
     for C, conv, with_state, x_grad in itertools.product(
@@ -402,18 +419,20 @@ def test_memory_scalar_input_scales_one_memory(dtype):
         m0 = torch.randn((B, C * d), generator=g, dtype=torch.float64).to(dtype)
         wy = torch.randn((T, B, C * d), generator=g, dtype=torch.float64).to(dtype)
         wl = torch.randn((B, C * d), generator=g, dtype=torch.float64).to(dtype)
+        fast.to(device)
         out = []
-        for model in (ref, fast):
-            xi = x.clone().requires_grad_(x_grad)
-            y, last = model(xi, m0 if with_state else None)
-            loss = (y * wy).sum() + (last * wl).sum()
+        for model, dev in ((ref, "cpu"), (fast, device)):
+            xi = x.clone().to(dev).requires_grad_(x_grad)
+            y, last = model(xi, m0.to(dev) if with_state else None)
+            loss = (y * wy.to(dev)).sum() + (last * wl.to(dev)).sum()
             grads = torch.autograd.grad(loss, ([xi] if x_grad else []) + [model.input_encoders])
-            out.append((y, last, grads))
+            out.append((y.cpu(), last.cpu(), [t.cpu() for t in grads]))
         (y_r, l_r, g_r), (y_f, l_f, g_f) = out
         check_equal([y_f, l_f], [y_r, l_r], tol, "states " + what)
         check_equal(g_f, g_r, tol, "grads " + what)
         with torch.no_grad():
-            check_equal([fast(x, m0 if with_state else None)[0]], [y_r], tol, "no-grad " + what)
+            y_ng = fast(x.to(device), m0.to(device) if with_state else None)[0]
+            check_equal([y_ng.cpu()], [y_r], tol, "no-grad " + what)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "linear"])
@@ -658,12 +677,6 @@ def test_bad_input():
 
 
 # ------------------------------------------------------------------------------ other devices
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-    ),
-]
 
 
 def err_rms(a, b) -> float:
