@@ -740,8 +740,8 @@ class LMU(nn.Module):
         # or one FFT convolution with the fused kernel W_mem·H); only the hidden recurrence steps.
         W_mem, W_x, b = cell.hidden_input_weights()
         u_in, W_in = u, W_mem
-        if x.shape[-1] == 1 and mem.memory_bias is None and m0 is None:
-            # A scalar input: u_c = e_c·x, so W_mem·m(u) = (W_mem scaled per channel by e_c)·m(x)
+        if mem.scalar_input(x, m0):
+            # u_c = e_c·x, so W_mem·m(u) = (W_mem scaled per channel by e_c)·m(x)
             # (the memory is linear in its input). Folding the encoders into the projection's
             # weights leaves the backward no gradient to carry back to the memory's input
             # (unless x needs one): one GEMM of the blocked projection's three.

@@ -251,7 +251,7 @@ class LegendreMemory(nn.Module):
         else:
             seq = None
             if self.return_sequences:
-                seq = self._scaled_states(x, m0) if self._folds(x, m0) else self.all_states(u, m0)
+                seq = self._scaled_states(x) if self._folds(x, m0) else self.all_states(u, m0)
                 # the last state is one of those computed (causal: padding after it is unseen)
                 last = seq[-1] if lt is None else seq[lt - 1, torch.arange(B, device=x.device)]
             else:
@@ -268,18 +268,23 @@ class LegendreMemory(nn.Module):
             y = y.transpose(0, 1)
         return y, last
 
+    def scalar_input(self, x: Tensor, m0: Tensor | None) -> bool:
+        """Whether every channel's input is its encoder times x (u_c = e_c·x: a scalar input, no
+        bias) and no initial state enters: then the states are linear in x alone, so the
+        encoders can scale one memory of x (or fold into a projection of the states)."""
+        return x.shape[-1] == 1 and self.memory_bias is None and m0 is None
+
     def _folds(self, x: Tensor, m0: Tensor | None) -> bool:
-        """Whether :meth:`_scaled_states` serves: a scalar input, no bias, no initial state, and
-        either several channels (one memory instead of C) or a backward that needs only the
-        encoders' gradient (a dot product instead of the memory's transposed GEMM)."""
-        e = self.input_encoders
-        if x.shape[-1] != 1 or self.memory_bias is not None or m0 is not None:
+        """Whether :meth:`_scaled_states` serves: :meth:`scalar_input`, and either several
+        channels (one memory instead of C) or a backward that needs only the encoders' gradient
+        (a dot product instead of the memory's transposed GEMM)."""
+        if not self.scalar_input(x, m0):
             return False
         return self.channels > 1 or (
-            torch.is_grad_enabled() and e.requires_grad and not x.requires_grad
+            torch.is_grad_enabled() and self.input_encoders.requires_grad and not x.requires_grad
         )
 
-    def _scaled_states(self, x: Tensor, m0: None) -> Tensor:
+    def _scaled_states(self, x: Tensor) -> Tensor:
         """All states for u_c = e_c·x: the memory is linear in its input, so m(u_c) = e_c·m(x),
         one memory of x scaled per channel. ``(T, B, 1)`` -> ``(T, B, C, d)``."""
         return ops.scale_states(self.all_states(x, None), self.input_encoders)

@@ -150,13 +150,17 @@ def chunk_weights(Ad: Tensor, Bd: Tensor, L: int) -> tuple[Tensor, Tensor, Tenso
     carry from block to block; [[Toeplitz of H], [Ā¹ … Ā^L]] ``(L + d, L·d)``). Depends on Ā, B̄
     and L only, so a module may build it once (in float64) and reuse it."""
     d = Ad.shape[-1]
-    H = apply_powers(Bd, Ad, L)  # (L, d)
-    i = torch.arange(L, device=Ad.device)
-    lag = i.unsqueeze(0) - i.unsqueeze(1)  # [i, s] = s − i
+    H, P, lag = _block_powers(Ad, Bd, L)
     Htoe = (H[lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)).reshape(L, L * d)
-    P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
     PL = P.permute(1, 0, 2).reshape(d, L * d)
     return H.flip(0), P[-1], torch.cat([Htoe, PL], 0)
+
+
+def _block_powers(Ad: Tensor, Bd: Tensor, L: int) -> tuple[Tensor, Tensor, Tensor]:
+    """What both blocked kernels build on: H ``(L, d)`` (H[k] = Ā^k B̄), P ``(L, d, d)``
+    (P[s] = (Ā^{s+1})ᵀ) and the lag matrix ``(L, L)`` ([i, s] = s − i) of a block's Toeplitz."""
+    i = torch.arange(L, device=Ad.device)
+    return apply_powers(Bd, Ad, L), apply_powers(Ad.mT, Ad, L), i.unsqueeze(0) - i.unsqueeze(1)
 
 
 def memory_chunked(
@@ -177,8 +181,8 @@ def memory_chunked(
 
     Args:
         u: ``(T, ..., C)``.  Ad: ``(d, d)``.  Bd: ``(d,)``.  m0: ``(..., C, d)`` or None.
-        weights: :func:`chunk_weights` of (Ad, Bd, L), if already built (then Ad and Bd are
-            not read).
+        weights: :func:`chunk_weights` of (Ad, Bd, L), if already built (then only Ad's shape
+            is read).
     Returns:
         ``(T, ..., C, d)``: a permuted view of a sequence-contiguous ``(..., C, T, d)`` tensor.
     """
@@ -257,15 +261,12 @@ def fused_chunked(
     if J * L != T:
         x = F.pad(x, (0, J * L - T))
     x = x.reshape(N, C, J, L)
-    H = apply_powers(Bd, Ad, L)  # (L, d)
+    H, P, lag = _block_powers(Ad, Bd, L)  # (L, d), (L, d, d): P[s] = (Ā^{s+1})ᵀ, (L, L)
     Wc = W.reshape(G, C, d)
-    i = torch.arange(L, device=u.device)
-    lag = i.unsqueeze(0) - i.unsqueeze(1)  # [i, s] = s − i
     KH = torch.einsum("kd,gcd->ckg", H, Wc)  # (C, L, G): W·H per channel
     Ktoe = KH[:, lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)  # (C, L_i, L_s, G)
     xin = x.permute(0, 2, 1, 3).reshape(N * J, C * L)  # rows (n, j), columns (c, i)
     E = (x.reshape(N * C * J, L) @ H.flip(0)).reshape(N * C, J, d)  # block-end states, zero start
-    P = apply_powers(Ad.mT, Ad, L)  # (L, d, d): P[s] = (Ā^{s+1})ᵀ
     S = _block_carries(E, P[-1], None if m0 is None else m0.reshape(N * C, d))  # (N·C, J, d)
     PW = torch.einsum("sik,gck->cisg", P, Wc).reshape(C * d, L * G)  # W Ā^{s+1} per channel
     Sin = S.reshape(N, C, J, d).permute(0, 2, 1, 3).reshape(N * J, C * d)
