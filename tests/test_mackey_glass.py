@@ -62,7 +62,7 @@ def test_readouts_and_shapes():
     lmu = mg.build_model("lmu", cfg).layers[0]
     assert lmu.resolved_mode() == "recurrent"  # e_h and e_m on: the paper's cell
     assert lmu.cell.hidden_encoders is not None and lmu.cell.memory_encoders is not None
-    assert lmu.cell.input_kernel is not None and lmu.cell.bias is not None
+    assert lmu.cell.hidden.input_kernel is not None and lmu.cell.hidden.bias is not None
 
 
 def test_forecast_targets_the_future():

@@ -310,34 +310,40 @@ def test_parallel_state_continues_streaming():
         check_equal(st_tail, st_full, 1e-10, "chunked state")
 
 
-def test_streaming_fast_path_follows_weight_changes():
-    """The cached streaming matrix must be rebuilt whenever a weight or θ changes (in place, by
-    assignment, or by a dtype conversion): every step equals the module's own step loop."""
+def test_step_follows_weight_changes_and_stepper_is_a_snapshot():
+    """``step`` reads the weights live (in place, by assignment, θ via dt, a dtype change); an
+    ``LMUStepper`` made after a change equals the cell's step, and one made before it does not
+    (it is a snapshot, documented as such)."""
     torch.manual_seed(3)
     lmu = LMU(1, 6, 4, 9.0, input_to_hidden=True, hidden_to_memory=True, dtype=torch.float64)
     x = torch.randn(12, 2, 1, dtype=torch.float64)
-
-    def expected(xt, st):
-        Ad, Bd = lmu.cell.memory.discretized(torch.float64, xt.device)
-        return lmu.cell.step_(xt, st, Ad, Bd)
-
     with torch.no_grad():
         st = lmu.initial_state(2)
+        old = lmu.stepper()
         for t in range(12):
             if t == 4:
-                lmu.cell.hidden_kernel.add_(0.3)  # in place
+                lmu.cell.hidden.hidden_kernel.add_(0.3)  # in place
             if t == 6:
-                lmu.cell.memory_kernel = nn.Parameter(lmu.cell.memory_kernel * 2)  # replaced
+                h = lmu.cell.hidden
+                h.memory_kernel = nn.Parameter(h.memory_kernel * 2)  # replaced
             if t == 8:
                 lmu.dt = 0.5  # the same as θ 4.5 steps
             if t == 10:
                 lmu.cell.hidden_encoders.mul_(-1)
-            y_ref, st_ref = expected(x[t], st)
-            y, st = lmu.step(x[t], st)
+            y_ref, st_ref = lmu.cell.step_(x[t], st)
+            y, st_new = lmu.step(x[t], st)
             check_equal([y], [y_ref], 1e-12, f"step {t} output")
-            check_equal(st, st_ref, 1e-12, f"step {t} state")
-        lmu.float()  # the cached float64 matrix must not serve float32 input
+            check_equal(st_new, st_ref, 1e-12, f"step {t} state")
+            y_f, st_f = lmu.stepper()(x[t], st)
+            check_equal([y_f], [y_ref], 1e-12, f"fresh stepper {t} output")
+            check_equal(st_f, st_ref, 1e-12, f"fresh stepper {t} state")
+            if t >= 4:
+                assert rel(old(x[t], st)[0], y_ref) > 1e-6  # the snapshot is stale
+            st = st_new
+        lmu.float()  # the float64 discretisation must not serve float32 input
         y, _ = lmu.step(x[0].float(), LMUState(*(s.float() for s in st if s is not None), None))
+        assert y.dtype == torch.float32
+        y, _ = lmu.stepper()(x[0].float(), LMUState(*(s.float() for s in st if s is not None)))
         assert y.dtype == torch.float32
 
 
@@ -437,17 +443,17 @@ def test_memory_scalar_input_scales_one_memory(dtype, device):
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "linear"])
 def test_streaming_fast_path_activations_and_kept_states(activation):
-    """The graph-free streaming step applies the activation in place on its fresh output: each
-    activation equals the cell's step, and states a caller kept are never changed later."""
+    """The fused streaming step (LMUStepper) equals the cell's step for each activation, and
+    states a caller kept are never changed later."""
     torch.manual_seed(4)
     lmu = LMU(2, 5, 3, 7.0, hidden_cell=activation, input_to_hidden=True, dtype=torch.float64)
     x = torch.randn(6, 2, 2, dtype=torch.float64)
-    Ad, Bd = lmu.cell.memory.discretized(torch.float64, x.device)
     kept, st = [], lmu.initial_state(2)
+    stepper = lmu.stepper()
     with torch.no_grad():
         for t in range(6):
-            y_ref, st_ref = lmu.cell.step_(x[t], st, Ad, Bd)
-            y, st = lmu.step(x[t], st)
+            y_ref, st_ref = lmu.cell.step_(x[t], st)
+            y, st = stepper(x[t], st)
             check_equal([y], [y_ref], 1e-12, f"{activation} step {t} output")
             check_equal(st, st_ref, 1e-12, f"{activation} step {t} state")
             kept.append((st, [None if s is None else s.clone() for s in st]))
@@ -572,9 +578,10 @@ def test_paper_parameter_count_and_presets():
     n = sum(p.numel() for p in cell.parameters()) + 212 * 10 + 10
     assert n == 102_027
     assert torch.all(cell.memory.input_encoders == 1)
-    for w in (cell.hidden_encoders, cell.memory_encoders, cell.input_kernel, cell.hidden_kernel):
+    h = cell.hidden
+    for w in (cell.hidden_encoders, cell.memory_encoders, h.input_kernel, h.hidden_kernel):
         assert torch.all(w == 0)
-    std = cell.memory_kernel.std().item()
+    std = h.memory_kernel.std().item()
     assert abs(std - (2 / (212 + 256)) ** 0.5) < 0.01  # Xavier-normal
     paper = LMUCell(
         3, 50, 16, 20.0, hidden_to_memory=True, memory_to_memory=True, input_to_hidden=True
@@ -604,9 +611,9 @@ def test_module_contract():
     y1, st1 = lmu(x[0])  # unbatched
     assert y1.shape == (7, 5) and st1.memory.shape == (8,)
     assert torch.allclose(y1, y[0], atol=1e-6)
-    old = lmu.cell.memory_kernel.detach().clone()
+    old = lmu.cell.hidden.memory_kernel.detach().clone()
     lmu.reset_parameters()
-    assert not torch.equal(old, lmu.cell.memory_kernel)
+    assert not torch.equal(old, lmu.cell.hidden.memory_kernel)
     d64 = LMU(1, 2, 4, 5.0, dtype=torch.float64)
     assert all(p.dtype == torch.float64 for p in d64.parameters())
     assert d64(torch.randn(5, 1, 1, dtype=torch.float64))[0].dtype == torch.float64

@@ -1,6 +1,6 @@
 """torchlmu: Legendre Memory Units for PyTorch."""
 
-from . import data, legendre, ops, runtime
+from . import data, hidden, legendre, ops, runtime
 from .exceptions import (
     DTypeError,
     LMUWarning,
@@ -9,7 +9,7 @@ from .exceptions import (
     UnstableDiscretizationWarning,
     ValidationError,
 )
-from .lmu import LMU, LMUCell, LMUState
+from .lmu import LMU, LMUCell, LMUState, LMUStepper
 from .memory import LegendreMemory
 
 __version__ = "0.1.0"
@@ -19,6 +19,7 @@ __all__ = [
     "DTypeError",
     "LMUCell",
     "LMUState",
+    "LMUStepper",
     "LMUWarning",
     "LegendreMemory",
     "ModeError",
@@ -26,6 +27,7 @@ __all__ = [
     "UnstableDiscretizationWarning",
     "ValidationError",
     "data",
+    "hidden",
     "legendre",
     "ops",
     "runtime",

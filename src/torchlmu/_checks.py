@@ -41,7 +41,7 @@ def prepare_sequence(
         raise ValidationError(
             name, f"shape {layout} or (T, I) with I = input_size = {input_size}", tuple(x.shape)
         )
-    if x.shape[0 if x.dim() == 2 or not batch_first else 1] == 0:
+    if not _tracing() and x.shape[0 if x.dim() == 2 or not batch_first else 1] == 0:
         raise ValidationError(name, "at least one time step", tuple(x.shape))
     if x.dim() == 2:
         return x.unsqueeze(1), False
@@ -49,7 +49,10 @@ def prepare_sequence(
 
 
 def prepare_lengths(lengths: object, T: int, B: int, device: torch.device) -> Tensor | None:
-    """Validate ``lengths``: ``(B,)`` integers in [1, T] (a list or a tensor); None passes."""
+    """Validate ``lengths``: ``(B,)`` integers in [1, T] (a list or a tensor); None passes.
+
+    Values are checked when the lengths are on the CPU (as nn.utils.rnn's are) and the call is
+    eager; on a GPU or inside a compiled graph that would synchronise, so they are trusted."""
     if lengths is None:
         return None
     lt = torch.as_tensor(lengths)
@@ -58,9 +61,22 @@ def prepare_lengths(lengths: object, T: int, B: int, device: torch.device) -> Te
     lt = lt.reshape(-1) if lt.dim() == 0 else lt
     if lt.shape != (B,):
         raise ValidationError("lengths", f"shape ({B},) (one length per sequence)", tuple(lt.shape))
-    if bool((lt < 1).any()) or bool((lt > T).any()):
-        raise ValidationError("lengths", f"values in [1, {T}]", lt.tolist())
+    if lt.device.type == "cpu" and not _tracing():
+        if bool((lt < 1).any()) or bool((lt > T).any()):
+            raise ValidationError("lengths", f"values in [1, {T}]", lt.tolist())
     return lt.to(device=device, dtype=torch.long)
+
+
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def check_input_step(name: str, x: object, input_size: int, dtype: torch.dtype) -> Tensor:
+    """One step's input: ``(B, input_size)`` or unbatched ``(input_size,)``."""
+    x = check_tensor(name, x, dtype)
+    if x.dim() not in (1, 2) or x.shape[-1] != input_size:
+        raise ValidationError(name, f"shape (B, {input_size}) or ({input_size},)", tuple(x.shape))
+    return x
 
 
 def check_state_tensor(name: str, s: object, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:

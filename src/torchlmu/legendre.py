@@ -72,15 +72,10 @@ def check_theta(theta: object, name: str = "theta") -> None:
         raise ValidationError(name, "a positive finite number", repr(theta))
 
 
-@functools.lru_cache(maxsize=64)
 def _state_space_np(order: int) -> tuple[np.ndarray, np.ndarray]:
-    i = np.arange(order)[:, None]
-    j = np.arange(order)[None, :]
-    A = (2 * i + 1) * np.where(i < j, -1.0, (-1.0) ** (i - j + 1))
-    B = (2 * np.arange(order) + 1) * (-1.0) ** np.arange(order)
-    A.setflags(write=False)
-    B.setflags(write=False)
-    return A, B
+    """A and B in NumPy float64 (for the eigenvalue bound, computed outside any forward)."""
+    A, B = state_space(order)
+    return A.numpy(), B.numpy()
 
 
 def state_space(
@@ -88,15 +83,21 @@ def state_space(
 ) -> tuple[Tensor, Tensor]:
     """Continuous-time matrices of the Legendre memory for θ·dm/dt = A m + B u.
 
+    Built with torch ops only (exact small integers in float64), so that a traced or compiled
+    module may build them.
+
     Returns:
         A: ``(order, order)``, B: ``(order,)``.
     """
     order = check_order(order)
-    A, B = _state_space_np(order)
-    return (
-        torch.tensor(A, dtype=dtype, device=device),
-        torch.tensor(B, dtype=dtype, device=device),
-    )
+    f64 = {"dtype": torch.float64, "device": device}
+    n = torch.arange(order, **f64)
+    i, j = n.unsqueeze(1), n.unsqueeze(0)
+    # (−1)^k for integer k as 1 − 2·(k mod 2) (exact; pow of a negative base is not needed)
+    sign = lambda k: 1 - 2 * torch.remainder(k, 2)  # noqa: E731
+    A = (2 * i + 1) * torch.where(i < j, -torch.ones_like(i - j), sign(i - j + 1))
+    B = (2 * n + 1) * sign(n)
+    return A.to(dtype), B.to(dtype)
 
 
 def _as_f64(x: Tensor | float, device: torch.device) -> Tensor:
@@ -120,7 +121,8 @@ def discretize(
     Args:
         A: ``(d, d)`` continuous state matrix.
         B: ``(d,)`` continuous input vector.
-        dt: scalar step (float or 0-d tensor).
+        dt: scalar step (float, checked positive and finite; or a 0-d tensor, not checked, so
+            that a module's forward never waits for the device).
         method: ``"zoh"`` (matrix exponential of ``[[A, B], [0, 0]]·dt``), ``"euler"``
             (Ā = I + A·dt, B̄ = B·dt) or ``"bilinear"`` (Ā = (I − A·dt/2)⁻¹(I + A·dt/2),
             B̄ = (I − A·dt/2)⁻¹ B·dt, as ``scipy.signal.cont2discrete``).
@@ -137,7 +139,8 @@ def discretize(
         raise ValidationError("B", f"shape ({d},)", tuple(B.shape))
     if isinstance(dt, Tensor) and dt.numel() != 1:
         raise ValidationError("dt", "a scalar", f"a tensor of shape {tuple(dt.shape)}")
-    check_theta(dt, "dt")
+    if not isinstance(dt, Tensor):  # a tensor is not value-checked: that would be a host sync
+        check_theta(dt, "dt")
     if dtype is None:
         dtype = dt.dtype if isinstance(dt, Tensor) and dt.is_floating_point() else A.dtype
     dev = A.device

@@ -1,4 +1,4 @@
-"""``LMUCell`` (one step of the paper's cell) and ``LMU`` (the sequence layer).
+"""``LMUCell`` (one step of the paper's cell), ``LMU`` (the sequence layer) and ``LMUStepper``.
 
 The cell of Voelker, Kajić & Eliasmith (NeurIPS 2019), with C memory channels:
 
@@ -7,15 +7,17 @@ The cell of Voelker, Kajić & Eliasmith (NeurIPS 2019), with C memory channels:
     h_t = f(W_x x_t + W_h h_{t−1} + W_m m_t + b)                 h_t ∈ R^H
 
 ``hidden_to_memory`` switches e_h on, ``memory_to_memory`` e_m, ``input_to_hidden`` W_x (the
-names keras-lmu users know). The hidden part is the Elman cell above (``hidden_cell="tanh"``, the
-paper's), or any module: ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell`` fed ``[m_t, x_t]``, a
-feed-forward module (``nn.Linear``, ``nn.Sequential``) fed ``[m_t, x_t]``, or ``None`` (the output
-is ``[m_t, x_t]``).
+names keras-lmu users know). The layer is two stages: the memory (:class:`~torchlmu.LegendreMemory`),
+then the hidden part, a type chosen once from ``hidden_cell`` (:mod:`torchlmu.hidden`): the
+Elman cell above (``"tanh"``, the paper's, ``"relu"``, ``"sigmoid"``, ``"linear"``), an
+``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell`` or a cell of your own fed z_t = [m_t, x_t], a
+feed-forward module, or ``None`` (the output is z_t).
 
-When u depends on x alone (no e_h, no e_m) the memory is linear time-invariant and ``LMU`` trains
-in parallel: the memory (or its projection W_m·m_t, through the fused kernel W_m·H, without
-materialising the states) is one FFT convolution, the last state one matmul, and only a hidden
-recurrence, if any, runs step by step.
+When u depends on x alone (no e_h, no e_m) the memory is linear time-invariant and ``LMU``
+trains in parallel: the memory computes the hidden part's input projection W·m_t for all t at
+once (blocked matmuls or one FFT, without the states), and only the hidden recurrence steps.
+Otherwise the memory and the hidden part step together (the paper's cell by one hand-written
+recurrence, others by the step loop).
 """
 
 from __future__ import annotations
@@ -28,66 +30,36 @@ from torch import Tensor, nn
 from . import ops
 from ._checks import (
     check_choice,
-    check_int,
+    check_input_step,
     check_state_tensor,
-    check_tensor,
     prepare_lengths,
     prepare_sequence,
 )
 from .exceptions import ModeError, ValidationError
-from .memory import LegendreMemory, _valid_mask, lecun_uniform_
-from .recurrence import elman_scan, lmu_elman_scan
+from .hidden import (
+    CustomCellHidden,
+    ElmanHidden,
+    HiddenPart,
+    NoHidden,
+    TorchCellHidden,
+    make_hidden,
+)
+from .memory import LegendreMemory, lecun_uniform_
+from .recurrence import lmu_elman_scan
 
-__all__ = ["LMU", "LMUCell", "LMUState"]
+__all__ = ["LMU", "LMUCell", "LMUState", "LMUStepper"]
 
 
 class LMUState(NamedTuple):
     """State of an LMU: memory ``(B, C·d)``, hidden ``(B, H)`` (None without a hidden part) and
-    the LSTM cell ``(B, H)`` (None unless the hidden part is an ``nn.LSTMCell``)."""
+    the cell ``(B, H)`` (None unless the hidden part keeps two tensors, as ``nn.LSTMCell``)."""
 
     memory: Tensor
     hidden: Tensor | None = None
     cell: Tensor | None = None
 
 
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
-_ACTIVATIONS = {
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "linear": _identity,
-}
-# in-place twins, for the streaming path's fresh, graph-free output ("linear": nothing to do)
-_ACTIVATIONS_INPLACE = {"tanh": torch.tanh_, "relu": torch.relu_, "sigmoid": torch.sigmoid_}
 _INITS = ("paper", "psmnist")
-
-
-def _hidden_kind(hidden_cell: object) -> str:
-    if hidden_cell is None:
-        return "none"
-    if isinstance(hidden_cell, str):
-        check_choice("hidden_cell", hidden_cell, tuple(_ACTIVATIONS))
-        return "elman"
-    if isinstance(hidden_cell, nn.LSTMCell):
-        return "lstm"
-    if isinstance(hidden_cell, nn.GRUCell):
-        return "gru"
-    if isinstance(hidden_cell, nn.RNNCell):
-        return "rnn"
-    if isinstance(hidden_cell, nn.RNNCellBase):
-        raise ValidationError(
-            "hidden_cell", "nn.RNNCell, nn.LSTMCell or nn.GRUCell", type(hidden_cell).__name__
-        )
-    if isinstance(hidden_cell, nn.Module):
-        return "ff"
-    raise ValidationError(
-        "hidden_cell",
-        f"an activation name in {tuple(_ACTIVATIONS)}, an nn.Module or None",
-        repr(hidden_cell),
-    )
 
 
 class LMUCell(nn.Module):
@@ -101,8 +73,10 @@ class LMUCell(nn.Module):
         theta: window θ in units of ``dt`` (steps when dt = 1).
         channels: C, memory channels (u ∈ R^C; flat memory channel-major, index c·d + i).
         hidden_cell: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, ``"linear"`` for the paper's
-            Elman hidden, or an ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell`` of input size
-            C·d (+ input_size) and hidden size H, or a feed-forward ``nn.Module``, or None.
+            Elman hidden; an ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell`` of input size
+            C·d (+ input_size) and hidden size H; a module following
+            :class:`torchlmu.hidden.HiddenCell` (your own recurrent cell); a feed-forward
+            ``nn.Module``; or None.
         hidden_to_memory, memory_to_memory, input_to_hidden: the optional connections e_h, e_m, W_x.
         bias: bias of the Elman hidden (modules bring their own).
         memory_bias: bias on u.
@@ -136,7 +110,6 @@ class LMUCell(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.kind = _hidden_kind(hidden_cell)
         self.init = check_choice("init", init, _INITS)
         self.memory = LegendreMemory(
             input_size,
@@ -157,68 +130,51 @@ class LMUCell(nn.Module):
         self.memory_to_memory = bool(memory_to_memory)
         self.input_to_hidden = bool(input_to_hidden)
         S = self.memory.state_size
-        hidden_in = S + (self.input_size if self.input_to_hidden else 0)
-        self.hidden_input_size = hidden_in
-        if self.kind == "none":
-            if hidden_size is not None and hidden_size != hidden_in:
-                raise ValidationError(
-                    "hidden_size",
-                    f"None or {hidden_in} (the memory output) with hidden_cell=None",
-                    hidden_size,
-                )
-            if self.hidden_to_memory:
-                raise ValidationError("hidden_to_memory", "False when hidden_cell is None", True)
-            hidden_size = hidden_in
-        self.hidden_size = check_int("hidden_size", hidden_size)
-        H = self.hidden_size
+        self.hidden = make_hidden(
+            hidden_cell,
+            S,
+            self.input_size if self.input_to_hidden else 0,
+            hidden_size,
+            bias,
+            device,
+            dtype,
+        )
+        if self.hidden_to_memory and isinstance(self.hidden, NoHidden):
+            raise ValidationError("hidden_to_memory", "False when hidden_cell is None", True)
+        self.hidden_size = self.hidden.hidden_size
         fk = {"device": device, "dtype": dtype}
-        if self.kind in ("rnn", "lstm", "gru"):
-            if hidden_cell.input_size != hidden_in or hidden_cell.hidden_size != H:  # type: ignore[union-attr]
-                raise ValidationError(
-                    "hidden_cell",
-                    f"input_size={hidden_in} (C·d{' + input_size' if self.input_to_hidden else ''}) and hidden_size={H}",
-                    f"input_size={hidden_cell.input_size}, hidden_size={hidden_cell.hidden_size}",  # type: ignore[union-attr]
-                )
-        self.hidden_cell = hidden_cell if isinstance(hidden_cell, nn.Module) else None
-        self.activation = hidden_cell if isinstance(hidden_cell, str) else None
-        self._act = _ACTIVATIONS.get(self.activation or "", _identity)
-
-        def param(*shape: int) -> nn.Parameter:
-            return nn.Parameter(torch.empty(*shape, **fk))
-
-        C = self.channels
-        self.hidden_encoders = param(C, H) if self.hidden_to_memory else None
-        self.memory_encoders = param(C, S) if self.memory_to_memory else None
-        elman = self.kind == "elman"
-        self.memory_kernel = param(H, S) if elman else None
-        self.input_kernel = param(H, self.input_size) if elman and self.input_to_hidden else None
-        self.hidden_kernel = param(H, H) if elman else None
-        self.bias = param(H) if elman and bias else None
+        C, H = self.channels, self.hidden_size
+        self.hidden_encoders = (
+            nn.Parameter(torch.empty(C, H, **fk)) if self.hidden_to_memory else None
+        )
+        self.memory_encoders = (
+            nn.Parameter(torch.empty(C, S, **fk)) if self.memory_to_memory else None
+        )
+        self.register_load_state_dict_pre_hook(_upgrade_state_dict)
         self.reset_parameters()
 
     # ----------------------------------------------------------------------------- parameters
     def reset_parameters(self) -> None:
         """The paper's initialisation (``init="paper"``) or the psMNIST preset (``init="psmnist"``)."""
         self.memory.reset_parameters()
-        if self.hidden_cell is not None and hasattr(self.hidden_cell, "reset_parameters"):
-            self.hidden_cell.reset_parameters()
-        for w in (self.memory_kernel, self.input_kernel, self.hidden_kernel):
-            if w is not None:
-                nn.init.xavier_normal_(w)
-        for b in (self.bias, self.memory_encoders):
-            if b is not None:
-                nn.init.zeros_(b)
+        self.hidden.reset_parameters()
+        if self.memory_encoders is not None:
+            nn.init.zeros_(self.memory_encoders)
         if self.hidden_encoders is not None:
             lecun_uniform_(self.hidden_encoders)
         if self.init == "psmnist":
             with torch.no_grad():
                 self.memory.input_encoders.fill_(1.0)
-                for w in (self.hidden_encoders, self.input_kernel, self.hidden_kernel):
-                    if w is not None:
-                        w.zero_()
-                if self.kind in ("rnn", "lstm", "gru"):
-                    self.hidden_cell.weight_hh.zero_()  # type: ignore[union-attr]
-                    self.hidden_cell.weight_ih[:, self.memory.state_size :].zero_()  # type: ignore[union-attr,index]
+                if self.hidden_encoders is not None:
+                    self.hidden_encoders.zero_()
+                h = self.hidden
+                if isinstance(h, ElmanHidden):
+                    h.hidden_kernel.zero_()
+                    if h.input_kernel is not None:
+                        h.input_kernel.zero_()
+                elif isinstance(h, TorchCellHidden):
+                    h.cell.weight_hh.zero_()
+                    h.cell.weight_ih[:, self.memory.state_size :].zero_()
 
     @property
     def theta(self) -> float:
@@ -230,7 +186,7 @@ class LMUCell(nn.Module):
 
     @dt.setter
     def dt(self, value: float) -> None:
-        self.memory.dt = float(value)
+        self.memory.dt = value
 
     @property
     def parallelizable(self) -> bool:
@@ -240,66 +196,34 @@ class LMUCell(nn.Module):
     # ---------------------------------------------------------------------------------- state
     def initial_state(self, batch: int | None = None) -> LMUState:
         """Zero state; tensors ``(batch, ·)``, or unbatched when ``batch`` is None."""
-        m = self.memory.initial_state(batch)
-        lead = m.shape[:-1]
-        h = None if self.kind == "none" else m.new_zeros((*lead, self.hidden_size))
-        c = m.new_zeros((*lead, self.hidden_size)) if self.kind == "lstm" else None
-        return LMUState(m, h, c)
+        m = self.memory.initial_state(1 if batch is None else batch)
+        st = LMUState(m, *self.hidden.initial_state(m.shape[0], m))
+        return st if batch is not None else LMUState(*(_squeeze0(s) for s in st))
 
     def check_state(self, state: object, batch: int, batched: bool) -> LMUState:
-        """Validate a user state and return it batched (a leading dim of ``batch``)."""
+        """Validate a user state once and return it batched (a leading dim of ``batch``); None
+        gives the zero state."""
         if state is None:
             return self.initial_state(batch)
-        if batched and type(state) is LMUState and self._state_ok(state, batch):
-            return state  # the common streaming case, checked cheaply
-        if (
-            isinstance(state, Tensor)
-            or not isinstance(state, (tuple, list))
-            or not 1 <= len(state) <= 3
-        ):
-            raise ValidationError(
-                "state", "an LMUState (memory, hidden, cell)", type(state).__name__
-            )
+        if isinstance(state, Tensor) or not isinstance(state, (tuple, list)) or not 1 <= len(state) <= 3:
+            raise ValidationError("state", "an LMUState (memory, hidden, cell)", type(state).__name__)
         st = LMUState(*state)
         dtype = self.memory.input_encoders.dtype
         lead = (batch,) if batched else ()
+        n = self.hidden.n_states
         parts = []
-        for name, val, size, needed in (
-            ("state.memory", st.memory, self.memory.state_size, True),
-            ("state.hidden", st.hidden, self.hidden_size, self.kind != "none"),
-            ("state.cell", st.cell, self.hidden_size, self.kind == "lstm"),
-        ):
-            if not needed:
+        for i, (name, val) in enumerate(zip(("state.memory", "state.hidden", "state.cell"), st)):
+            if i > n:
                 if val is not None:
                     raise ValidationError(name, "None for this cell", f"a {type(val).__name__}")
                 parts.append(None)
                 continue
+            size = self.memory.state_size if i == 0 else self.hidden_size
             if val is None:
                 raise ValidationError(name, f"a tensor of shape {(*lead, size)}", None)
             v = check_state_tensor(name, val, (*lead, size), dtype)
             parts.append(v if batched else v.unsqueeze(0))
         return LMUState(*parts)
-
-    def _state_ok(self, st: LMUState, batch: int) -> bool:
-        dtype = self.memory.input_encoders.dtype
-        m, h, c = st
-        if not (
-            isinstance(m, Tensor)
-            and m.dtype == dtype
-            and m.shape == (batch, self.memory.state_size)
-        ):
-            return False
-        if self.kind == "none":
-            return h is None and c is None
-        ok = isinstance(h, Tensor) and h.dtype == dtype and h.shape == (batch, self.hidden_size)
-        if self.kind == "lstm":
-            return (
-                ok
-                and isinstance(c, Tensor)
-                and c.dtype == dtype
-                and c.shape == (batch, self.hidden_size)
-            )
-        return ok and c is None
 
     # ---------------------------------------------------------------------------------- step
     def memory_input(self, x: Tensor, st: LMUState) -> Tensor:
@@ -311,229 +235,39 @@ class LMUCell(nn.Module):
             u = u + st.memory @ self.memory_encoders.T
         return u
 
-    def hidden_step(
-        self, m: Tensor, x: Tensor, st: LMUState
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """(y_t, h_t, c_t) from the new memory m_t ``(B, C·d)``, x_t and the previous state."""
-        if self.kind == "elman":
-            pre = m @ self.memory_kernel.T + st.hidden @ self.hidden_kernel.T  # type: ignore[union-attr]
-            if self.input_kernel is not None:
-                pre = pre + x @ self.input_kernel.T
-            if self.bias is not None:
-                pre = pre + self.bias
-            h = self._act(pre)
-            return h, h, None
-        z = torch.cat([m, x], -1) if self.input_to_hidden else m
-        if self.kind == "none":
-            return z, None, None
-        if self.kind == "lstm":
-            h, c = self.hidden_cell(z, (st.hidden, st.cell))  # type: ignore[misc]
-            return h, h, c
-        h = self.hidden_cell(z, st.hidden) if self.kind in ("rnn", "gru") else self.hidden_cell(z)  # type: ignore[misc]
-        if h.shape[-1] != self.hidden_size:
-            raise ValidationError(
-                "hidden_cell", f"an output of size hidden_size={self.hidden_size}", h.shape[-1]
-            )
-        return h, h, None
+    def hidden_input(self, m: Tensor, x: Tensor) -> Tensor:
+        """z_t = [m_t, x_t] (or m_t without ``input_to_hidden``)."""
+        return torch.cat([m, x], -1) if self.input_to_hidden else m
 
-    def step_(self, x: Tensor, st: LMUState, Ad: Tensor, Bd: Tensor) -> tuple[Tensor, LMUState]:
-        """One step on batched, validated tensors with a precomputed discretisation."""
+    def step_(self, x: Tensor, st: LMUState) -> tuple[Tensor, LMUState]:
+        """One step on batched, validated tensors: the reference every path is tested against."""
         u = self.memory_input(x, st)
         B = x.shape[0]
+        Ad, Bd = self.memory.discretized()
         m = ops.memory_step(st.memory.reshape(B, self.channels, self.order), u, Ad, Bd)
         m = m.reshape(B, self.memory.state_size)
-        y, h, c = self.hidden_step(m, x, st)
-        return y, LMUState(m, h, c)
+        y, hs = self.hidden.step(self.hidden_input(m, x), _hidden_state(st, self.hidden))
+        return y, LMUState(m, *hs)
 
     def forward(self, x: Tensor, state: LMUState | None = None) -> tuple[Tensor, LMUState]:
-        if type(state) is LMUState and not torch.is_grad_enabled():
-            out = self._stream(x, state)
-            if out is not None:
-                return out
-        dtype = self.memory.input_encoders.dtype
-        x = check_tensor("input", x, dtype)
-        if x.dim() not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValidationError(
-                "input", f"shape (B, {self.input_size}) or ({self.input_size},)", tuple(x.shape)
-            )
+        """One step: x ``(B, I)`` or ``(I,)``, state or None -> (y ``(B, H)``, state)."""
+        x = check_input_step("input", x, self.input_size, self.memory.input_encoders.dtype)
         batched = x.dim() == 2
         xb = x if batched else x.unsqueeze(0)
-        st = self.check_state(state, xb.shape[0], batched)
-        if self.kind in ("elman", "none") and not (
-            torch.is_grad_enabled() and self._needs_grad(x, st)
-        ):
-            y, st = self._fused_step(xb, st)
-        else:
-            Ad, Bd = self.memory.discretized(x.dtype, x.device)
-            y, st = self.step_(xb, st, Ad, Bd)
+        y, st = self.step_(xb, self.check_state(state, xb.shape[0], batched))
         if not batched:
-            y = y.squeeze(0)
-            st = LMUState(*(None if s is None else s.squeeze(0) for s in st))
+            y, st = y.squeeze(0), LMUState(*(_squeeze0(s) for s in st))
         return y, st
 
-    # ----------------------------------------------------------- streaming inference fast path
-    def _needs_grad(self, x: Tensor, st: LMUState) -> bool:
-        return (
-            x.requires_grad
-            or any(p.requires_grad for p in self.parameters())
-            or any(s is not None and s.requires_grad for s in st)
-        )
-
-    def _weights_key(self) -> tuple:
-        """What the fused streaming matrix depends on: dt, θ, and the identity and in-place
-        version of every parameter (an Elman or memory-only cell holds them all in its own and
-        its memory's parameter dicts, read live so that a replaced parameter is seen)."""
-        mem = self.memory
-        # (a trainable θ is log_theta, one of the memory's parameters; this runs at every
-        # streaming step, so it avoids Module.__getattr__ and nested tuples)
-        params = [
-            q for q in (*self._parameters.values(), *mem._parameters.values()) if q is not None
-        ]
-        return (mem.dt, mem._theta, *[q._version for q in params], *map(id, params))
-
-    def _fused_weights(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        """One matrix M and bias b with [m_t, h_t] = [m_{t−1}, h_{t−1}, x_t] M + b before f.
-
-        The memory update and the hidden pre-activation are linear in (m_{t−1}, h_{t−1}, x_t):
-        m_t = m Āᵀ + u B̄ᵀ with u = x e_xᵀ + h e_hᵀ + m e_mᵀ + b_u, and W_m m_t substitutes it,
-        so a streaming step is one matmul and the activation. Cached until a parameter or θ changes.
-        """
-        key = (dtype, device, *self._weights_key())
-        if getattr(self, "_fused_key", None) == key:
-            return self._fused_val
-        with torch.no_grad():
-            mem = self.memory
-            C, S, I = mem.channels, mem.state_size, self.input_size
-            Ad, Bd = mem.discretized(torch.float64, device)
-            f64 = {"dtype": torch.float64, "device": device}
-            Bk = torch.block_diag(*([Bd.unsqueeze(0)] * C))  # (C, S): u -> its B̄ u per channel
-            A_blk = torch.block_diag(*([Ad.T] * C))  # (S, S)
-            has_h = self.kind != "none"
-            Hn = self.hidden_size if has_h else 0
-            rows_m = [A_blk, torch.zeros(Hn, S, **f64), mem.input_encoders.double().T @ Bk]
-            if self.memory_encoders is not None:
-                rows_m[0] = rows_m[0] + self.memory_encoders.double().T @ Bk
-            if self.hidden_encoders is not None:
-                rows_m[1] = self.hidden_encoders.double().T @ Bk
-            Mm = torch.cat(rows_m, 0)  # (S + H + I, S)
-            bm = (
-                mem.memory_bias.double() @ Bk
-                if mem.memory_bias is not None
-                else torch.zeros(S, **f64)
-            )
-            if self.kind == "elman":
-                Wx = (
-                    self.input_kernel.double().T
-                    if self.input_kernel is not None
-                    else torch.zeros(I, Hn, **f64)
-                )
-                direct = torch.cat(
-                    [torch.zeros(S, Hn, **f64), self.hidden_kernel.double().T, Wx], 0
-                )
-                WmT = self.memory_kernel.double().T
-                M = torch.cat([Mm, Mm @ WmT + direct], 1)
-                b = torch.cat([bm, bm @ WmT + (self.bias.double() if self.bias is not None else 0)])
-            else:
-                M, b = Mm, bm
-        self._fused_key, self._fused_val = key, (M.to(dtype), b.to(dtype))
-        return self._fused_val
-
-    def _fused_step(self, x: Tensor, st: LMUState) -> tuple[Tensor, LMUState]:
-        M, b = self._fused_weights(x.dtype, x.device)
-        S = self.memory.state_size
-        if self.kind == "none":
-            m = torch.addmm(b, torch.cat([st.memory, x], -1), M)
-            return (torch.cat([m, x], -1) if self.input_to_hidden else m), LMUState(m, None, None)
-        # What lets the next call take _stream: the weights' key, and the shapes it accepts.
-        self._stream_val = (self._fused_key, M, b, S, self.hidden_size, self.input_size)
-        return self._elman_fused(M, b, S, self.hidden_size, st.memory, st.hidden, x)
-
-    def _elman_fused(
-        self, M: Tensor, b: Tensor, S: int, H: int, m: Tensor, h: Tensor, x: Tensor
-    ) -> tuple[Tensor, LMUState]:
-        """[m_t, pre-activation of h_t] = [m, h, x] M + b, then the activation."""
-        out = torch.addmm(b, torch.cat([m, h, x], 1), M)
-        # One op for both views, and the activation in place on the fresh output (no graph
-        # here): every torch call costs microseconds at batch 1, more than its arithmetic.
-        m, h = out.split_with_sizes((S, H), 1)
-        act_ = _ACTIVATIONS_INPLACE.get(self.activation or "")
-        if act_ is not None:
-            h = act_(h)
-        return h, LMUState(m, h, None)
-
-    def _stream(self, x: object, st: LMUState) -> tuple[Tensor, LMUState] | None:
-        """The streaming fast path, without grad, for the state a previous step returned (a
-        batched Elman cell): the same checks and arithmetic as :meth:`_fused_step`, with the
-        module lookups hoisted into one cached tuple. Returns None (the general path decides and
-        raises the clear errors) whenever anything differs from the cached case."""
-        c = self.__dict__.get("_stream_val")
-        if c is None or type(x) is not Tensor:
-            return None
-        key, M, b, S, H, I = c
-        m, h, cell = st
-        if (
-            cell is not None
-            or type(m) is not Tensor
-            or type(h) is not Tensor
-            or x.dim() != 2
-            or x.dtype != M.dtype
-            or x.device != M.device
-            or x.shape[1] != I
-            or m.shape != (x.shape[0], S)
-            or h.shape != (x.shape[0], H)
-            or m.dtype != M.dtype
-            or h.dtype != M.dtype
-        ):
-            return None
-        if key[2:] != self._weights_key():  # a parameter replaced or changed in place, or θ
-            return None
-        return self._elman_fused(M, b, S, H, m, h, x)
-
-    # ----------------------------------------------------------- pieces of the parallel path
-    def hidden_input_weights(self) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """For a recurrent hidden part: (W_mem ``(G, C·d)``, W_x ``(G, I)`` or None, b ``(G,)`` or
-        None) of its input projection, G = H·(1, 4, 3) for Elman/RNN, LSTM, GRU."""
-        S = self.memory.state_size
-        if self.kind == "elman":
-            return self.memory_kernel, self.input_kernel, self.bias  # type: ignore[return-value]
-        W = self.hidden_cell.weight_ih  # type: ignore[union-attr]
-        return W[:, :S], (W[:, S:] if self.input_to_hidden else None), self.hidden_cell.bias_ih  # type: ignore[union-attr]
-
-    def recur_from_input(
-        self, pre: Tensor, h: Tensor, c: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
-        """One step of the hidden recurrence given its input projection ``pre`` ``(B, G)``.
-
-        Equals ``hidden_step`` (and so the ``nn.*Cell`` modules, by PyTorch's documented
-        equations) when ``pre`` = W_mem m_t + W_x x_t + b.
-        """
-        if self.kind == "elman":
-            return self._act(pre + h @ self.hidden_kernel.T), None  # type: ignore[union-attr]
-        cell = self.hidden_cell
-        gh = h @ cell.weight_hh.T  # type: ignore[union-attr]
-        if cell.bias_hh is not None:  # type: ignore[union-attr]
-            gh = gh + cell.bias_hh  # type: ignore[union-attr]
-        if self.kind == "rnn":
-            act = torch.tanh if cell.nonlinearity == "tanh" else torch.relu  # type: ignore[union-attr]
-            return act(pre + gh), None
-        if self.kind == "lstm":
-            i, f, g, o = (pre + gh).chunk(4, -1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            return torch.sigmoid(o) * torch.tanh(c), c
-        ir, iz, inn = pre.chunk(3, -1)
-        hr, hz, hn = gh.chunk(3, -1)
-        r = torch.sigmoid(ir + hr)
-        z = torch.sigmoid(iz + hz)
-        n = torch.tanh(inn + r * hn)
-        return (1 - z) * n + z * h, None
+    def stepper(self) -> LMUStepper:
+        """A streaming module of this cell's current weights (see :class:`LMUStepper`)."""
+        return LMUStepper(self)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, order={self.order}, theta={self.theta:g}"
         if self.channels != 1:
             s += f", channels={self.channels}"
-        if self.activation is not None and self.activation != "tanh":
-            s += f", hidden_cell={self.activation!r}"
-        if self.kind == "none":
+        if isinstance(self.hidden, NoHidden):
             s += ", hidden_cell=None"
         for flag in ("hidden_to_memory", "memory_to_memory", "input_to_hidden"):
             if getattr(self, flag):
@@ -543,15 +277,118 @@ class LMUCell(nn.Module):
         return s
 
 
+def _squeeze0(s: Tensor | None) -> Tensor | None:
+    return None if s is None else s.squeeze(0)
+
+
+def _hidden_state(st: LMUState, hidden: HiddenPart) -> tuple[Tensor, ...]:
+    return tuple(st[1 : 1 + hidden.n_states])  # type: ignore[arg-type]
+
+
+# Before the hidden types, an Elman hidden's weights sat on LMUCell itself and a module hidden
+# part was ``LMUCell.hidden_cell``; these keys are renamed when an old state_dict is loaded.
+_ELMAN_KEYS = ("memory_kernel", "input_kernel", "hidden_kernel", "bias")
+
+
+def _upgrade_state_dict(module, state_dict, prefix, *args) -> None:
+    hidden = module.hidden
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix) :]
+        new = None
+        if isinstance(hidden, ElmanHidden) and rest in _ELMAN_KEYS:
+            new = f"hidden.{rest}"
+        elif rest.startswith("hidden_cell."):
+            inner = "cell." if isinstance(hidden, (TorchCellHidden, CustomCellHidden)) else "module."
+            new = "hidden." + inner + rest[len("hidden_cell.") :]
+        if new is not None:
+            state_dict[prefix + new] = state_dict.pop(key)
+
+
+class LMUStepper(nn.Module):
+    """Streaming inference with a snapshot of an :class:`LMUCell`'s weights: ``forward(x_t,
+    state) -> (y_t, state)`` on batched ``(B, I)`` input, no autograd.
+
+    For the Elman and memory-only cells the step is linear in (m_{t−1}, h_{t−1}, x_t) before
+    the activation, so it is precomputed (in float64) as one matrix M and bias b with
+    [m_t, pre-activation of h_t] = [m_{t−1}, h_{t−1}, x_t] M + b: a step is one matmul and the
+    activation. Other hidden types step through the cell. The snapshot does not follow later
+    changes of the cell's weights, θ or dt: make a new stepper after them. It is a plain module
+    (buffers M and b), so ``torch.export`` and ONNX export take it as it is.
+    """
+
+    def __init__(self, cell: LMUCell) -> None:
+        super().__init__()
+        self.cell = cell
+        self.fused = isinstance(cell.hidden, (ElmanHidden, NoHidden))
+        self.register_buffer("M", None, persistent=False)
+        self.register_buffer("b", None, persistent=False)
+        if self.fused:
+            M, b = _fused_weights(cell)
+            p = cell.memory.input_encoders
+            self.M, self.b = M.to(p.dtype), b.to(p.dtype)
+        h = cell.hidden
+        self._act = h._act if isinstance(h, ElmanHidden) else None
+        self._S, self._H = cell.memory.state_size, cell.hidden_size
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, state: LMUState | None = None) -> tuple[Tensor, LMUState]:
+        cell = self.cell
+        if state is None:
+            state = cell.initial_state(x.shape[0])
+        if not self.fused:
+            return cell.step_(x, state)
+        m = state.memory
+        if isinstance(cell.hidden, NoHidden):
+            m = torch.addmm(self.b, torch.cat([m, x], 1), self.M)
+            return cell.hidden_input(m, x), LMUState(m)
+        out = torch.addmm(self.b, torch.cat([m, state.hidden, x], 1), self.M)
+        m, h = out.split_with_sizes((self._S, self._H), 1)
+        h = self._act(h)
+        return h, LMUState(m, h)
+
+
+def _fused_weights(cell: LMUCell) -> tuple[Tensor, Tensor]:
+    """(M, b) of :class:`LMUStepper` in float64: rows m_{t−1}, h_{t−1}, x_t; columns m_t, then
+    the hidden pre-activation. m_t = m Āᵀ + u B̄ᵀ with u = x e_xᵀ + h e_hᵀ + m e_mᵀ + b_u, and
+    W_m m_t substitutes it."""
+    with torch.no_grad():
+        mem = cell.memory
+        C, S, I = mem.channels, mem.state_size, cell.input_size
+        Ad, Bd = (t.detach() for t in mem.discretized64())
+        f64 = {"dtype": torch.float64, "device": Ad.device}
+        Bk = torch.block_diag(*([Bd.unsqueeze(0)] * C))  # (C, S): u -> its B̄ u per channel
+        A_blk = torch.block_diag(*([Ad.T] * C))  # (S, S)
+        elman = isinstance(cell.hidden, ElmanHidden)
+        Hn = cell.hidden_size if elman else 0
+        rows_m = [A_blk, torch.zeros(Hn, S, **f64), mem.input_encoders.double().T @ Bk]
+        if cell.memory_encoders is not None:
+            rows_m[0] = rows_m[0] + cell.memory_encoders.double().T @ Bk
+        if cell.hidden_encoders is not None:
+            rows_m[1] = cell.hidden_encoders.double().T @ Bk
+        Mm = torch.cat(rows_m, 0)  # (S + H + I, S)
+        bm = mem.memory_bias.double() @ Bk if mem.memory_bias is not None else torch.zeros(S, **f64)
+        if not elman:
+            return Mm, bm
+        h = cell.hidden
+        Wx = h.input_kernel.double().T if h.input_kernel is not None else torch.zeros(I, Hn, **f64)
+        if not cell.input_to_hidden:
+            Wx = torch.zeros(I, Hn, **f64)
+        direct = torch.cat([torch.zeros(S, Hn, **f64), h.hidden_kernel.double().T, Wx], 0)
+        WmT = h.memory_kernel.double().T
+        M = torch.cat([Mm, Mm @ WmT + direct], 1)
+        b = torch.cat([bm, bm @ WmT + (h.bias.double() if h.bias is not None else 0)])
+        return M, b
+
+
 class LMU(nn.Module):
-    """The LMU sequence layer: :class:`LMUCell` over time, with a parallel path.
+    """The LMU sequence layer: the memory stage, then the hidden stage, over a whole sequence.
 
     ``LMU(input_size, hidden_size, order, theta, **cell_options)``; the cell options are those of
     :class:`LMUCell`, plus:
 
     Args:
         mode: ``"auto"`` (parallel whenever u depends on x alone), ``"parallel"`` (an error when it
-            does not apply) or ``"recurrent"`` (the step loop).
+            does not apply) or ``"recurrent"`` (memory and hidden part step together).
         batch_first: input and output ``(B, T, ·)`` instead of ``(T, B, ·)``.
         return_sequences: return every output ``(T, B, H)``; else only the last ``(B, H)``
             (parallel: the memory's last state by one matmul, nothing else materialised).
@@ -559,8 +396,12 @@ class LMU(nn.Module):
             states, or their projection into a recurrent hidden, are computed in parallel.
 
     ``forward(x, state=None, lengths=None) -> (y, state)``: x ``(T, B, I)`` (``(B, T, I)``) or
-    unbatched ``(T, I)``; ``lengths`` ``(B,)`` makes padding past each sequence's end change
-    neither its outputs (zero there) nor its final state. ``step(x_t, state)`` streams one step.
+    unbatched ``(T, I)``; ``lengths`` ``(B,)`` makes padding past each sequence's end (whatever
+    it holds) change neither its outputs (zero there) nor its final state. A non-finite input at
+    step t changes no output before t. ``step(x_t, state)`` streams one step; ``stepper()``
+    gives a fast streaming module.
+
+    Compiles with ``torch.compile(fullgraph=True)`` and exports with ``torch.export``.
     """
 
     def __init__(
@@ -585,10 +426,22 @@ class LMU(nn.Module):
                 "set hidden_to_memory=False and memory_to_memory=False, or use mode='auto'"
             )
         self.conv = check_choice("conv", conv, ops.CONV_METHODS)
+        self.cell.memory.conv = self.conv
+        self.cell.memory.mode = "recurrent" if self.resolved_mode() == "recurrent" else "parallel"
         self.batch_first = bool(batch_first)
         self.return_sequences = bool(return_sequences)
         self.input_size = self.cell.input_size
         self.hidden_size = self.cell.hidden_size
+        # The path is chosen once, from the mode and the hidden type.
+        h = self.cell.hidden
+        if self.resolved_mode() == "recurrent":
+            self._path = LMU._recurrent_elman if isinstance(h, ElmanHidden) else LMU._step_loop
+        elif h.positionwise:
+            self._path = LMU._parallel_positionwise
+        elif h.input_weights() is None:
+            self._path = LMU._parallel_states
+        else:
+            self._path = LMU._parallel_projected
 
     def reset_parameters(self) -> None:
         self.cell.reset_parameters()
@@ -617,19 +470,16 @@ class LMU(nn.Module):
         """One streaming step: x ``(B, I)`` or ``(I,)``; consistent with ``forward``."""
         return self.cell(x, state)
 
+    def stepper(self) -> LMUStepper:
+        """A fast streaming module of the current weights (:class:`LMUStepper`)."""
+        return self.cell.stepper()
+
     def forward(
         self, x: Tensor, state: LMUState | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, LMUState]:
-        cell = self.cell
-        dtype = cell.memory.input_encoders.dtype
-        x, batched = prepare_sequence(x, self.input_size, self.batch_first, dtype)
-        T, B = x.shape[0], x.shape[1]
-        lt = prepare_lengths(lengths, T, B, x.device)
-        st = cell.check_state(state, B, batched)
-        if self.resolved_mode() == "recurrent":
-            y, st = self._forward_recurrent(x, st, lt)
-        else:
-            y, st = self._forward_parallel(x, st, state is not None, lt)
+        x, batched, st, lt = self._prepare(x, state, lengths)
+        m0 = None if state is None else st.memory.reshape(-1, self.cell.channels, self.cell.order)
+        y, st = self._path(self, ops.mask_padding(x, lt), st, m0, lt)
         return self._finish(y, st, batched)
 
     def forward_reference(
@@ -637,53 +487,102 @@ class LMU(nn.Module):
     ) -> tuple[Tensor, LMUState]:
         """The readable reference: the cell's step, once per time step, through autograd.
 
-        Same contract as ``forward``; every fast path is tested against it.
-        """
-        cell = self.cell
-        dtype = cell.memory.input_encoders.dtype
+        Same contract as ``forward``; every fast path is tested against it."""
+        x, batched, st, lt = self._prepare(x, state, lengths)
+        y, st = self._step_loop(x, st, None, lt)
+        return self._finish(y, st, batched)
+
+    def _prepare(self, x, state, lengths):
+        dtype = self.cell.memory.input_encoders.dtype
         x, batched = prepare_sequence(x, self.input_size, self.batch_first, dtype)
         lt = prepare_lengths(lengths, x.shape[0], x.shape[1], x.device)
-        st = cell.check_state(state, x.shape[1], batched)
-        y, st = self._step_loop(x, st, lt)
-        return self._finish(y, st, batched)
+        return x, batched, self.cell.check_state(state, x.shape[1], batched), lt
 
     def _finish(self, y: Tensor, st: LMUState, batched: bool) -> tuple[Tensor, LMUState]:
         if not batched:
             y = y.squeeze(1 if self.return_sequences else 0)
-            st = LMUState(*(None if s is None else s.squeeze(0) for s in st))
+            st = LMUState(*(_squeeze0(s) for s in st))
         elif self.return_sequences and self.batch_first:
             y = y.transpose(0, 1)
         return y, st
 
-    # ------------------------------------------------------------------------------- recurrent
-    def _forward_recurrent(
-        self, x: Tensor, st: LMUState, lt: Tensor | None
-    ) -> tuple[Tensor, LMUState]:
-        cell = self.cell
-        if cell.kind != "elman" or lt is not None:
-            return self._step_loop(x, st, lt)
-        # The paper's cell: one hand-written recurrence (forward and backward through time);
-        # every input projection is computed for all steps at once beforehand.
-        mem = cell.memory
-        Ad, Bd = mem.discretized(x.dtype, x.device)
-        xu = mem.encode(x)
-        xh = x @ cell.input_kernel.T if cell.input_kernel is not None else x.new_zeros(())
-        if cell.bias is not None:
-            xh = xh + cell.bias
-        xh = xh.expand(x.shape[0], x.shape[1], cell.hidden_size)
-        _, Hs, m, h = lmu_elman_scan(
-            xu, xh, st.memory, st.hidden, Ad, Bd, cell.memory_encoders, cell.hidden_encoders,
-            cell.memory_kernel, cell.hidden_kernel, cell.activation, return_last=True,
-        )  # fmt: skip
-        return (Hs if self.return_sequences else h), LMUState(m, h, None)
+    def _last_index(self, lt: Tensor | None, like: Tensor):
+        """Index of each sequence's last valid step into a ``(T, B, ...)`` tensor."""
+        if lt is None:
+            return -1
+        return lt - 1, torch.arange(like.shape[1], device=like.device)
 
-    def _step_loop(self, x: Tensor, st: LMUState, lt: Tensor | None) -> tuple[Tensor, LMUState]:
-        """The cell's step, once per time step (discretised once)."""
-        Ad, Bd = self.cell.memory.discretized(x.dtype, x.device)
+    # --------------------------------------------------------------------- the paths, by type
+    def _parallel_projected(self, x, st, m0, lt):
+        """Memory: W_mem·m_t for all t in parallel (no states); hidden: its recurrence."""
+        cell, mem = self.cell, self.cell.memory
+        W_mem, W_x, b = cell.hidden.input_weights()  # type: ignore[misc]
+        T, B = x.shape[0], x.shape[1]
+        pre = mem.project(x, W_mem, m0, lt)  # (T, B, G)
+        # The input's part (W_x x + b), added in one pass that also makes ``pre`` time-major
+        # contiguous (the parallel result is batch-major): the recurrence reads pre[t] T times.
+        if W_x is not None:
+            x2 = x.reshape(T * B, -1)
+            xw = (x2 @ W_x.T if b is None else torch.addmm(b, x2, W_x.T)).reshape(T, B, -1)
+            pre = xw + pre  # the result takes the first operand's (time-major) layout
+        else:
+            pre = pre.contiguous() if b is None else pre.contiguous() + b
+        m_last = mem.last(x, m0, lt).flatten(-2)
+        y, hs = cell.hidden.scan(pre, _hidden_state(st, cell.hidden), lt, self.return_sequences)
+        return y, LMUState(m_last, *hs)
+
+    def _parallel_positionwise(self, x, st, m0, lt):
+        """Memory: all states (or the last alone) in parallel; hidden: applied at every step."""
+        cell, mem = self.cell, self.cell.memory
+        if self.return_sequences:
+            M = mem.states(x, m0, lt).flatten(-2)  # (T, B, C·d)
+            idx = self._last_index(lt, M)
+            y, _ = cell.hidden.step(cell.hidden_input(M, x), ())
+            y = ops.zero_padding(y, lt)
+            m_last, y_last = M[idx], y[idx]
+        else:
+            m_last = mem.last(x, m0, lt).flatten(-2)
+            x_last = x[self._last_index(lt, x)]
+            y, _ = cell.hidden.step(cell.hidden_input(m_last, x_last), ())
+            y_last = y
+        if isinstance(cell.hidden, NoHidden):
+            return y, LMUState(m_last)
+        return y, LMUState(m_last, y_last)
+
+    def _parallel_states(self, x, st, m0, lt):
+        """Memory: all states in parallel; hidden: a cell without an input projection, stepped."""
+        cell, mem = self.cell, self.cell.memory
+        M = mem.states(x, m0, lt).flatten(-2)
+        m_last = M[self._last_index(lt, M)]
+        y, hs = cell.hidden.scan(
+            cell.hidden_input(M, x), _hidden_state(st, cell.hidden), lt, self.return_sequences
+        )
+        return y, LMUState(m_last, *hs)
+
+    def _recurrent_elman(self, x, st, m0, lt):
+        """The paper's cell: one hand-written recurrence (forward and backward through time);
+        every input projection computed for all steps at once beforehand."""
+        if lt is not None:
+            return self._step_loop(x, st, m0, lt)
+        cell, mem, h = self.cell, self.cell.memory, self.cell.hidden
+        Ad, Bd = mem.discretized()
+        xu = mem.encode(x)
+        xh = x @ h.input_kernel.T if h.input_kernel is not None else x.new_zeros(())
+        if h.bias is not None:
+            xh = xh + h.bias
+        xh = xh.expand(x.shape[0], x.shape[1], cell.hidden_size)
+        _, Hs, m, hT = lmu_elman_scan(
+            xu, xh, st.memory, st.hidden, Ad, Bd, cell.memory_encoders, cell.hidden_encoders,
+            h.memory_kernel, h.hidden_kernel, h.activation, return_last=True,
+        )  # fmt: skip
+        return (Hs if self.return_sequences else hT), LMUState(m, hT)
+
+    def _step_loop(self, x, st, m0, lt):
+        """The cell's step, once per time step."""
         ys = []
         y_last = None
         for t in range(x.shape[0]):
-            y, new = self.cell.step_(x[t], st, Ad, Bd)
+            y, new = self.cell.step_(x[t], st)
             if lt is not None:
                 active = (t < lt).unsqueeze(-1)
                 y = torch.where(active, y, torch.zeros_like(y))
@@ -699,93 +598,6 @@ class LMU(nn.Module):
         if not self.return_sequences:
             return (ys[-1] if lt is None else y_last), st
         return torch.stack(ys, 0), st
-
-    # -------------------------------------------------------------------------------- parallel
-    def _forward_parallel(
-        self, x: Tensor, st: LMUState, has_state: bool, lt: Tensor | None
-    ) -> tuple[Tensor, LMUState]:
-        cell, mem = self.cell, self.cell.memory
-        T, B = x.shape[0], x.shape[1]
-        C, d, S = mem.channels, mem.order, mem.state_size
-        u = mem.encode(x)  # (T, B, C)
-        H = mem.kernel(T, x.dtype, x.device)  # (T, d)
-        m0 = st.memory.reshape(B, C, d) if has_state else None
-        bidx = torch.arange(B, device=x.device)
-        last_t = None if lt is None else lt - 1
-
-        if cell.kind in ("none", "ff"):
-            if self.return_sequences:
-                M = mem.all_states(u, m0, self.conv).reshape(T, B, S)  # (T, B, C·d)
-                m_last = M[-1] if last_t is None else M[last_t, bidx]
-                z = torch.cat([M, x], -1) if cell.input_to_hidden else M
-            else:
-                m_last = mem.last_state(u, H, m0, lt).reshape(B, S)
-                x_last = x[-1] if last_t is None else x[last_t, bidx]
-                z = torch.cat([m_last, x_last], -1) if cell.input_to_hidden else m_last
-            y = z if cell.kind == "none" else cell.hidden_cell(z)  # type: ignore[misc]
-            if y.shape[-1] != cell.hidden_size:
-                raise ValidationError(
-                    "hidden_cell", f"an output of size hidden_size={cell.hidden_size}", y.shape[-1]
-                )
-            if self.return_sequences:
-                if lt is not None:
-                    y = y * _valid_mask(lt, T, 3).to(y.dtype)
-                h = y[-1] if last_t is None else y[last_t, bidx]
-            else:
-                h = y
-            return y, LMUState(m_last, None if cell.kind == "none" else h, None)
-
-        # A recurrent hidden part: its input projection of the memory, W_mem·m_t for all t, is
-        # computed in parallel without the states (blocked matmuls with W_mem·H and W_mem·Ā^s,
-        # or one FFT convolution with the fused kernel W_mem·H); only the hidden recurrence steps.
-        W_mem, W_x, b = cell.hidden_input_weights()
-        u_in, W_in = u, W_mem
-        if mem.scalar_input(x, m0):
-            # u_c = e_c·x, so W_mem·m(u) = (W_mem scaled per channel by e_c)·m(x)
-            # (the memory is linear in its input). Folding the encoders into the projection's
-            # weights leaves the backward no gradient to carry back to the memory's input
-            # (unless x needs one): one GEMM of the blocked projection's three.
-            G = W_mem.shape[0]
-            e = mem.input_encoders.reshape(1, C, 1)
-            u_in, W_in = x.expand(T, B, C), (W_mem.reshape(G, C, d) * e).reshape(G, S)
-        if self.conv == "chunk":
-            Ad, Bd = mem.discretized(x.dtype, x.device)
-            pre = ops.fused_chunked(u_in, Ad, Bd, W_in, m0)  # (T, B, G)
-        else:
-            pre = ops.fused_conv(u_in, ops.fused_kernel(H, W_in, C), self.conv)
-            if m0 is not None:
-                Ad, _ = mem.discretized(x.dtype, x.device)
-                pre = pre + ops.free_response(m0, Ad, T).reshape(T, B, S) @ W_mem.T
-        # The input's part (W_x x + b), added in one pass that also makes ``pre`` time-major
-        # contiguous (the parallel result is batch-major): the recurrence reads pre[t] T times.
-        if W_x is not None:
-            x2 = x.reshape(T * B, -1)
-            xw = (x2 @ W_x.T if b is None else torch.addmm(b, x2, W_x.T)).reshape(T, B, -1)
-            pre = xw + pre  # the result takes the first operand's (time-major) layout
-        else:
-            pre = pre.contiguous() if b is None else pre.contiguous() + b
-        m_last = mem.last_state(u, H, m0, lt).reshape(B, S)
-        if cell.kind == "elman" and lt is None:
-            Hs, h = elman_scan(
-                pre, st.hidden, cell.hidden_kernel, cell.activation, inplace=True, return_last=True
-            )
-            return (Hs if self.return_sequences else h), LMUState(m_last, h, None)
-        h, c = st.hidden, st.cell
-        ys = []
-        for t in range(T):
-            h_new, c_new = cell.recur_from_input(pre[t], h, c)
-            if lt is not None:
-                active = (t < lt).unsqueeze(-1)
-                h_new = torch.where(active, h_new, h)
-                if c is not None:
-                    c_new = torch.where(active, c_new, c)
-                if self.return_sequences:
-                    ys.append(torch.where(active, h_new, torch.zeros_like(h_new)))
-            elif self.return_sequences:
-                ys.append(h_new)
-            h, c = h_new, c_new
-        y = torch.stack(ys, 0) if self.return_sequences else h
-        return y, LMUState(m_last, h, c)
 
     def extra_repr(self) -> str:
         s = ""

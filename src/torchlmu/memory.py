@@ -1,15 +1,26 @@
-"""``LegendreMemory``: the LMU's linear memory alone, x -> u = e_xᵀx (+ b) -> m_t, as a module.
+"""``LegendreMemory``: the LMU's linear memory alone, x -> u = E x (+ b) -> m_t, as a module.
 
 It owns what every LMU module shares: the window θ (fixed, or trainable and kept positive by
-storing log θ), the discretisation (computed once per forward in float64, cached when θ is
-fixed), and the impulse-response kernel (cached per length).
+storing log θ), the discretisation and the kernels that compute the memory. The layer above
+calls three stages of it through public methods, never the kernels themselves:
+
+- :meth:`LegendreMemory.states`: every state ``(T, B, C, d)``;
+- :meth:`LegendreMemory.last`: the last state ``(B, C, d)`` (one matmul in parallel);
+- :meth:`LegendreMemory.project`: W·m_t for all t ``(T, B, G)``, without the states.
+
+Caches are explicit. With a fixed θ the discretisation (Ā, B̄ in float64 and in the module's
+dtype) lives in non-persistent buffers, rebuilt when θ, ``dt``, the device or the dtype change
+(the ``theta``/``dt`` setters and ``_apply``); the length-dependent weights (impulse response,
+blocked-kernel matrices) are memoised per length in eager mode and rebuilt from the buffers
+inside a compiled or exported graph. With a trainable θ everything is computed from θ in the
+forward pass (differentiably). ``forward`` uses no NumPy and does not synchronise with the device
+(but see :func:`torchlmu.ops.propagate_nonfinite` on the CPU).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
@@ -17,9 +28,9 @@ from torch import Tensor, nn
 from . import legendre, ops
 from ._checks import (
     check_choice,
+    check_input_step,
     check_int,
     check_state_tensor,
-    check_tensor,
     prepare_lengths,
     prepare_sequence,
 )
@@ -27,7 +38,7 @@ from .exceptions import UnstableDiscretizationWarning, ValidationError
 
 __all__ = ["LegendreMemory", "lecun_uniform_"]
 
-_CACHE_SIZE = 8
+_MEMO_SIZE = 8
 
 
 def lecun_uniform_(w: Tensor) -> Tensor:
@@ -35,6 +46,12 @@ def lecun_uniform_(w: Tensor) -> Tensor:
     limit = math.sqrt(3.0 / max(1, w.shape[1]))
     with torch.no_grad():
         return w.uniform_(-limit, limit)
+
+
+def _tracing() -> bool:
+    """Inside torch.compile or torch.export: no memo may be read or written (they would be
+    baked in as constants or filled with fake tensors), and shapes may be symbolic."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 class LegendreMemory(nn.Module):
@@ -52,8 +69,8 @@ class LegendreMemory(nn.Module):
         method: discretisation, ``"zoh"`` (default), ``"euler"`` or ``"bilinear"``.
         trainable_theta: learn θ (stored as log θ so that it stays positive).
         dt: the step, in θ's unit. Changing it rescales time without retraining.
-        mode: ``"auto"``/``"parallel"`` (FFT convolution, or one matmul for the last state) or
-            ``"recurrent"`` (the step loop).
+        mode: ``"auto"``/``"parallel"`` (blocked matmuls, FFT or conv1d; one matmul for the last
+            state) or ``"recurrent"`` (the step loop).
         batch_first: input ``(B, T, I)`` instead of ``(T, B, I)``.
         return_sequences: return all states; else only the last (computed by one matmul).
         conv: how all states are computed in parallel: ``"chunk"`` (blocked matmuls, default),
@@ -90,23 +107,26 @@ class LegendreMemory(nn.Module):
         legendre.check_theta(dt, "dt")
         self.mode = check_choice("mode", mode, ("auto", "parallel", "recurrent"))
         self.conv = check_choice("conv", conv, ops.CONV_METHODS)
-        self.dt = float(dt)
+        self._dt = float(dt)
         self.batch_first = bool(batch_first)
         self.return_sequences = bool(return_sequences)
         self.trainable_theta = bool(trainable_theta)
         fk = {"device": device, "dtype": dtype}
         if self.trainable_theta:
             self.log_theta = nn.Parameter(torch.tensor(math.log(float(theta)), **fk))
-            self._theta = None
         else:
             self.register_parameter("log_theta", None)
-            self._theta = float(theta)
+        self._theta = float(theta)  # the fixed θ, or the initial one of a trainable θ
         self._theta_init = float(theta)
         self.input_encoders = nn.Parameter(torch.empty(self.channels, self.input_size, **fk))
         self.memory_bias = nn.Parameter(torch.empty(self.channels, **fk)) if bias else None
-        self._cache: OrderedDict = OrderedDict()
+        # Derived, never saved: the continuous system (float64) and, for a fixed θ, its
+        # discretisation in float64 and in the module's dtype. See _refresh.
+        for name in ("_A", "_B", "_Ad64", "_Bd64", "_Ad", "_Bd"):
+            self.register_buffer(name, None, persistent=False)
+        self._memo: dict = {}
         self.reset_parameters()
-        self._check_stability(float(theta))
+        self.check(stacklevel=3)
 
     # ----------------------------------------------------------------------------- parameters
     def reset_parameters(self) -> None:
@@ -117,96 +137,236 @@ class LegendreMemory(nn.Module):
         if self.log_theta is not None:
             with torch.no_grad():
                 self.log_theta.fill_(math.log(self._theta_init))
-        self._cache.clear()
-
-    @property
-    def theta(self) -> float:
-        """The current window θ (a float; see ``theta_tensor`` for the differentiable one)."""
-        if self.log_theta is None:
-            return self._theta  # type: ignore[return-value]
-        return float(self.log_theta.detach().exp())
+        self._refresh()
 
     @property
     def state_size(self) -> int:
         return self.channels * self.order
 
-    def theta_tensor(self) -> Tensor | float:
-        return self._theta if self.log_theta is None else self.log_theta.exp()  # type: ignore[return-value]
+    @property
+    def theta(self) -> float:
+        """The current window θ as a float (reads a trainable θ back from the device: not for
+        a forward pass; see :meth:`theta_tensor`)."""
+        if self.log_theta is None:
+            return self._theta
+        return float(self.log_theta.detach().exp())
 
-    def _check_stability(self, theta: float) -> None:
+    @theta.setter
+    def theta(self, value: float) -> None:
+        legendre.check_theta(value)
+        if self.log_theta is None:
+            self._theta = float(value)
+        else:
+            with torch.no_grad():
+                self.log_theta.fill_(math.log(float(value)))
+        self._refresh()
+        self.check()
+
+    @property
+    def dt(self) -> float:
+        return self._dt
+
+    @dt.setter
+    def dt(self, value: float) -> None:
+        legendre.check_theta(value, "dt")
+        self._dt = float(value)
+        self._refresh()
+        self.check()
+
+    def theta_tensor(self) -> Tensor | float:
+        """θ, differentiable when trainable (a float when fixed)."""
+        return self._theta if self.log_theta is None else self.log_theta.exp()
+
+    def check(self, stacklevel: int = 2) -> None:
+        """Warn (:class:`UnstableDiscretizationWarning`) when the discretised memory is unstable.
+
+        Runs at construction and whenever θ or dt is set; call it after training a θ (it reads
+        the value back from the device, which a forward pass never does)."""
+        theta = self.theta
         if not legendre.is_stable(self.order, theta, self.method, self.dt):
             warnings.warn(
                 f"{self.method} discretisation of order {self.order} with theta={theta:g} "
                 f"(dt={self.dt:g}) is unstable: theta/dt must exceed "
                 f"{legendre.min_stable_theta(self.order, self.method):.4g}; use method='zoh'",
                 UnstableDiscretizationWarning,
-                stacklevel=3,
+                stacklevel=stacklevel + 1,
             )
 
-    # ----------------------------------------------------------------- discretisation, kernel
-    def _cached(self, key: tuple, fn):
-        """Memoise ``fn()`` under ``key`` unless θ is being trained through autograd."""
-        grad_theta = self.log_theta is not None and self.log_theta.requires_grad
-        if grad_theta and torch.is_grad_enabled():
-            return fn()
-        theta_key = self._theta if self.log_theta is None else (self.log_theta._version, self.theta)
-        key = (*key, theta_key, self.dt, self.method)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        val = fn()
-        self._cache[key] = val
-        if len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
+    # ------------------------------------------------------------- discretisation and weights
+    def _refresh(self) -> None:
+        """Rebuild the derived buffers from θ and dt on the parameters' device and dtype."""
+        self._memo.clear()
+        p = self.input_encoders
+        self._A, self._B = legendre.state_space(self.order, device=p.device)
+        if self.log_theta is None:
+            Ad, Bd = legendre.discretize(self._A, self._B, self._dt / self._theta, self.method)
+            self._Ad64, self._Bd64 = Ad, Bd
+            self._Ad, self._Bd = Ad.to(p.dtype), Bd.to(p.dtype)
+        else:
+            self._Ad64 = self._Bd64 = self._Ad = self._Bd = None
+
+    def _apply(self, fn, recurse=True):  # .to(), .double(), .cuda(): rebuild, never cast Ā
+        super()._apply(fn, recurse)
+        self._refresh()
+        return self
+
+    def discretized64(self) -> tuple[Tensor, Tensor]:
+        """(Ā ``(d, d)``, B̄ ``(d,)``) in float64: the buffers for a fixed θ, else computed
+        from θ (differentiably)."""
+        if self.log_theta is None:
+            return self._Ad64, self._Bd64
+        th = self.log_theta.to(torch.float64).exp()
+        return legendre.discretize(self._A, self._B, self._dt / th, self.method)
+
+    def discretized(self) -> tuple[Tensor, Tensor]:
+        """(Ā, B̄) in the module's dtype (computed in float64)."""
+        if self.log_theta is None:
+            return self._Ad, self._Bd
+        Ad, Bd = self.discretized64()
+        dtype = self.input_encoders.dtype
+        return Ad.to(dtype), Bd.to(dtype)
+
+    def _derived(self, key: tuple, build):
+        """``build()`` memoised under ``key`` where that is sound: a fixed θ (else the weights
+        depend on the graph), eagerly (a compiled or exported graph builds them itself). The
+        memo is emptied whenever θ, dt, the device or the dtype change."""
+        if self.log_theta is not None or _tracing():
+            return build()
+        val = self._memo.get(key)
+        if val is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.pop(next(iter(self._memo)))
+            val = self._memo[key] = build()
         return val
 
-    def discretized(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        """(Ā ``(d, d)``, B̄ ``(d,)``) computed in float64, returned in ``dtype`` on ``device``."""
+    def kernel(self, length: int) -> Tensor:
+        """Impulse response H[k] = Ā^k B̄ ``(length, d)``, built in float64, in the module's dtype."""
+        dtype = self.input_encoders.dtype
 
-        def compute():
-            th = self.theta_tensor()
-            if isinstance(th, Tensor):
-                self._check_stability(float(th.detach()))
-            A, B = legendre.state_space(self.order, device=device)
-            th64 = th.to(device=device, dtype=torch.float64) if isinstance(th, Tensor) else th
-            return legendre.discretize(A, B, self.dt / th64, self.method, dtype=dtype)
-
-        return self._cached(("AB", dtype, device), compute)
-
-    def kernel(self, length: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-        """Impulse response H ``(length, d)``, built in float64 by doubling, cast to ``dtype``."""
-
-        def compute():
-            Ad, Bd = self.discretized(torch.float64, device)
+        def build():
+            Ad, Bd = self.discretized64()
             return legendre.kernel_from_discrete(Ad, Bd, length).to(dtype)
 
-        return self._cached(("H", length, dtype, device), compute)
+        return self._derived(("H", length), build)
 
-    def chunk_weights(
-        self, L: int, dtype: torch.dtype, device: torch.device
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """:func:`ops.chunk_weights` for blocks of L steps, built in float64, cast to ``dtype``
-        (memoised like the kernel: a forward pass of the blocked memory builds nothing)."""
+    def chunk_weights(self, L: int) -> tuple[Tensor, Tensor, Tensor]:
+        """:func:`ops.chunk_weights` for blocks of L steps, built in float64, in the module's dtype."""
+        dtype = self.input_encoders.dtype
 
-        def compute():
-            Ad, Bd = self.discretized(torch.float64, device)
-            return tuple(w.to(dtype) for w in ops.chunk_weights(Ad, Bd, L))
+        def build():
+            return tuple(w.to(dtype) for w in ops.chunk_weights(*self.discretized64(), L))
 
-        return self._cached(("chunk", L, dtype, device), compute)
+        return self._derived(("chunk", L), build)
 
-    def power(self, n: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
-        """Ā^n for each integer in ``n`` ``(B,)`` -> ``(B, d, d)`` (float64 inside)."""
-        Ad, _ = self.discretized(torch.float64, device)
-        uniq, inv = torch.unique(n, return_inverse=True)
-        P = torch.stack([torch.linalg.matrix_power(Ad, int(k)) for k in uniq.tolist()])
-        return P[inv.to(device)].to(dtype)
-
-    # ------------------------------------------------------------------------------ compute
+    # ------------------------------------------------------------------------------ stages
     def encode(self, x: Tensor) -> Tensor:
         """u = E x (+ b): ``(..., I)`` -> ``(..., C)``."""
         u = x @ self.input_encoders.T
         return u if self.memory_bias is None else u + self.memory_bias
 
+    def scalar_input(self, x: Tensor, m0: Tensor | None) -> bool:
+        """Whether every channel's input is its encoder times x (u_c = e_c·x: a scalar input, no
+        bias) and no initial state enters: then the states are linear in x alone, so the
+        encoders can scale one memory of x (or fold into a projection of the states)."""
+        return x.shape[-1] == 1 and self.memory_bias is None and m0 is None
+
+    def states(
+        self, x: Tensor, m0: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        """Every state ``(T, B, C, d)`` from x ``(T, B, I)``, m0 ``(B, C, d)`` or None.
+
+        Steps past ``lengths`` (validated ``(B,)``) see a zero input, so padding of any value
+        (NaN included) changes no valid state; a non-finite input at step t makes the states
+        from t on NaN and changes none before t."""
+        x = ops.mask_padding(x, lengths)
+        if self.mode == "recurrent":
+            Ad, Bd = self.discretized()
+            return ops.memory_scan(self.encode(x), Ad, Bd, m0)
+        if self._folds(x, m0):
+            # u_c = e_c·x: one memory of x, scaled per channel (the memory is linear in u)
+            x, bad = ops.split_nonfinite(x)
+            seq = ops.scale_states(self._all_states(x, None), self.input_encoders)
+        else:
+            u, bad = ops.split_nonfinite(self.encode(x))
+            seq = self._all_states(u, m0)
+        return ops.poison(seq, bad)
+
+    def last(self, x: Tensor, m0: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
+        """The last state ``(B, C, d)`` (at step ``lengths − 1`` per sequence): one matmul in
+        parallel mode, the step loop in recurrent mode."""
+        B = x.shape[1]
+        if self.mode == "recurrent":
+            seq = self.states(x, m0, lengths)
+            return seq[-1] if lengths is None else seq[lengths - 1, torch.arange(B, device=x.device)]
+        x = ops.mask_padding(x, lengths)
+        u, bad = ops.split_nonfinite(self.encode(x))
+        T = u.shape[0]
+        H = self.kernel(T)
+        m = ops.memory_last(u if lengths is None else ops.right_align(u, lengths), H)
+        if m0 is not None:
+            Ad, _ = self.discretized()
+            free = ops.free_response(m0, Ad, T)  # Ā^{t+1} m0, (T, B, C, d)
+            m = m + (free[-1] if lengths is None else free[lengths - 1, torch.arange(B, device=x.device)])
+        # a non-finite input in a sequence's valid part (padding is zero) makes its last state NaN
+        return ops.poison(m.unsqueeze(0), None if bad is None else bad[-1:]).squeeze(0)
+
+    def project(
+        self, x: Tensor, W: Tensor, m0: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        """y_t = W · flat(m_t) for all t ``(T, B, G)``, W ``(G, C·d)``, without the states
+        (blocked matmuls, or one FFT/conv1d with the fused kernel W·H); padding past
+        ``lengths`` reads as zero input."""
+        x = ops.mask_padding(x, lengths)
+        if self.mode == "recurrent":
+            return self.states(x, m0).flatten(-2) @ W.T
+        C, d = self.channels, self.order
+        if self.scalar_input(x, m0):
+            # u_c = e_c·x, so W·m(u) = (W scaled per channel by e_c)·m(x): the backward then
+            # has no gradient to carry back to the memory's input (unless x needs one).
+            G = W.shape[0]
+            W = (W.reshape(G, C, d) * self.input_encoders.reshape(1, C, 1)).reshape(G, C * d)
+            x, bad = ops.split_nonfinite(x)
+            u = x.expand(*x.shape[:-1], C)
+        else:
+            u, bad = ops.split_nonfinite(self.encode(x))
+        T = u.shape[0]
+        if self.conv == "chunk":
+            Ad, Bd = self.discretized()
+            y = ops.fused_chunked(u, Ad, Bd, W, m0)
+        else:
+            y = ops.fused_conv(u, ops.fused_kernel(self.kernel(T), W, C), self.conv)
+            if m0 is not None:
+                Ad, _ = self.discretized()
+                y = y + ops.free_response(m0, Ad, T).flatten(-2) @ W.T
+        if bad is not None:  # any channel's non-finite input reaches every projected unit
+            bad = bad.any(-1, keepdim=True)
+        return ops.poison(y.unsqueeze(-2), bad).squeeze(-2)
+
+    def _folds(self, x: Tensor, m0: Tensor | None) -> bool:
+        """Whether one scaled memory serves: :meth:`scalar_input`, and either several channels
+        (one memory instead of C) or a backward that needs only the encoders' gradient (a dot
+        product instead of the memory's transposed GEMM)."""
+        if not self.scalar_input(x, m0):
+            return False
+        return self.channels > 1 or (
+            torch.is_grad_enabled() and self.input_encoders.requires_grad and not x.requires_grad
+        )
+
+    def _all_states(self, u: Tensor, m0: Tensor | None) -> Tensor:
+        """Every state ``(T, B, C', d)`` of a finite u ``(T, B, C')`` by this module's parallel
+        method."""
+        T = u.shape[0]
+        if self.conv == "chunk":
+            L = ops.chunk_size(T, self.order)
+            Ad, Bd = self.discretized()
+            return ops.memory_chunked(u, Ad, Bd, m0, L, self.chunk_weights(L))
+        seq = ops.memory_conv(u, self.kernel(T), self.conv)
+        if m0 is not None:
+            Ad, _ = self.discretized()
+            seq = seq + ops.free_response(m0, Ad, T)
+        return seq
+
+    # ------------------------------------------------------------------------------ module
     def initial_state(self, batch: int | None = None) -> Tensor:
         """Zero state ``(batch, C·d)``, or ``(C·d,)`` when ``batch`` is None."""
         p = self.input_encoders
@@ -216,16 +376,12 @@ class LegendreMemory(nn.Module):
     def step(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One step: x ``(B, I)`` or ``(I,)`` -> (m_t, m_t), both ``(B, C·d)`` or ``(C·d,)``."""
         p = self.input_encoders
-        x = check_tensor("input", x, p.dtype)
-        if x.dim() not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValidationError(
-                "input", f"shape (B, {self.input_size}) or ({self.input_size},)", tuple(x.shape)
-            )
+        x = check_input_step("input", x, self.input_size, p.dtype)
         lead = x.shape[:-1]
         if state is None:
             state = self.initial_state(x.shape[0] if x.dim() == 2 else None)
         check_state_tensor("state", state, (*lead, self.state_size), p.dtype)
-        Ad, Bd = self.discretized(x.dtype, x.device)
+        Ad, Bd = self.discretized()
         m = ops.memory_step(state.reshape(*lead, self.channels, self.order), self.encode(x), Ad, Bd)
         m = m.reshape(*lead, self.state_size)
         return m, m
@@ -233,6 +389,9 @@ class LegendreMemory(nn.Module):
     def forward(
         self, x: Tensor, state: Tensor | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
+        """x ``(T, B, I)`` (``(B, T, I)`` with ``batch_first``) or ``(T, I)``; state
+        ``(B, C·d)`` or ``(C·d,)``; lengths ``(B,)`` integers in [1, T] (on the CPU: they are
+        value-checked). Returns (states or last state, final state)."""
         p = self.input_encoders
         x, batched = prepare_sequence(x, self.input_size, self.batch_first, p.dtype)
         T, B = x.shape[0], x.shape[1]
@@ -242,80 +401,21 @@ class LegendreMemory(nn.Module):
         if state is not None:
             shape = (B, C * d) if batched else (C * d,)
             m0 = check_state_tensor("state", state, shape, p.dtype).reshape(B, C, d)
-        u = self.encode(x)  # (T, B, C)
-        if self.mode == "recurrent":
-            Ad, Bd = self.discretized(x.dtype, x.device)
-            M = ops.memory_scan(u, Ad, Bd, m0)
-            last = M[-1] if lt is None else M[lt - 1, torch.arange(B, device=x.device)]
-            seq = M if self.return_sequences else None
+        if self.return_sequences:
+            seq = self.states(x, m0, lt)
+            # the last state is one of those computed (causal: padding after it is unseen)
+            last = seq[-1] if lt is None else seq[lt - 1, torch.arange(B, device=x.device)]
+            y = ops.zero_padding(seq, lt).flatten(-2)  # (T, B, C·d)
         else:
-            seq = None
-            if self.return_sequences:
-                seq = self._scaled_states(x) if self._folds(x, m0) else self.all_states(u, m0)
-                # the last state is one of those computed (causal: padding after it is unseen)
-                last = seq[-1] if lt is None else seq[lt - 1, torch.arange(B, device=x.device)]
-            else:
-                last = self.last_state(u, self.kernel(T, x.dtype, x.device), m0, lt)
-        if seq is not None and lt is not None:
-            seq = seq * _valid_mask(lt, T, seq.dim()).to(seq.dtype)
-        y = last if seq is None else seq
-        y = y.reshape(*y.shape[:-2], C * d)  # (T, B, C·d) or (B, C·d)
+            last = self.last(x, m0, lt)
+            y = last.flatten(-2)
         last = last.reshape(B, C * d)
         if not batched:
-            y = y.squeeze(1 if seq is not None else 0)
+            y = y.squeeze(1 if self.return_sequences else 0)
             last = last.squeeze(0)
-        elif seq is not None and self.batch_first:
+        elif self.return_sequences and self.batch_first:
             y = y.transpose(0, 1)
         return y, last
-
-    def scalar_input(self, x: Tensor, m0: Tensor | None) -> bool:
-        """Whether every channel's input is its encoder times x (u_c = e_c·x: a scalar input, no
-        bias) and no initial state enters: then the states are linear in x alone, so the
-        encoders can scale one memory of x (or fold into a projection of the states)."""
-        return x.shape[-1] == 1 and self.memory_bias is None and m0 is None
-
-    def _folds(self, x: Tensor, m0: Tensor | None) -> bool:
-        """Whether :meth:`_scaled_states` serves: :meth:`scalar_input`, and either several
-        channels (one memory instead of C) or a backward that needs only the encoders' gradient
-        (a dot product instead of the memory's transposed GEMM)."""
-        if not self.scalar_input(x, m0):
-            return False
-        return self.channels > 1 or (
-            torch.is_grad_enabled() and self.input_encoders.requires_grad and not x.requires_grad
-        )
-
-    def _scaled_states(self, x: Tensor) -> Tensor:
-        """All states for u_c = e_c·x: the memory is linear in its input, so m(u_c) = e_c·m(x),
-        one memory of x scaled per channel. ``(T, B, 1)`` -> ``(T, B, C, d)``."""
-        return ops.scale_states(self.all_states(x, None), self.input_encoders)
-
-    def all_states(self, u: Tensor, m0: Tensor | None, conv: str | None = None) -> Tensor:
-        """Every state ``(T, B, C, d)`` from u ``(T, B, C)`` and an optional m0, in parallel
-        (``conv``: the method, default this module's)."""
-        T = u.shape[0]
-        conv = self.conv if conv is None else conv
-        if conv == "chunk":
-            L = ops.chunk_size(T, self.order)
-            Ad, Bd = self.discretized(u.dtype, u.device)
-            return ops.memory_chunked(u, Ad, Bd, m0, L, self.chunk_weights(L, u.dtype, u.device))
-        seq = ops.memory_conv(u, self.kernel(T, u.dtype, u.device), conv)
-        if m0 is not None:
-            Ad, _ = self.discretized(u.dtype, u.device)
-            seq = seq + ops.free_response(m0, Ad, T)
-        return seq
-
-    def last_state(self, u: Tensor, H: Tensor, m0: Tensor | None, lengths: Tensor | None) -> Tensor:
-        """Final state ``(B, C, d)`` by one matmul, from u ``(T, B, C)`` and optional m0, lengths."""
-        T = u.shape[0]
-        if lengths is None:
-            m = ops.memory_last(u, H)
-            if m0 is not None:
-                m = m + m0 @ self.power(torch.tensor([T]), u.dtype, u.device)[0].mT
-            return m
-        m = ops.memory_last(ops.right_align(u, lengths), H)
-        if m0 is not None:
-            m = m + m0 @ self.power(lengths, u.dtype, u.device).mT
-        return m
 
     def extra_repr(self) -> str:
         s = (
@@ -335,9 +435,3 @@ class LegendreMemory(nn.Module):
         if not self.return_sequences:
             s += ", return_sequences=False"
         return s
-
-
-def _valid_mask(lengths: Tensor, T: int, ndim: int) -> Tensor:
-    """``(T, B, 1, ...)`` boolean mask, True where t < lengths[b]."""
-    m = torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
-    return m.reshape(T, -1, *([1] * (ndim - 2)))

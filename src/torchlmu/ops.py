@@ -34,9 +34,13 @@ __all__ = [
     "memory_last",
     "memory_scan",
     "memory_step",
+    "mask_padding",
     "next_fast_len",
+    "poison",
     "right_align",
     "scale_states",
+    "split_nonfinite",
+    "zero_padding",
 ]
 
 #: How the parallel memory computes all states: blocked matmuls (the CPU's fastest), FFT, conv1d.
@@ -130,13 +134,17 @@ def memory_conv(u: Tensor, H: Tensor, method: str = "fft") -> Tensor:
 def chunk_size(T: int, d: int) -> int:
     """Block length of :func:`memory_chunked`: about the order (balances its two matmuls),
     preferring a divisor of T within [d/2, 2d] (no padded tail to slice off)."""
-    return _divisor_near(T, max(16, min(T, 8 * -(-d // 8))))
+    base = max(16, 8 * -(-d // 8))
+    return _divisor_near(T, min(T, base) if isinstance(T, int) else base)
 
 
 def _divisor_near(T: int, base: int) -> int:
     """The divisor of T nearest ``base`` within base ± base/2 (and >= 16), else ``base``: blocks
     that tile T exactly leave no padded tail, whose slicing costs a zero-filled copy of the whole
-    output in the backward."""
+    output in the backward. A symbolic T (torch.compile with dynamic shapes, torch.export) gets
+    ``base``, so that one graph serves every length."""
+    if not isinstance(T, int):
+        return base
     for delta in range(0, base // 2 + 1):
         for L in (base + delta, base - delta):
             if 16 <= L <= T and T % L == 0:
@@ -192,11 +200,11 @@ def memory_chunked(
     J = -(-T // L)
     x = u.reshape(T, -1).T  # (R, T), R = N·C rows
     R = x.shape[0]
-    if J * L != T:
+    if not isinstance(T, int) or J * L != T:
         x = F.pad(x, (0, J * L - T))
     Hrev, AL, W = chunk_weights(Ad, Bd, L) if weights is None else weights
     xb = x.reshape(R * J, L)
-    if J > 1 or m0 is not None:
+    if not isinstance(J, int) or J > 1 or m0 is not None:
         E = (xb @ Hrev).reshape(R, J, d)  # each block's own (zero-state) last state
         Sj = _block_carries(E, AL, None if m0 is None else m0.reshape(R, d))
         # One GEMM writes every state once: [block inputs | state entering the block] times
@@ -254,11 +262,11 @@ def fused_chunked(
     # Its carry costs T·d·G flops per sequence whatever L is; short blocks keep the Toeplitz
     # part (T·L·G) small (L = 32 measured fastest for T 784, d 256, G 212 on 2 CPU cores; a
     # divisor of T near it, 28 for T 784, avoids a padded tail).
-    L = _divisor_near(T, min(T, 32)) if L is None else L
+    L = _divisor_near(T, min(T, 32) if isinstance(T, int) else 32) if L is None else L
     J = -(-T // L)
     x = u.reshape(T, -1, C).permute(1, 2, 0)  # (N, C, T)
     N = x.shape[0]
-    if J * L != T:
+    if not isinstance(T, int) or J * L != T:
         x = F.pad(x, (0, J * L - T))
     x = x.reshape(N, C, J, L)
     H, P, lag = _block_powers(Ad, Bd, L)  # (L, d), (L, d, d): P[s] = (Ā^{s+1})ᵀ, (L, L)
@@ -398,3 +406,53 @@ def scale_states(M: Tensor, e: Tensor) -> Tensor:
             "e", "a (C, 1) tensor scaling states of shape (..., 1, d)", tuple(e.shape)
         )
     return _ScaleStates.apply(M, e)
+
+
+# ------------------------------------------------------------------ padding and non-finite input
+def mask_padding(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """x ``(T, B, ...)`` with every step t >= lengths[b] set to zero (whatever it held: NaN,
+    inf or 1e30 padding then changes nothing a causal memory computes before it)."""
+    if lengths is None:
+        return x
+    return torch.where(_valid(lengths, x), x, x.new_zeros(()))
+
+
+def zero_padding(y: Tensor, lengths: Tensor | None) -> Tensor:
+    """Outputs ``(T, B, ...)`` past each sequence's end set to zero (the ``lengths`` contract)."""
+    return mask_padding(y, lengths)
+
+
+def _valid(lengths: Tensor, like: Tensor) -> Tensor:
+    T = like.shape[0]
+    valid = torch.arange(T, device=like.device).unsqueeze(1) < lengths.to(like.device)
+    return valid.reshape(T, -1, *([1] * (like.dim() - 2)))
+
+
+def split_nonfinite(u: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(u with its non-finite entries zeroed, the mask ``(T, ..., K)`` of steps at or after the
+    first non-finite entry of each sequence and channel) for u ``(T, ..., K)``.
+
+    The parallel memories mix a block's (or, by FFT, the whole sequence's) inputs in one
+    product, where 0·NaN = NaN would reach earlier steps: they run on the zeroed input and
+    :func:`poison` marks the steps a step loop would have made non-finite. Eagerly on the CPU,
+    where it costs no device synchronisation, a finite u returns (u, None) without a copy.
+    """
+    if (
+        u.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and not torch.compiler.is_exporting()
+        and bool(torch.isfinite(u).all())
+    ):
+        return u, None
+    finite = torch.isfinite(u)
+    after = torch.cummax((~finite).to(torch.uint8), 0).values.bool()
+    return torch.where(finite, u, u.new_zeros(())), after
+
+
+def poison(y: Tensor, after: Tensor | None) -> Tensor:
+    """y ``(T, ..., K, ...)`` set to NaN where ``after`` ``(T, ..., K)`` (from
+    :func:`split_nonfinite`) is True, broadcast over y's trailing dimensions."""
+    if after is None:
+        return y
+    mask = after.reshape(*after.shape, *([1] * (y.dim() - after.dim())))
+    return torch.where(mask, y.new_full((), float("nan")), y)

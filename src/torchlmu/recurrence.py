@@ -19,11 +19,26 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ACTIVATIONS",
+    "activation_fn",
     "elman_scan",
     "elman_scan_reference",
     "lmu_elman_scan",
     "lmu_elman_scan_reference",
 ]
+
+
+#: The Elman activations, by name.
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def activation_fn(act: str):
+    """The activation named ``act`` as a function of a tensor."""
+    return {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}.get(act, _identity)
 
 
 def _act_(x: Tensor, act: str) -> Tensor:

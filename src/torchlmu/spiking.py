@@ -401,12 +401,14 @@ def to_nengo(
         raise ValidationError("module", "a LegendreMemory, LMUCell or LMU", type(module).__name__)
     step = _positive("step", step)
     sim_dt = step if sim_dt is None else _positive("sim_dt", sim_dt)
-    export_hidden = bool(hidden) and isinstance(cell, LMUCell) and cell.kind != "none"
-    if export_hidden and cell.kind != "elman":
+    from .hidden import ElmanHidden, NoHidden
+
+    export_hidden = bool(hidden) and isinstance(cell, LMUCell) and not isinstance(cell.hidden, NoHidden)
+    if export_hidden and not isinstance(cell.hidden, ElmanHidden):
         raise ValidationError(
             "module",
             "an Elman hidden layer (hidden_cell='tanh', 'relu', 'sigmoid' or 'linear') to export",
-            f"hidden kind {cell.kind!r} (pass hidden=False to export the memory alone)",
+            f"hidden part {type(cell.hidden).__name__} (pass hidden=False to export the memory alone)",
         )
     theta_s = mem.theta / mem.dt * step
     I, C, d = mem.input_size, mem.channels, mem.order
@@ -441,7 +443,7 @@ def to_nengo(
         if not export_hidden:
             net.output = net.lmu_memory.memory
         else:
-            net.output = _hidden_layer(nengo, cell, net.input, net.lmu_memory.memory, numpy)
+            net.output = _hidden_layer(nengo, cell.hidden, net.input, net.lmu_memory.memory, numpy)
         net.probe_output = nengo.Probe(net.output, synapse=None)
     return net
 
@@ -449,7 +451,8 @@ def to_nengo(
 def _hidden_layer(
     nengo: Any, cell: Any, x_node: Any, m_node: Any, numpy: Callable[[Any], Any]
 ) -> Any:
-    """The Elman layer of ``cell`` as rate neurons (or a Node for a linear activation)."""
+    """The Elman layer ``cell`` (an ElmanHidden) as rate neurons (or a Node for a linear
+    activation)."""
     H = cell.hidden_size
     W_m, W_h, W_x, bias = (
         numpy(cell.memory_kernel),
