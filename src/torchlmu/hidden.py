@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ._checks import check_choice
 from .exceptions import ValidationError
-from .recurrence import ACTIVATIONS, activation_fn, elman_scan
+from .recurrence import ACTIVATIONS, activation_fn, cell_recur, cell_scan, elman_scan
 
 __all__ = [
     "CustomCellHidden",
@@ -104,21 +104,11 @@ class HiddenPart(nn.Module):
         self, pre: Tensor, state: State, lengths: Tensor | None, sequences: bool
     ) -> tuple[Tensor, State]:
         """The recurrence over every step's input projection ``pre`` ``(T, B, G)`` (time-major,
-        contiguous; may be overwritten). Returns the outputs ``(T, B, H)`` (zero past
-        ``lengths``) or, without ``sequences``, the last valid output ``(B, H)``, and the state
-        at each sequence's last valid step."""
-        ys = []
-        for t in range(pre.shape[0]):
-            new = self.recur(pre[t], state)
-            if lengths is not None:
-                active = (t < lengths).unsqueeze(-1)
-                new = tuple(torch.where(active, n, o) for n, o in zip(new, state, strict=True))
-                if sequences:
-                    ys.append(torch.where(active, new[0], torch.zeros_like(new[0])))
-            elif sequences:
-                ys.append(new[0])
-            state = new
-        return (torch.stack(ys, 0) if sequences else state[0]), state
+        contiguous; may be overwritten) for types with input weights, or over every z_t
+        ``(T, B, Z)`` otherwise. Returns the outputs ``(T, B, H)`` (zero past ``lengths``) or,
+        without ``sequences``, the last valid output ``(B, H)``, and the state at each
+        sequence's last valid step."""
+        raise NotImplementedError
 
 
 class ElmanHidden(HiddenPart):
@@ -196,12 +186,11 @@ class TorchCellHidden(HiddenPart):
         self.cell = cell
         self.n_states = 2 if isinstance(cell, nn.LSTMCell) else 1
         if isinstance(cell, nn.LSTMCell):
-            self._recur = self._lstm
+            self.kind = "lstm"
         elif isinstance(cell, nn.GRUCell):
-            self._recur = self._gru
+            self.kind = "gru"
         else:
-            self._act = torch.tanh if cell.nonlinearity == "tanh" else torch.relu
-            self._recur = self._rnn
+            self.kind = f"rnn_{cell.nonlinearity}"
 
     def reset_parameters(self) -> None:
         self.cell.reset_parameters()
@@ -211,26 +200,17 @@ class TorchCellHidden(HiddenPart):
         return W[:, :S], (W[:, S:] if self.in_input else None), self.cell.bias_ih
 
     def recur(self, pre: Tensor, state: State) -> State:
-        gh = state[0] @ self.cell.weight_hh.T
-        if self.cell.bias_hh is not None:
-            gh = gh + self.cell.bias_hh
-        return self._recur(pre, gh, state)
+        c = state[1] if self.n_states == 2 else None
+        h, c = cell_recur(self.kind, pre, state[0], c, self.cell.weight_hh, self.cell.bias_hh)
+        return (h,) if c is None else (h, c)
 
-    def _rnn(self, pre, gh, state):
-        return (self._act(pre + gh),)
-
-    def _lstm(self, pre, gh, state):
-        i, f, g, o = (pre + gh).chunk(4, -1)
-        c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-    def _gru(self, pre, gh, state):
-        ir, iz, inn = pre.chunk(3, -1)
-        hr, hz, hn = gh.chunk(3, -1)
-        r = torch.sigmoid(ir + hr)
-        z = torch.sigmoid(iz + hz)
-        n = torch.tanh(inn + r * hn)
-        return ((1 - z) * n + z * state[0],)
+    def scan(self, pre, state, lengths, sequences):
+        """:func:`~torchlmu.recurrence.cell_scan` (one operator in a compiled graph)."""
+        c0 = state[1] if self.n_states == 2 else None
+        ys, h, c = cell_scan(
+            self.kind, pre, state[0], c0, self.cell.weight_hh, self.cell.bias_hh, lengths
+        )
+        return (ys if sequences else h), ((h,) if c is None else (h, c))
 
 
 class CustomCellHidden(HiddenPart):

@@ -200,8 +200,18 @@ def apply_powers(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
     Returns:
         ``(length, ..., d)``.
     """
+    if (  # a possibly symbolic length: one graph for every length
+        isinstance(length, torch.SymInt)
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    ):
+        return _powers_op(x0, Ad, length)
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
         raise ValidationError("length", "an integer >= 0", repr(length))
+    return _apply_powers(x0, Ad, int(length))
+
+
+def _apply_powers(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
     out = x0.unsqueeze(0)
     P = Ad  # Ā^n, n = len(out)
     while out.shape[0] < length:
@@ -210,6 +220,39 @@ def apply_powers(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
         if out.shape[0] < length:
             P = P @ P
     return out[:length]
+
+
+# Under torch.compile(dynamic=True) or torch.export the number of doublings depends on the
+# symbolic length: the doubling is then a custom operator, whose backward differentiates the
+# doubling recomputed through autograd (differentiable again in grad mode).
+@torch.library.custom_op("torchlmu::apply_powers", mutates_args=())
+def _powers_op(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
+    return _apply_powers(x0, Ad, length).clone()
+
+
+@_powers_op.register_fake
+def _(x0, Ad, length):
+    return x0.new_empty((length, *x0.shape))
+
+
+def _powers_setup(ctx, inputs, output):
+    x0, Ad, length = inputs
+    ctx.save_for_backward(x0, Ad)
+    ctx.length = length
+
+
+def _powers_backward(ctx, g):
+    x0, Ad = ctx.saved_tensors
+    with torch.enable_grad():
+        xs = x0.detach().requires_grad_() if not torch.is_grad_enabled() else x0
+        As = Ad.detach().requires_grad_() if not torch.is_grad_enabled() else Ad
+        create = torch.is_grad_enabled()
+        out = _apply_powers(xs, As, ctx.length)
+        gx, gA = torch.autograd.grad(out, (xs, As), g, create_graph=create, allow_unused=True)
+    return gx, gA, None
+
+
+_powers_op.register_autograd(_powers_backward, setup_context=_powers_setup)
 
 
 def kernel_from_discrete(Ad: Tensor, Bd: Tensor, length: int) -> Tensor:

@@ -24,6 +24,7 @@ from .legendre import apply_powers
 
 __all__ = [
     "CONV_METHODS",
+    "block_carries_reference",
     "chunk_weights",
     "free_response",
     "fused_chunked",
@@ -88,6 +89,12 @@ def next_fast_len(n: int) -> int:
     return best
 
 
+def _fft_len(T: int) -> int:
+    """Transform length of a linear convolution of T steps: a fast size >= 2T − 1, or 2T for a
+    symbolic T (its fast size would depend on its value)."""
+    return 2 * T if _symbolic(T) else next_fast_len(2 * T - 1)
+
+
 def _check_conv_method(method: str) -> None:
     if method not in _KERNEL_METHODS:
         raise ValidationError("method", f"one of {_KERNEL_METHODS}", repr(method))
@@ -110,7 +117,7 @@ def memory_conv(u: Tensor, H: Tensor, method: str = "fft") -> Tensor:
         return u.new_zeros((0, *u.shape[1:], d))
     if method == "fft":
         # FFTs along the last, contiguous dimension (time last) are the fast ones here.
-        n = next_fast_len(2 * T - 1)
+        n = _fft_len(T)
         Uf = torch.fft.rfft(u.reshape(T, -1).T, n=n)  # (N·C, F)
         Hf = torch.fft.rfft(H.T, n=n)  # (d, F)
         if torch.is_grad_enabled() and (u.requires_grad or H.requires_grad):
@@ -135,7 +142,17 @@ def chunk_size(T: int, d: int) -> int:
     """Block length of :func:`memory_chunked`: about the order (balances its two matmuls),
     preferring a divisor of T within [d/2, 2d] (no padded tail to slice off)."""
     base = max(16, 8 * -(-d // 8))
-    return _divisor_near(T, min(T, base) if isinstance(T, int) else base)
+    return _divisor_near(T, base if _symbolic(T) else min(T, base))
+
+
+def _symbolic(T: int) -> bool:
+    """Whether T may be symbolic (inside torch.compile or torch.export): then no choice may
+    depend on its value, so that one graph serves every length."""
+    return (
+        isinstance(T, torch.SymInt)
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    )
 
 
 def _divisor_near(T: int, base: int) -> int:
@@ -143,7 +160,7 @@ def _divisor_near(T: int, base: int) -> int:
     that tile T exactly leave no padded tail, whose slicing costs a zero-filled copy of the whole
     output in the backward. A symbolic T (torch.compile with dynamic shapes, torch.export) gets
     ``base``, so that one graph serves every length."""
-    if not isinstance(T, int):
+    if _symbolic(T):
         return base
     for delta in range(0, base // 2 + 1):
         for L in (base + delta, base - delta):
@@ -200,11 +217,11 @@ def memory_chunked(
     J = -(-T // L)
     x = u.reshape(T, -1).T  # (R, T), R = N·C rows
     R = x.shape[0]
-    if not isinstance(T, int) or J * L != T:
+    if _symbolic(T) or J * L != T:
         x = F.pad(x, (0, J * L - T))
     Hrev, AL, W = chunk_weights(Ad, Bd, L) if weights is None else weights
     xb = x.reshape(R * J, L)
-    if not isinstance(J, int) or J > 1 or m0 is not None:
+    if _symbolic(T) or J > 1 or m0 is not None:
         E = (xb @ Hrev).reshape(R, J, d)  # each block's own (zero-state) last state
         Sj = _block_carries(E, AL, None if m0 is None else m0.reshape(R, d))
         # One GEMM writes every state once: [block inputs | state entering the block] times
@@ -218,27 +235,76 @@ def memory_chunked(
 
 
 def _block_carries(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
-    """States entering each block: S_0 = m0 (or 0), S_{j+1} = S_j (Ā^L)ᵀ + E_j. E ``(R, J, d)``."""
+    """States entering each block: S_0 = m0 (or 0), S_{j+1} = S_j (Ā^L)ᵀ + E_j. E ``(R, J, d)``.
+
+    The sequential part of the blocked memory, as the custom operator
+    ``torchlmu::block_carries`` when a gradient is needed or a graph is traced (one node for any
+    number of blocks); twin: :func:`block_carries_reference`."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return _block_carries_op(E, AL, S0)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (E, AL, S0)):
+        return _block_carries_op(E, AL, S0)
+    with torch.no_grad():
+        return _carries_forward(E, AL, S0).transpose(0, 1)  # (R, J, d), a view
+
+
+def block_carries_reference(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
+    """Reference twin of the block carries: the plain loop, through autograd."""
     R, J, d = E.shape
-    if not torch.is_grad_enabled() or not any(
-        t is not None and t.requires_grad for t in (E, AL, S0)
-    ):
-        # No graph: each carry written in place, one BLAS call per block (this loop is the
-        # sequential part of the blocked memory; its per-block Python work is what it costs).
-        out = E.new_empty((J, R, d))
-        Os, Es = out.unbind(0), E.unbind(1)
-        if S0 is None:
-            Os[0].zero_()
-        else:
-            Os[0].copy_(S0)
-        for j in range(J - 1):
-            torch.addmm(Es[j], Os[j], AL, out=Os[j + 1])
-        return out.transpose(0, 1)  # (R, J, d), a view
     S, carry = S0, []
-    for Ej in E.unbind(1):  # one backward node for all blocks (a select per block fills zeros)
+    for Ej in E.unbind(1):
         carry.append(E.new_zeros((R, d)) if S is None else S)
         S = Ej if S is None else torch.addmm(Ej, S, AL)
-    return torch.stack(carry, 1)  # (R, J, d)
+    return torch.stack(carry, 1)
+
+
+def _carries_forward(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
+    """``(J, R, d)`` carries, each written in place by one BLAS call (this loop is the
+    sequential part of the blocked memory; its per-block Python work is what it costs)."""
+    R, J, d = E.shape
+    out = E.new_empty((J, R, d))
+    Os, Es = out.unbind(0), E.unbind(1)
+    if S0 is None:
+        Os[0].zero_()
+    else:
+        Os[0].copy_(S0)
+    for j in range(J - 1):
+        torch.addmm(Es[j], Os[j], AL, out=Os[j + 1])
+    return out
+
+
+@torch.library.custom_op("torchlmu::block_carries", mutates_args=())
+def _block_carries_op(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
+    return _carries_forward(E, AL, S0).transpose(0, 1).contiguous()
+
+
+@_block_carries_op.register_fake
+def _(E, AL, S0):
+    return torch.empty_like(E)
+
+
+def _carries_setup(ctx, inputs, output):
+    _, AL, S0 = inputs
+    ctx.save_for_backward(AL, output)
+    ctx.has_s0 = S0 is not None
+
+
+def _carries_backward(ctx, g: Tensor):
+    """With G_j = ∂L/∂S_j: G_{J−1} = g_{J−1}, G_j = g_j + G_{j+1} A_Lᵀ; ∂L/∂E_j = G_{j+1}
+    (E_{J−1} unused), ∂L/∂A_L = Σ_j S_jᵀ G_{j+1}, ∂L/∂S_0 = G_0. Written without in-place
+    updates, so that it is differentiable itself (a double backward)."""
+    AL, S = ctx.saved_tensors
+    R, J, d = S.shape
+    Gs = [g[:, J - 1]]
+    for j in range(J - 2, -1, -1):
+        Gs.append(g[:, j] + Gs[-1] @ AL.T)
+    G = torch.stack(Gs[::-1], 1)  # (R, J, d)
+    gE = torch.cat([G[:, 1:], G.new_zeros((R, 1, d))], 1)
+    gAL = S[:, :-1].reshape(-1, d).T @ G[:, 1:].reshape(-1, d)
+    return gE, gAL, (G[:, 0] if ctx.has_s0 else None)
+
+
+_block_carries_op.register_autograd(_carries_backward, setup_context=_carries_setup)
 
 
 def fused_chunked(
@@ -262,11 +328,11 @@ def fused_chunked(
     # Its carry costs T·d·G flops per sequence whatever L is; short blocks keep the Toeplitz
     # part (T·L·G) small (L = 32 measured fastest for T 784, d 256, G 212 on 2 CPU cores; a
     # divisor of T near it, 28 for T 784, avoids a padded tail).
-    L = _divisor_near(T, min(T, 32) if isinstance(T, int) else 32) if L is None else L
+    L = _divisor_near(T, 32 if _symbolic(T) else min(T, 32)) if L is None else L
     J = -(-T // L)
     x = u.reshape(T, -1, C).permute(1, 2, 0)  # (N, C, T)
     N = x.shape[0]
-    if not isinstance(T, int) or J * L != T:
+    if _symbolic(T) or J * L != T:
         x = F.pad(x, (0, J * L - T))
     x = x.reshape(N, C, J, L)
     H, P, lag = _block_powers(Ad, Bd, L)  # (L, d), (L, d, d): P[s] = (Ā^{s+1})ᵀ, (L, L)
@@ -329,7 +395,7 @@ def fused_conv(u: Tensor, K: Tensor, method: str = "fft") -> Tensor:
         return u.new_zeros((0, *batch, G))
     x = u.reshape(T, -1, C)  # (T, N, C)
     if method == "fft":
-        n = next_fast_len(2 * T - 1)
+        n = _fft_len(T)
         Uf = torch.fft.rfft(x.permute(1, 2, 0), n=n)  # (N, C, F), time last
         Kf = torch.fft.rfft(K.permute(1, 2, 0), n=n)  # (G, C, F)
         if C == 1:

@@ -20,7 +20,11 @@ from torch import Tensor
 
 __all__ = [
     "ACTIVATIONS",
+    "CELL_KINDS",
     "activation_fn",
+    "cell_recur",
+    "cell_scan",
+    "cell_scan_reference",
     "elman_scan",
     "elman_scan_reference",
     "lmu_elman_scan",
@@ -87,53 +91,103 @@ def elman_scan_reference(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor
     return torch.stack(out, 0)
 
 
+def _elman_forward(pre: Tensor, h0: Tensor, W: Tensor, act: str, out: Tensor) -> Tensor:
+    """States into ``out`` (which may be ``pre`` itself: each step reads pre[t] before writing
+    it) with one in-place BLAS call and activation per step."""
+    WT = W.T
+    h = h0
+    for t in range(pre.shape[0]):
+        torch.addmm(pre[t], h, WT, out=out[t])
+        _act_(out[t], act)
+        h = out[t]
+    return out
+
+
+def _elman_backward(h0, W, Hs, act, gH, g_last):
+    """(∂L/∂pre, ∂L/∂h0, ∂L/∂W) from the states: T steps of (B,H)·(H,H) carrying the state
+    gradient, then the weight gradient as one large matmul. In grad mode (a double backward)
+    the same arithmetic without in-place writes, so that autograd can differentiate it."""
+    T = Hs.shape[0]
+    flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
+    if torch.is_grad_enabled():
+        D = _dact(Hs, act)
+        g = torch.zeros_like(h0) if g_last is None else g_last
+        Gs = [None] * T
+        for t in range(T - 1, -1, -1):
+            if gH is not None:
+                g = g + gH[t]
+            Gs[t] = g * D[t]
+            g = Gs[t] @ W
+        G = torch.stack(Gs, 0)
+        gW = flat(G).T @ flat(torch.cat([h0.unsqueeze(0), Hs[:-1]], 0))
+        return G, g, gW
+    D = _dact(Hs, act)  # f'(z_t) for all t in one vectorised pass
+    G = torch.empty_like(Hs)  # gradient w.r.t. the pre-activations
+    g = torch.zeros_like(h0) if g_last is None else g_last
+    if gH is not None:
+        g = g + gH[T - 1]
+    for t in range(T - 1, -1, -1):
+        torch.mul(g, D[t], out=G[t])
+        if t > 0 and gH is not None:
+            g = torch.addmm(gH[t - 1], G[t], W)
+        else:
+            g = G[t] @ W
+    gW = G[0].T @ h0  # Σ_t G_tᵀ h_{t−1}, without concatenating h0 to the states
+    if T > 1:
+        gW = gW.addmm_(flat(G[1:]).T, flat(Hs[:-1]))
+    return G, g, gW
+
+
+# The scan is a custom operator: torch.compile and torch.export see one opaque node whose output
+# shapes follow its inputs', so one graph serves every sequence length (a Python loop would be
+# unrolled, T steps per graph, recompiled for each T).
+@torch.library.custom_op("torchlmu::elman_scan", mutates_args=())
+def _elman_scan_op(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> tuple[Tensor, Tensor]:
+    Hs = _elman_forward(pre, h0, W, act, torch.empty_like(pre))
+    return Hs, Hs[-1].clone()
+
+
+@_elman_scan_op.register_fake
+def _(pre, h0, W, act):
+    return torch.empty_like(pre), torch.empty_like(h0)
+
+
+def _elman_setup(ctx, inputs, output):
+    _, h0, W, act = inputs
+    ctx.save_for_backward(h0, W, output[0])
+    ctx.act = act
+    # a caller that uses only the last state leaves the sequence without a gradient: None,
+    # not zeros, so the backward skips adding it at every step
+    ctx.set_materialize_grads(False)
+
+
+def _elman_op_backward(ctx, gH, g_last):
+    h0, W, Hs = ctx.saved_tensors
+    G, g0, gW = _elman_backward(h0, W, Hs, ctx.act, gH, g_last)
+    return G, g0, gW, None
+
+
+_elman_scan_op.register_autograd(_elman_op_backward, setup_context=_elman_setup)
+
+
 class _ElmanScan(torch.autograd.Function):
-    """Returns (all states, a copy of the last): a caller that uses only the last state leaves
-    the first output without a gradient, and the backward then skips adding it at every step."""
+    """Eager twin of the custom operator that writes the states over ``pre`` (a temporary the
+    caller no longer needs): no second (T, B, H) tensor."""
 
     @staticmethod
-    def forward(ctx, pre: Tensor, h0: Tensor, W: Tensor, act: str, inplace: bool):
-        T = pre.shape[0]
-        WT = W.T
-        h = h0
-        if inplace:  # the states overwrite the pre-activations: no copy of pre per step
-            Hs = pre
-            ctx.mark_dirty(pre)
-            for t in range(T):
-                Hs[t].addmm_(h, WT)
-                _act_(Hs[t], act)
-                h = Hs[t]
-        else:
-            Hs = torch.empty_like(pre)
-            for t in range(T):
-                torch.addmm(pre[t], h, WT, out=Hs[t])
-                _act_(Hs[t], act)
-                h = Hs[t]
+    def forward(ctx, pre: Tensor, h0: Tensor, W: Tensor, act: str):
+        Hs = _elman_forward(pre, h0, W, act, pre)
+        ctx.mark_dirty(pre)
         ctx.save_for_backward(h0, W, Hs)
         ctx.act = act
         ctx.set_materialize_grads(False)
         return Hs, Hs[-1].clone()
 
     @staticmethod
-    def backward(ctx, gH: Tensor | None, g_last: Tensor | None):
+    def backward(ctx, gH, g_last):
         h0, W, Hs = ctx.saved_tensors
-        T = Hs.shape[0]
-        D = _dact(Hs, ctx.act)  # f'(z_t) for all t in one vectorised pass
-        G = torch.empty_like(Hs)  # gradient w.r.t. the pre-activations
-        g = torch.zeros_like(h0) if g_last is None else g_last
-        if gH is not None:
-            g = g + gH[T - 1]
-        for t in range(T - 1, -1, -1):
-            torch.mul(g, D[t], out=G[t])
-            if t > 0 and gH is not None:
-                g = torch.addmm(gH[t - 1], G[t], W)
-            else:
-                g = G[t] @ W
-        flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
-        gW = G[0].T @ h0  # Σ_t G_tᵀ h_{t−1}, without concatenating h0 to the states
-        if T > 1:
-            gW = gW.addmm_(flat(G[1:]).T, flat(Hs[:-1]))
-        return G, g, gW, None, None
+        G, g0, gW = _elman_backward(h0, W, Hs, ctx.act, gH, g_last)
+        return G, g0, gW, None
 
 
 def elman_scan(
@@ -144,12 +198,14 @@ def elman_scan(
     inplace: bool = False,
     return_last: bool = False,
 ):
-    """h_t = f(pre_t + h_{t−1} Wᵀ) for all t, with a hand-written backward.
+    """h_t = f(pre_t + h_{t−1} Wᵀ) for all t, with a hand-written backward (twin:
+    :func:`elman_scan_reference`). Differentiable twice (the backward is differentiable in grad
+    mode). Compiles and exports as the operator ``torchlmu::elman_scan``.
 
     Args:
         pre: ``(T, B, H)`` input projections (everything but the recurrent term), contiguous.
         h0: ``(B, H)``.  W: ``(H, H)``.
-        inplace: write the states into ``pre`` (a temporary the caller no longer needs).
+        inplace: eagerly, write the states into ``pre`` (a temporary the caller no longer needs).
         return_last: also return the last state ``(B, H)`` as its own output (use it, not
             ``states[-1]``, when only the last state matters: the backward is then cheaper).
     Returns:
@@ -158,24 +214,21 @@ def elman_scan(
     if not torch.is_grad_enabled() or not (
         pre.requires_grad or h0.requires_grad or W.requires_grad
     ):
-        with torch.no_grad():
-            Hs, last = _ElmanScan.forward(_NoCtx(), pre, h0, W, act, inplace)
+        if _tracing():
+            Hs, last = _elman_scan_op(pre, h0, W, act)
+        else:
+            with torch.no_grad():
+                Hs = _elman_forward(pre, h0, W, act, pre if inplace else torch.empty_like(pre))
+                last = Hs[-1].clone()
+    elif inplace and not _tracing():
+        Hs, last = _ElmanScan.apply(pre, h0, W, act)
     else:
-        Hs, last = _ElmanScan.apply(pre, h0, W, act, inplace)
+        Hs, last = _elman_scan_op(pre, h0, W, act)
     return (Hs, last) if return_last else Hs
 
 
-class _NoCtx:
-    """Stands in for autograd's ctx when the forward runs without a graph."""
-
-    def save_for_backward(self, *args):
-        pass
-
-    def mark_dirty(self, *args):
-        pass
-
-    def set_materialize_grads(self, value):
-        pass
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 # ---------------------------------------------------------------- fully recurrent LMU (Elman)
@@ -210,98 +263,155 @@ def lmu_elman_scan_reference(
     return torch.stack(Ms, 0), torch.stack(Hs, 0)
 
 
-class _LMUElmanScan(torch.autograd.Function):
-    """Returns (memory states, hidden states, copies of the last of each). As in
-    :class:`_ElmanScan`, a caller that needs only the last states leaves the sequences without a
-    gradient, and the backward then neither fills nor adds all-zero gradients at every step."""
+def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
+    """(memory states, hidden states, memory inputs u_t), each step written in place."""
+    T, B, C = xu.shape
+    d = Ad.shape[0]
+    Ms = xu.new_empty((T, B, C * d))
+    Hs = xh.new_empty(xh.shape)
+    Us = xu.clone()
+    AT, WmT, WhT = Ad.T, Wm.T, Wh.T
+    EmT = None if Em is None else Em.T
+    EhT = None if Eh is None else Eh.T
+    m, h = m0, h0
+    for t in range(T):
+        u = Us[t]
+        if EmT is not None:
+            u.addmm_(m, EmT)
+        if EhT is not None:
+            u.addmm_(h, EhT)
+        mt = Ms[t]
+        torch.mm(m.reshape(B * C, d), AT, out=mt.view(B * C, d))
+        mt.view(B, C, d).addcmul_(u.unsqueeze(-1), Bd)
+        ht = Hs[t]
+        torch.addmm(xh[t], mt, WmT, out=ht)
+        ht.addmm_(h, WhT)
+        _act_(ht, act)
+        m, h = mt, ht
+    return Ms, Hs, Us
 
-    @staticmethod
-    def forward(ctx, xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
-        T, B, C = xu.shape
-        d = Ad.shape[0]
-        S = C * d
-        Ms = xu.new_empty((T, B, S))
-        Hs = xh.new_empty(xh.shape)
-        Us = xu.clone()
-        AT, WmT, WhT = Ad.T, Wm.T, Wh.T
-        EmT = None if Em is None else Em.T
-        EhT = None if Eh is None else Eh.T
-        m, h = m0, h0
-        for t in range(T):
-            u = Us[t]
-            if EmT is not None:
-                u.addmm_(m, EmT)
-            if EhT is not None:
-                u.addmm_(h, EhT)
-            mt = Ms[t]
-            torch.mm(m.reshape(B * C, d), AT, out=mt.view(B * C, d))
-            mt.view(B, C, d).addcmul_(u.unsqueeze(-1), Bd)
-            ht = Hs[t]
-            torch.addmm(xh[t], mt, WmT, out=ht)
-            ht.addmm_(h, WhT)
-            _act_(ht, act)
-            m, h = mt, ht
-        ctx.save_for_backward(m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us)
-        ctx.act = act
-        ctx.set_materialize_grads(False)
-        return Ms, Hs, Ms[-1].clone(), Hs[-1].clone()
 
-    @staticmethod
-    def backward(ctx, gM, gH, gm_last, gh_last):
-        m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us = ctx.saved_tensors
-        T, B, S = Ms.shape
-        d = Ad.shape[0]
-        C = S // d
-        # Gm[t] = ∂L/∂m_t and Gpre[t] = ∂L/∂(pre-activation of h_t). Each step writes what it
-        # carries back straight into the previous step's slot (or into the initial states').
-        Gpre = torch.empty_like(Hs)
-        Gm = torch.empty_like(Ms)
-        Gu = torch.empty_like(Us)  # ∂L/∂u_t
-        gm0, gh0 = torch.empty_like(m0), torch.empty_like(h0)
-        for slot, g in ((Gm[T - 1], gm_last), (Gpre[T - 1], gh_last)):
-            if g is None:
-                slot.zero_()
-            else:
-                slot.copy_(g)
-        BdT = Bd.unsqueeze(1)
-        for t in range(T - 1, -1, -1):
-            gp = Gpre[t]
-            if gH is not None:
-                gp.add_(gH[t])
-            _dact_mul_(gp, Hs[t], ctx.act)
-            gmt = Gm[t]
-            if gM is not None:
-                gmt.add_(gM[t])
-            gmt.addmm_(gp, Wm)
-            gu = Gu[t]
-            torch.mm(gmt.view(B * C, d), BdT, out=gu.view(B * C, 1))
-            to_m, to_h = (Gm[t - 1], Gpre[t - 1]) if t > 0 else (gm0, gh0)
-            torch.mm(gmt.view(B * C, d), Ad, out=to_m.view(B * C, d))
-            torch.mm(gp, Wh, out=to_h)
-            if Em is not None:
-                to_m.addmm_(gu, Em)
-            if Eh is not None:
-                to_h.addmm_(gu, Eh)
+def _lmu_elman_backward(saved, act, gM, gH, gm_last, gh_last, need_AB=(True, True)):
+    """Gradients of the scan's ten tensor inputs (None for absent Em/Eh, and for Ā, B̄ unless
+    ``need_AB`` says they are wanted) from its states."""
+    m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us = saved
+    T, B, S = Ms.shape
+    d = Ad.shape[0]
+    C = S // d
+    # Gm[t] = ∂L/∂m_t and Gpre[t] = ∂L/∂(pre-activation of h_t). Each step writes what it
+    # carries back straight into the previous step's slot (or into the initial states').
+    Gpre = torch.empty_like(Hs)
+    Gm = torch.empty_like(Ms)
+    Gu = torch.empty_like(Us)  # ∂L/∂u_t
+    gm0, gh0 = torch.empty_like(m0), torch.empty_like(h0)
+    for slot, g in ((Gm[T - 1], gm_last), (Gpre[T - 1], gh_last)):
+        if g is None:
+            slot.zero_()
+        else:
+            slot.copy_(g)
+    BdT = Bd.unsqueeze(1)
+    for t in range(T - 1, -1, -1):
+        gp = Gpre[t]
+        if gH is not None:
+            gp.add_(gH[t])
+        _dact_mul_(gp, Hs[t], act)
+        gmt = Gm[t]
+        if gM is not None:
+            gmt.add_(gM[t])
+        gmt.addmm_(gp, Wm)
+        gu = Gu[t]
+        torch.mm(gmt.view(B * C, d), BdT, out=gu.view(B * C, 1))
+        to_m, to_h = (Gm[t - 1], Gpre[t - 1]) if t > 0 else (gm0, gh0)
+        torch.mm(gmt.view(B * C, d), Ad, out=to_m.view(B * C, d))
+        torch.mm(gp, Wh, out=to_h)
+        if Em is not None:
+            to_m.addmm_(gu, Em)
+        if Eh is not None:
+            to_h.addmm_(gu, Eh)
 
-        flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
+    flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
 
-        def shifted(G: Tensor, X: Tensor, x0: Tensor) -> Tensor:
-            """Σ_t G_tᵀ X_{t−1} with X_{−1} = x0, without concatenating x0 to the states."""
-            out = G[0].T @ x0
-            return out.addmm_(flat(G[1:]).T, flat(X[:-1])) if T > 1 else out
+    def shifted(G: Tensor, X: Tensor, x0: Tensor) -> Tensor:
+        """Σ_t G_tᵀ X_{t−1} with X_{−1} = x0, without concatenating x0 to the states."""
+        out = G[0].T @ x0
+        return out.addmm_(flat(G[1:]).T, flat(X[:-1])) if T > 1 else out
 
-        gWm = flat(Gpre).T @ flat(Ms)
-        gWh = shifted(Gpre, Hs, h0)
-        gAd = None
-        if Ad.requires_grad:
-            Gc, Mc = Gm.view(T, B * C, d), Ms.view(T, B * C, d)
-            gAd = shifted(Gc, Mc, m0.reshape(B * C, d))
-        gBd = (
-            (Gm.reshape(-1, C, d) * Us.reshape(-1, C, 1)).sum((0, 1)) if Bd.requires_grad else None
+    gWm = flat(Gpre).T @ flat(Ms)
+    gWh = shifted(Gpre, Hs, h0)
+    Gc, Mc = Gm.view(T, B * C, d), Ms.view(T, B * C, d)
+    gAd = shifted(Gc, Mc, m0.reshape(B * C, d)) if need_AB[0] else None
+    gBd = (Gm.reshape(-1, C, d) * Us.reshape(-1, C, 1)).sum((0, 1)) if need_AB[1] else None
+    gEm = shifted(Gu, Ms, m0) if Em is not None else None
+    gEh = shifted(Gu, Hs, h0) if Eh is not None else None
+    return Gu, Gpre, gm0, gh0, gAd, gBd, gEm, gEh, gWm, gWh
+
+
+# A custom operator, as torchlmu::elman_scan (one graph for every T under compile and export).
+@torch.library.custom_op("torchlmu::lmu_elman_scan", mutates_args=())
+def _lmu_elman_op(
+    xu: Tensor,
+    xh: Tensor,
+    m0: Tensor,
+    h0: Tensor,
+    Ad: Tensor,
+    Bd: Tensor,
+    Em: Tensor | None,
+    Eh: Tensor | None,
+    Wm: Tensor,
+    Wh: Tensor,
+    act: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    Ms, Hs, Us = _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act)
+    return Ms, Hs, Ms[-1].clone(), Hs[-1].clone(), Us  # Us: kept for the backward
+
+
+@_lmu_elman_op.register_fake
+def _(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
+    T, B, _ = xu.shape
+    return (
+        xu.new_empty((T, B, m0.shape[-1])),
+        torch.empty_like(xh),
+        torch.empty_like(m0),
+        torch.empty_like(h0),
+        torch.empty_like(xu),
+    )
+
+
+def _lmu_elman_setup(ctx, inputs, output):
+    xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act = inputs
+    Ms, Hs, _, _, Us = output
+    ctx.save_for_backward(m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us, xu, xh)
+    ctx.act = act
+    # a caller that needs only the last states leaves the sequences without a gradient: None,
+    # so the backward neither fills nor adds all-zero gradients at every step
+    ctx.set_materialize_grads(False)
+
+
+def _lmu_elman_op_backward(ctx, gM, gH, gm_last, gh_last, _gU):
+    *saved, xu, xh = ctx.saved_tensors
+    if not torch.is_grad_enabled():
+        need_AB = tuple(ctx.needs_input_grad[4:6])
+        return (*_lmu_elman_backward(saved, ctx.act, gM, gH, gm_last, gh_last, need_AB), None)
+    # A double backward: differentiate the plain loop, recomputed from the saved inputs.
+    inputs = [xu, xh, *saved[:8]]
+    with torch.enable_grad():
+        Ms, Hs = lmu_elman_scan_reference(*inputs, ctx.act)
+        outs, gouts = [], []
+        for o, g in ((Ms, gM), (Hs, gH), (Ms[-1], gm_last), (Hs[-1], gh_last)):
+            if g is not None:
+                outs.append(o)
+                gouts.append(g)
+        need = [i for i, v in enumerate(inputs) if v is not None and v.requires_grad]
+        grads = torch.autograd.grad(
+            outs, [inputs[i] for i in need], gouts, create_graph=True, allow_unused=True
         )
-        gEm = shifted(Gu, Ms, m0) if Em is not None else None
-        gEh = shifted(Gu, Hs, h0) if Eh is not None else None
-        return Gu, Gpre, gm0, gh0, gAd, gBd, gEm, gEh, gWm, gWh, None
+    out: list = [None] * 10
+    for i, g in zip(need, grads, strict=True):
+        out[i] = g
+    return (*out, None)
+
+
+_lmu_elman_op.register_autograd(_lmu_elman_op_backward, setup_context=_lmu_elman_setup)
 
 
 def lmu_elman_scan(
@@ -335,9 +445,138 @@ def lmu_elman_scan(
         memory states ``(T, B, C·d)`` and hidden states ``(T, B, H)`` (and the last of each).
     """
     args = (xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh)
-    if not torch.is_grad_enabled() or not any(a is not None and a.requires_grad for a in args):
-        with torch.no_grad():
-            out = _LMUElmanScan.forward(_NoCtx(), *args, act)
+    if _tracing() or (
+        torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in args)
+    ):
+        out = _lmu_elman_op(*args, act)[:4]
     else:
-        out = _LMUElmanScan.apply(*args, act)
+        with torch.no_grad():
+            Ms, Hs, _ = _lmu_elman_forward(*args, act)
+        out = (Ms, Hs, Ms[-1].clone(), Hs[-1].clone())
     return out if return_last else out[:2]
+
+
+# ------------------------------------------------------- PyTorch's RNN, LSTM and GRU cells
+#: The torch cells a hidden part may wrap, by the name of their equations.
+CELL_KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+
+
+def cell_recur(
+    kind: str, pre: Tensor, h: Tensor, c: Tensor | None, W_hh: Tensor, b_hh: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """One step of an nn.RNNCell/LSTMCell/GRUCell given its input projection ``pre`` = W_ih z +
+    b_ih ``(B, G)`` (PyTorch's documented equations; gates i, f, g, o and r, z, n)."""
+    gh = h @ W_hh.T
+    if b_hh is not None:
+        gh = gh + b_hh
+    if kind == "lstm":
+        i, f, g, o = (pre + gh).chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if kind == "gru":
+        ir, iz, inn = pre.chunk(3, -1)
+        hr, hz, hn = gh.chunk(3, -1)
+        r = torch.sigmoid(ir + hr)
+        z = torch.sigmoid(iz + hz)
+        n = torch.tanh(inn + r * hn)
+        return (1 - z) * n + z * h, None
+    return (torch.tanh if kind == "rnn_tanh" else torch.relu)(pre + gh), None
+
+
+def cell_scan_reference(
+    kind: str,
+    pre: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    W_hh: Tensor,
+    b_hh: Tensor | None,
+    lengths: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`cell_recur` over ``pre`` ``(T, B, G)``: (outputs ``(T, B, H)``, zero past
+    ``lengths``; the last valid h; the last valid c or None), by a plain loop."""
+    h, c, ys = h0, c0, []
+    for t in range(pre.shape[0]):
+        hn, cn = cell_recur(kind, pre[t], h, c, W_hh, b_hh)
+        if lengths is not None:
+            active = (t < lengths).unsqueeze(-1)
+            hn = torch.where(active, hn, h)
+            cn = None if c is None else torch.where(active, cn, c)
+            ys.append(torch.where(active, hn, torch.zeros_like(hn)))
+        else:
+            ys.append(hn)
+        h, c = hn, cn
+    return torch.stack(ys, 0), h, c
+
+
+# Under torch.compile or torch.export the loop is one custom operator (one graph for every T);
+# its backward differentiates the loop recomputed through autograd (so it is differentiable
+# again in grad mode). Eagerly the plain loop runs through autograd.
+@torch.library.custom_op("torchlmu::cell_scan", mutates_args=())
+def _cell_scan_op(
+    kind: str,
+    pre: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    W_hh: Tensor,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    with torch.no_grad():
+        ys, h, c = cell_scan_reference(kind, pre, h0, c0, W_hh, b_hh, lengths)
+    return ys, h.clone(), (h.new_zeros(()) if c is None else c.clone())
+
+
+@_cell_scan_op.register_fake
+def _(kind, pre, h0, c0, W_hh, b_hh, lengths):
+    ys = pre.new_empty((*pre.shape[:2], h0.shape[-1]))
+    return ys, torch.empty_like(h0), (h0.new_empty(()) if c0 is None else torch.empty_like(c0))
+
+
+def _cell_scan_setup(ctx, inputs, output):
+    kind, pre, h0, c0, W_hh, b_hh, lengths = inputs
+    ctx.save_for_backward(pre, h0, c0, W_hh, b_hh, lengths)
+    ctx.kind = kind
+    ctx.set_materialize_grads(False)
+
+
+def _cell_scan_backward(ctx, g_ys, g_h, g_c):
+    pre, h0, c0, W_hh, b_hh, lengths = ctx.saved_tensors
+    create = torch.is_grad_enabled()
+    inputs = [pre, h0, c0, W_hh, b_hh]
+    with torch.enable_grad():
+        if not create:
+            inputs = [None if v is None else v.detach().requires_grad_() for v in inputs]
+        ys, h, c = cell_scan_reference(ctx.kind, *inputs, lengths)
+        pairs = [(o, g) for o, g in ((ys, g_ys), (h, g_h), (c, g_c)) if g is not None and o is not None]
+        need = [i for i, v in enumerate(inputs) if v is not None and v.requires_grad]
+        grads = torch.autograd.grad(
+            [o for o, _ in pairs],
+            [inputs[i] for i in need],
+            [g for _, g in pairs],
+            create_graph=create,
+            allow_unused=True,
+        )
+    out: list = [None] * 5
+    for i, g in zip(need, grads, strict=True):
+        out[i] = g
+    return (None, *out, None)
+
+
+_cell_scan_op.register_autograd(_cell_scan_backward, setup_context=_cell_scan_setup)
+
+
+def cell_scan(
+    kind: str,
+    pre: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    W_hh: Tensor,
+    b_hh: Tensor | None,
+    lengths: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`cell_scan_reference`, as the operator ``torchlmu::cell_scan`` inside a compiled or
+    exported graph (eagerly, the loop itself)."""
+    if not _tracing():
+        return cell_scan_reference(kind, pre, h0, c0, W_hh, b_hh, lengths)
+    ys, h, c = _cell_scan_op(kind, pre, h0, c0, W_hh, b_hh, lengths)
+    return ys, h, (None if c0 is None else c)
