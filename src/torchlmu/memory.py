@@ -330,11 +330,12 @@ class LegendreMemory(nn.Module):
         else:
             u, bad = ops.split_nonfinite(self.encode(x))
         T = u.shape[0]
-        if self.conv == "chunk":
+        conv = self._conv()
+        if conv == "chunk":
             Ad, Bd = self.discretized()
             y = ops.fused_chunked(u, Ad, Bd, W, m0)
         else:
-            y = ops.fused_conv(u, ops.fused_kernel(self.kernel(T), W, C), self.conv)
+            y = ops.fused_conv(u, ops.fused_kernel(self.kernel(T), W, C), conv)
             if m0 is not None:
                 Ad, _ = self.discretized()
                 y = y + ops.free_response(m0, Ad, T).flatten(-2) @ W.T
@@ -352,15 +353,24 @@ class LegendreMemory(nn.Module):
             torch.is_grad_enabled() and self.input_encoders.requires_grad and not x.requires_grad
         )
 
+    def _conv(self) -> str:
+        """The parallel method: this module's, except that torch.export traces the FFT form of
+        the blocked one (its block count, ⌈T/L⌉, is a floor division of the symbolic length
+        that the exporter cannot prove its slices against; torch.compile keeps the blocks)."""
+        if self.conv == "chunk" and torch.compiler.is_exporting():
+            return "fft"
+        return self.conv
+
     def _all_states(self, u: Tensor, m0: Tensor | None) -> Tensor:
         """Every state ``(T, B, C', d)`` of a finite u ``(T, B, C')`` by this module's parallel
         method."""
         T = u.shape[0]
-        if self.conv == "chunk":
+        conv = self._conv()
+        if conv == "chunk":
             L = ops.chunk_size(T, self.order)
             Ad, Bd = self.discretized()
             return ops.memory_chunked(u, Ad, Bd, m0, L, self.chunk_weights(L))
-        seq = ops.memory_conv(u, self.kernel(T), self.conv)
+        seq = ops.memory_conv(u, self.kernel(T), conv)
         if m0 is not None:
             Ad, _ = self.discretized()
             seq = seq + ops.free_response(m0, Ad, T)

@@ -71,6 +71,38 @@ def memory_scan(u: Tensor, Ad: Tensor, Bd: Tensor, m0: Tensor | None = None) -> 
     return torch.stack(out, 0) if out else u.new_zeros((0, *u.shape[1:], d))
 
 
+def _blocks(T: int, L: int) -> int:
+    """Blocks of L steps covering T: ⌈T/L⌉, or T//L + 2 for a symbolic T (at least two blocks
+    whatever T is, so that no reshape of the padded input depends on whether T <= L; the extra
+    block of padding costs L/T)."""
+    if not _symbolic(T):
+        return (T + L - 1) // L
+    J = T // L + 2
+    torch._check(T <= J * L)  # true, but beyond what the symbolic shapes can prove from floor
+    return J
+
+
+def _to_blocks(x: Tensor, J: int, L: int) -> Tensor:
+    """x ``(..., T)`` as J blocks of L steps ``(..., J, L)``, zero-padded at the end. (Written into
+    a zero tensor through a merged view: splitting a padded length of symbolic size into
+    (J, L) would ask torch.export to prove a divisibility it cannot.)"""
+    T = x.shape[-1]
+    if not _symbolic(T) and J * L == T:
+        return x.unflatten(-1, (J, L))
+    out = x.new_zeros((*x.shape[:-1], J, L))
+    out.flatten(-2)[..., :T] = x
+    return out
+
+
+def _rows(u: Tensor) -> int:
+    """The number of sequences times channels of a time-major u: its size without time (an
+    explicit product: a reshape's −1 divides by the symbolic T under torch.export)."""
+    n = 1
+    for s in u.shape[1:]:
+        n *= s
+    return n
+
+
 def next_fast_len(n: int) -> int:
     """Smallest 2^a·3^b·5^c >= n (sizes pocketfft and cuFFT handle fastest)."""
     if n <= 1:
@@ -118,7 +150,7 @@ def memory_conv(u: Tensor, H: Tensor, method: str = "fft") -> Tensor:
     if method == "fft":
         # FFTs along the last, contiguous dimension (time last) are the fast ones here.
         n = _fft_len(T)
-        Uf = torch.fft.rfft(u.reshape(T, -1).T, n=n)  # (N·C, F)
+        Uf = torch.fft.rfft(u.reshape(T, _rows(u)).T, n=n)  # (N·C, F)
         Hf = torch.fft.rfft(H.T, n=n)  # (d, F)
         if torch.is_grad_enabled() and (u.requires_grad or H.requires_grad):
             y = torch.fft.irfft(Uf.unsqueeze(1) * Hf, n=n)[..., :T]  # (N·C, d, T)
@@ -132,7 +164,7 @@ def memory_conv(u: Tensor, H: Tensor, method: str = "fft") -> Tensor:
             y = torch.fft.irfft(Uf[i : i + step].unsqueeze(1) * Hf, n=n)[..., :T]
             out[:, i : i + step].copy_(y.permute(2, 0, 1))
         return out.reshape(T, *u.shape[1:], d)
-    x = u.reshape(T, -1).T.unsqueeze(1)  # (N·C, 1, T)
+    x = u.reshape(T, _rows(u)).T.unsqueeze(1)  # (N·C, 1, T)
     w = H.flip(0).T.unsqueeze(1)  # (d, 1, T): conv1d correlates, so flip the kernel
     y = F.conv1d(F.pad(x, (T - 1, 0)), w)  # (N·C, d, T)
     return y.permute(2, 0, 1).reshape(T, *u.shape[1:], d)
@@ -214,24 +246,22 @@ def memory_chunked(
     T = u.shape[0]
     d = Ad.shape[-1]
     L = chunk_size(T, d) if L is None else L
-    J = -(-T // L)
-    x = u.reshape(T, -1).T  # (R, T), R = N·C rows
+    J = _blocks(T, L)
+    x = u.reshape(T, _rows(u)).T  # (R, T), R = N·C rows
     R = x.shape[0]
-    if _symbolic(T) or J * L != T:
-        x = F.pad(x, (0, J * L - T))
     Hrev, AL, W = chunk_weights(Ad, Bd, L) if weights is None else weights
-    xb = x.reshape(R * J, L)
+    xb = _to_blocks(x, J, L).flatten(0, 1)  # (R·J, L)
     if _symbolic(T) or J > 1 or m0 is not None:
-        E = (xb @ Hrev).reshape(R, J, d)  # each block's own (zero-state) last state
+        E = (xb @ Hrev).unflatten(0, (R, J))  # each block's own (zero-state) last state
         Sj = _block_carries(E, AL, None if m0 is None else m0.reshape(R, d))
         # One GEMM writes every state once: [block inputs | state entering the block] times
         # [[Toeplitz of H], [Ā¹ … Ā^L]] (a Toeplitz product plus an in-place carry product
         # wrote, then re-read and re-wrote, the whole output).
-        Y = torch.cat([xb, Sj.reshape(R * J, d)], 1) @ W
+        Y = torch.cat([xb, Sj.flatten(0, 1)], 1) @ W
     else:
         Y = xb @ W[:L]  # zero-state states of every block
-    Y = Y.reshape(R, J * L, d)[:, :T]
-    return Y.reshape(*u.shape[1:], T, d).movedim(-2, 0)
+    Y = Y.unflatten(0, (R, J)).unflatten(-1, (L, d)).flatten(1, 2)[:, :T]  # (R, T, d)
+    return Y.unflatten(0, u.shape[1:]).movedim(-2, 0)
 
 
 def _block_carries(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
@@ -329,26 +359,24 @@ def fused_chunked(
     # part (T·L·G) small (L = 32 measured fastest for T 784, d 256, G 212 on 2 CPU cores; a
     # divisor of T near it, 28 for T 784, avoids a padded tail).
     L = _divisor_near(T, 32 if _symbolic(T) else min(T, 32)) if L is None else L
-    J = -(-T // L)
-    x = u.reshape(T, -1, C).permute(1, 2, 0)  # (N, C, T)
+    J = _blocks(T, L)
+    x = u.reshape(T, _rows(u) // C, C).permute(1, 2, 0)  # (N, C, T)
     N = x.shape[0]
-    if _symbolic(T) or J * L != T:
-        x = F.pad(x, (0, J * L - T))
-    x = x.reshape(N, C, J, L)
+    x = _to_blocks(x, J, L)  # (N, C, J, L)
     H, P, lag = _block_powers(Ad, Bd, L)  # (L, d), (L, d, d): P[s] = (Ā^{s+1})ᵀ, (L, L)
     Wc = W.reshape(G, C, d)
     KH = torch.einsum("kd,gcd->ckg", H, Wc)  # (C, L, G): W·H per channel
     Ktoe = KH[:, lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)  # (C, L_i, L_s, G)
-    xin = x.permute(0, 2, 1, 3).reshape(N * J, C * L)  # rows (n, j), columns (c, i)
-    E = (x.reshape(N * C * J, L) @ H.flip(0)).reshape(N * C, J, d)  # block-end states, zero start
+    xin = x.permute(0, 2, 1, 3).flatten(2).flatten(0, 1)  # (N·J, C·L): rows (n, j), cols (c, i)
+    E = (x.flatten(0, 2) @ H.flip(0)).unflatten(0, (N * C, J))  # block-end states, zero start
     S = _block_carries(E, P[-1], None if m0 is None else m0.reshape(N * C, d))  # (N·C, J, d)
     PW = torch.einsum("sik,gck->cisg", P, Wc).reshape(C * d, L * G)  # W Ā^{s+1} per channel
-    Sin = S.reshape(N, C, J, d).permute(0, 2, 1, 3).reshape(N * J, C * d)
+    Sin = S.unflatten(0, (N, C)).permute(0, 2, 1, 3).flatten(2).flatten(0, 1)  # (N·J, C·d)
     # one GEMM writes each output once: [block inputs | states entering the blocks] times
     # [[Toeplitz of W·H], [W Ā¹ … W Ā^L]] (N·J, L·G)
     Y = torch.cat([xin, Sin], 1) @ torch.cat([Ktoe.reshape(C * L, L * G), PW], 0)
-    Y = Y.reshape(N, J * L, G)[:, :T]
-    return Y.reshape(*u.shape[1:-1], T, G).movedim(-2, 0)
+    Y = Y.unflatten(0, (N, J)).unflatten(-1, (L, G)).flatten(1, 2)[:, :T]  # (N, T, G)
+    return Y.unflatten(0, u.shape[1:-1]).movedim(-2, 0)
 
 
 def memory_last(u: Tensor, H: Tensor) -> Tensor:
@@ -361,7 +389,7 @@ def memory_last(u: Tensor, H: Tensor) -> Tensor:
     """
     T = u.shape[0]
     d = H.shape[-1]
-    return (u.reshape(T, -1).T @ H[:T].flip(0)).reshape(*u.shape[1:], d)
+    return (u.reshape(T, _rows(u)).T @ H[:T].flip(0)).reshape(*u.shape[1:], d)
 
 
 def fused_kernel(H: Tensor, W: Tensor, channels: int) -> Tensor:
@@ -393,7 +421,7 @@ def fused_conv(u: Tensor, K: Tensor, method: str = "fft") -> Tensor:
     batch = u.shape[1:-1]
     if T == 0:
         return u.new_zeros((0, *batch, G))
-    x = u.reshape(T, -1, C)  # (T, N, C)
+    x = u.reshape(T, _rows(u) // C, C)  # (T, N, C)
     if method == "fft":
         n = _fft_len(T)
         Uf = torch.fft.rfft(x.permute(1, 2, 0), n=n)  # (N, C, F), time last
@@ -435,9 +463,10 @@ def right_align(u: Tensor, lengths: Tensor) -> Tensor:
     t = torch.arange(T, device=u.device).unsqueeze(1)  # (T, 1)
     src = t - (T - lengths.to(u.device)).unsqueeze(0)  # (T, B)
     valid = src >= 0
-    idx = src.clamp(min=0).reshape(T, -1, *([1] * (u.dim() - 2))).expand_as(u)
+    B = lengths.shape[0]
+    idx = src.clamp(min=0).reshape(T, B, *([1] * (u.dim() - 2))).expand_as(u)
     out = torch.gather(u, 0, idx)
-    return out * valid.reshape(T, -1, *([1] * (u.dim() - 2))).to(u.dtype)
+    return torch.where(valid.reshape(T, B, *([1] * (u.dim() - 2))), out, out.new_zeros(()))
 
 
 class _ScaleStates(torch.autograd.Function):
@@ -491,7 +520,7 @@ def zero_padding(y: Tensor, lengths: Tensor | None) -> Tensor:
 def _valid(lengths: Tensor, like: Tensor) -> Tensor:
     T = like.shape[0]
     valid = torch.arange(T, device=like.device).unsqueeze(1) < lengths.to(like.device)
-    return valid.reshape(T, -1, *([1] * (like.dim() - 2)))
+    return valid.reshape(T, lengths.shape[0], *([1] * (like.dim() - 2)))
 
 
 def split_nonfinite(u: Tensor) -> tuple[Tensor, Tensor | None]:
