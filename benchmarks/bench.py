@@ -4,7 +4,8 @@ Workloads (the performance issue's table; median ms per batch, "train" = forward
   W1  psMNIST model: B=100, T=784, input 1, order 256, θ=784, tanh hidden 212 with
       input→hidden, last output -> Linear(10)
   W2  memory only: B=16, T=10,000, order 64, θ=10,000, all states returned
-  W4  one streaming step, order 256 (the W1 model), batch 1 (µs per step, inference)
+  W4  one streaming step, order 256 (the W1 model), batch 1 (µs per step, inference), through
+      LMU.stepper() (until Core v2 through LMU.step, which then held the fused cache)
   W5  fully recurrent LMU (hidden→memory and memory→memory on), otherwise W1
 and nn.LSTM of about the same parameter count on W1's data. ``matmul`` measures this machine's
 float32 matmul peak (2048³) so every result can be read as a fraction of the physical limit.
@@ -165,15 +166,16 @@ def measure(
         lmu.to(device)
         x = torch.rand(s["steps"], 1, 1, device=device)
         state = lmu.initial_state(1)
+        step = lmu.stepper()  # the streaming module (a snapshot of the weights, fused matrix)
         base = rss_mb()
         with torch.no_grad():
             for t in range(50):
-                _, state = lmu.step(x[t], state)
+                _, state = step(x[t], state)
             runs = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 for t in range(s["steps"]):
-                    _, state = lmu.step(x[t], state)
+                    _, state = step(x[t], state)
                 _sync()
                 runs.append((time.perf_counter() - t0) / s["steps"] * 1e6)
         rec.update(
