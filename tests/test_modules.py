@@ -14,11 +14,23 @@ from __future__ import annotations
 import copy
 import io
 import itertools
-import os
 import warnings
 
 import pytest
 import torch
+from conftest import (
+    DEVICES,
+    FLAGS,
+    HIDDEN,
+    TOL,
+    check_equal,
+    loss_and_grads,
+    make_hidden,
+    make_pair,
+    random_state,
+    rel,
+    stream,
+)
 from torch import nn
 
 from torchlmu import (
@@ -32,132 +44,6 @@ from torchlmu import (
     ValidationError,
     legendre,
 )
-
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
-DEVICES = [  # the fast forms run on each; the references stay on the CPU
-    "cpu",
-    pytest.param(
-        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-    ),
-]
-HIDDEN = ["tanh", "relu", "rnn", "lstm", "gru", "ff", None]
-FLAGS = list(
-    itertools.product([False, True], repeat=3)
-)  # hidden→memory, memory→memory, input→hidden
-
-
-def rel(a, b) -> float:
-    a, b = a.detach().double().cpu(), b.detach().double().cpu()
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-
-def make_hidden(kind, hidden_in, H, dtype):
-    if kind in ("tanh", "relu", None):
-        return kind
-    if kind == "ff":
-        return nn.Sequential(nn.Linear(hidden_in, H, dtype=dtype), nn.Tanh())
-    return {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[kind](
-        hidden_in, H, dtype=dtype
-    )
-
-
-def make_pair(
-    kind,
-    flags,
-    *,
-    channels=1,
-    trainable_theta=False,
-    dtype=torch.float64,
-    I=2,
-    H=3,
-    d=4,
-    theta=6.0,
-    **kw,
-):
-    """Two LMUs with identical parameters, one recurrent, one auto."""
-    h2m, m2m, i2h = flags
-    hidden_in = channels * d + (I if i2h else 0)
-    opts = dict(
-        channels=channels,
-        hidden_to_memory=h2m,
-        memory_to_memory=m2m,
-        input_to_hidden=i2h,
-        trainable_theta=trainable_theta,
-        memory_bias=True,
-        dtype=dtype,
-        **kw,
-    )
-    Hs = None if kind is None else H
-    torch.manual_seed(0)
-    ref = LMU(
-        I,
-        Hs,
-        d,
-        theta,
-        mode="recurrent",
-        hidden_cell=make_hidden(kind, hidden_in, H, dtype),
-        **opts,
-    )
-    conv = opts.pop("conv", "chunk")
-    fast = LMU(
-        I,
-        Hs,
-        d,
-        theta,
-        mode="auto",
-        conv=conv,
-        hidden_cell=make_hidden(kind, hidden_in, H, dtype),
-        **opts,
-    )
-    # random values everywhere (zero-initialised parameters would hide wiring mistakes)
-    with torch.no_grad():
-        for p in ref.parameters():
-            if p.dim() > 0:
-                p.copy_(torch.randn_like(p) * 0.5)
-    fast.load_state_dict(ref.state_dict())
-    return ref, fast
-
-
-def loss_and_grads(model, x, state, lengths, wy, ws, reference=False):
-    params = [p for _, p in sorted(model.named_parameters())]
-    x = x.clone().requires_grad_()
-    fn = model.forward_reference if reference else model
-    y, st = fn(x, state, lengths=lengths)
-    loss = (y * wy).sum() + sum((s * w).sum() for s, w in zip(st, ws, strict=True) if s is not None)
-    grads = torch.autograd.grad(loss, [x, *params])
-    return y, st, grads
-
-
-def random_state(model, B, batched, dtype):
-    st = model.initial_state(B if batched else None)
-    return LMUState(*(None if s is None else torch.randn_like(s) for s in st))
-
-
-def check_equal(a, b, tol, what):
-    for i, (p, q) in enumerate(zip(a, b, strict=True)):
-        if p is None or q is None:
-            assert p is None and q is None, what
-            continue
-        assert p.shape == q.shape, (what, i, p.shape, q.shape)
-        err = rel(p, q)
-        if q.dtype == torch.float32:
-            err = rel(p, q) * min(1.0, float(q.detach().double().norm()) / q.numel() ** 0.5)
-        if os.environ.get("TORCHLMU_TOL_LOG"):  # record the tolerances reached (closing notes)
-            with open(os.environ["TORCHLMU_TOL_LOG"], "a") as f:
-                f.write(f"{q.dtype}\t{what.split(' ')[0]}\t{err:.3e}\n")
-        assert err <= tol, f"{what}[{i}]: relative error {err:.2e} > {tol:.0e}"
-
-
-def stream(model, x, state, batched, batch_first):
-    """Outputs and states of step() applied to each time step."""
-    tdim = (1 if batch_first else 0) if batched else 0
-    ys, states = [], []
-    for t in range(x.shape[tdim]):
-        y, state = model.step(x.select(tdim, t), state)
-        ys.append(y)
-        states.append(state)
-    return torch.stack(ys, tdim), states
-
 
 CASES = [
     (kind, flags, ch, bf, batched, tt, use_len)
@@ -392,7 +278,9 @@ def test_scalar_input_folds_encoders_into_the_projection(kind, dtype, device):
                 (v * on(w)).sum() for v, w in zip(st, ws, strict=True) if v is not None
             )
             grads = torch.autograd.grad(loss, ([xi] if x_grad else []) + params)
-            out.append((y.cpu(), [None if v is None else v.cpu() for v in st], [t.cpu() for t in grads]))
+            out.append(
+                (y.cpu(), [None if v is None else v.cpu() for v in st], [t.cpu() for t in grads])
+            )
         (y_r, st_r, g_r), (y_f, st_f, g_f) = out
         check_equal([y_f], [y_r], tol, "output " + what)
         check_equal(st_f, st_r, tol, "state " + what)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TOL, rel
 
 from torchlmu.recurrence import (
     elman_scan,
@@ -11,12 +12,6 @@ from torchlmu.recurrence import (
     lmu_elman_scan,
     lmu_elman_scan_reference,
 )
-
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
-
-
-def rel(a, b):
-    return float((a - b).detach().double().norm() / b.detach().double().norm().clamp_min(1e-30))
 
 
 def rand(*shape, dtype, scale=1.0, g):

@@ -316,7 +316,9 @@ def make_hidden(
             hint=f"pass nn.{type(hidden_cell).__name__}Cell({Z}, {hidden_size}) instead",
         )
     if isinstance(hidden_cell, str):
-        return ElmanHidden(in_memory, in_input, _size(hidden_size), hidden_cell, bias, device, dtype)
+        return ElmanHidden(
+            in_memory, in_input, _size(hidden_size), hidden_cell, bias, device, dtype
+        )
     if isinstance(hidden_cell, (nn.RNNCell, nn.LSTMCell, nn.GRUCell)):
         if hidden_cell.hidden_size != hidden_size:
             raise ValidationError(
@@ -332,7 +334,9 @@ def make_hidden(
     if isinstance(hidden_cell, HiddenCell) and isinstance(hidden_cell, nn.Module):
         if hidden_cell.hidden_size != hidden_size:
             raise ValidationError(
-                "hidden_cell", f"hidden_size={hidden_size}", f"hidden_size={hidden_cell.hidden_size}"
+                "hidden_cell",
+                f"hidden_size={hidden_size}",
+                f"hidden_size={hidden_cell.hidden_size}",
             )
         return CustomCellHidden(hidden_cell, in_memory, in_input)
     if isinstance(hidden_cell, nn.Module):

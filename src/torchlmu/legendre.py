@@ -232,7 +232,7 @@ def _powers_op(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
 
 @_powers_op.register_fake
 def _(x0, Ad, length):
-    return x0.new_empty((length, *x0.shape))
+    return x0.new_empty((length, *x0.shape))  # contiguous, as the doubling's cat returns
 
 
 def _powers_setup(ctx, inputs, output):
@@ -243,13 +243,37 @@ def _powers_setup(ctx, inputs, output):
 
 def _powers_backward(ctx, g):
     x0, Ad = ctx.saved_tensors
-    with torch.enable_grad():
-        xs = x0.detach().requires_grad_() if not torch.is_grad_enabled() else x0
-        As = Ad.detach().requires_grad_() if not torch.is_grad_enabled() else Ad
-        create = torch.is_grad_enabled()
-        out = _apply_powers(xs, As, ctx.length)
-        gx, gA = torch.autograd.grad(out, (xs, As), g, create_graph=create, allow_unused=True)
+    if torch.is_grad_enabled():  # a double backward: differentiate the doubling itself
+        gx, gA = _powers_grads(x0, Ad, ctx.length, g, create=True)
+    else:
+        gx, gA = _powers_bwd_op(x0, Ad, ctx.length, g)
     return gx, gA, None
+
+
+def _powers_grads(x0, Ad, length, g, create):
+    """(∂/∂x0, ∂/∂Ā) of <g, powers>: by autograd through the doubling recomputed (in grad mode,
+    a double backward), else by torch.func.vjp (which also works inside an operator, where
+    autograd does not record)."""
+    if not create:
+        _, vjp = torch.func.vjp(lambda x, A: _apply_powers(x, A, length), x0, Ad)
+        return vjp(g)
+    with torch.enable_grad():
+        x0, Ad = (v if v.requires_grad else v.detach().requires_grad_() for v in (x0, Ad))
+        out = _apply_powers(x0, Ad, length)
+        return torch.autograd.grad(out, (x0, Ad), g, create_graph=True)
+
+
+# (the backward is an operator too: AOTAutograd traces a custom operator's backward formula,
+# where the doubling's loop would fix the length)
+@torch.library.custom_op("torchlmu::apply_powers_backward", mutates_args=())
+def _powers_bwd_op(x0: Tensor, Ad: Tensor, length: int, g: Tensor) -> tuple[Tensor, Tensor]:
+    gx, gA = _powers_grads(x0, Ad, length, g, create=False)
+    return gx.contiguous(), gA.contiguous()
+
+
+@_powers_bwd_op.register_fake
+def _(x0, Ad, length, g):
+    return x0.new_empty(x0.shape), Ad.new_empty(Ad.shape)
 
 
 _powers_op.register_autograd(_powers_backward, setup_context=_powers_setup)

@@ -205,14 +205,22 @@ class LMUCell(nn.Module):
         gives the zero state."""
         if state is None:
             return self.initial_state(batch)
-        if isinstance(state, Tensor) or not isinstance(state, (tuple, list)) or not 1 <= len(state) <= 3:
-            raise ValidationError("state", "an LMUState (memory, hidden, cell)", type(state).__name__)
+        if (
+            isinstance(state, Tensor)
+            or not isinstance(state, (tuple, list))
+            or not 1 <= len(state) <= 3
+        ):
+            raise ValidationError(
+                "state", "an LMUState (memory, hidden, cell)", type(state).__name__
+            )
         st = LMUState(*state)
         dtype = self.memory.input_encoders.dtype
         lead = (batch,) if batched else ()
         n = self.hidden.n_states
         parts = []
-        for i, (name, val) in enumerate(zip(("state.memory", "state.hidden", "state.cell"), st)):
+        for i, (name, val) in enumerate(
+            zip(("state.memory", "state.hidden", "state.cell"), st, strict=True)
+        ):
             if i > n:
                 if val is not None:
                     raise ValidationError(name, "None for this cell", f"a {type(val).__name__}")
@@ -298,7 +306,9 @@ def _upgrade_state_dict(module, state_dict, prefix, *args) -> None:
         if isinstance(hidden, ElmanHidden) and rest in _ELMAN_KEYS:
             new = f"hidden.{rest}"
         elif rest.startswith("hidden_cell."):
-            inner = "cell." if isinstance(hidden, (TorchCellHidden, CustomCellHidden)) else "module."
+            inner = (
+                "cell." if isinstance(hidden, (TorchCellHidden, CustomCellHidden)) else "module."
+            )
             new = "hidden." + inner + rest[len("hidden_cell.") :]
         if new is not None:
             state_dict[prefix + new] = state_dict.pop(key)

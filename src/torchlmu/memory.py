@@ -34,7 +34,7 @@ from ._checks import (
     prepare_lengths,
     prepare_sequence,
 )
-from .exceptions import UnstableDiscretizationWarning, ValidationError
+from .exceptions import UnstableDiscretizationWarning
 
 __all__ = ["LegendreMemory", "lecun_uniform_"]
 
@@ -270,9 +270,7 @@ class LegendreMemory(nn.Module):
         encoders can scale one memory of x (or fold into a projection of the states)."""
         return x.shape[-1] == 1 and self.memory_bias is None and m0 is None
 
-    def states(
-        self, x: Tensor, m0: Tensor | None = None, lengths: Tensor | None = None
-    ) -> Tensor:
+    def states(self, x: Tensor, m0: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
         """Every state ``(T, B, C, d)`` from x ``(T, B, I)``, m0 ``(B, C, d)`` or None.
 
         Steps past ``lengths`` (validated ``(B,)``) see a zero input, so padding of any value
@@ -297,7 +295,9 @@ class LegendreMemory(nn.Module):
         B = x.shape[1]
         if self.mode == "recurrent":
             seq = self.states(x, m0, lengths)
-            return seq[-1] if lengths is None else seq[lengths - 1, torch.arange(B, device=x.device)]
+            return (
+                seq[-1] if lengths is None else seq[lengths - 1, torch.arange(B, device=x.device)]
+            )
         x = ops.mask_padding(x, lengths)
         u, bad = ops.split_nonfinite(self.encode(x))
         T = u.shape[0]
@@ -306,7 +306,9 @@ class LegendreMemory(nn.Module):
         if m0 is not None:
             Ad, _ = self.discretized()
             free = ops.free_response(m0, Ad, T)  # Ā^{t+1} m0, (T, B, C, d)
-            m = m + (free[-1] if lengths is None else free[lengths - 1, torch.arange(B, device=x.device)])
+            m = m + (
+                free[-1] if lengths is None else free[lengths - 1, torch.arange(B, device=x.device)]
+            )
         # a non-finite input in a sequence's valid part (padding is zero) makes its last state NaN
         return ops.poison(m.unsqueeze(0), None if bad is None else bad[-1:]).squeeze(0)
 

@@ -30,12 +30,12 @@ __all__ = [
     "fused_chunked",
     "fused_conv",
     "fused_kernel",
+    "mask_padding",
     "memory_chunked",
     "memory_conv",
     "memory_last",
     "memory_scan",
     "memory_step",
-    "mask_padding",
     "next_fast_len",
     "poison",
     "right_align",
@@ -280,7 +280,7 @@ def _block_carries(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
 
 def block_carries_reference(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
     """Reference twin of the block carries: the plain loop, through autograd."""
-    R, J, d = E.shape
+    R, _, d = E.shape
     S, carry = S0, []
     for Ej in E.unbind(1):
         carry.append(E.new_zeros((R, d)) if S is None else S)
@@ -319,11 +319,10 @@ def _carries_setup(ctx, inputs, output):
     ctx.has_s0 = S0 is not None
 
 
-def _carries_backward(ctx, g: Tensor):
+def _carries_grads(AL: Tensor, S: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """With G_j = ∂L/∂S_j: G_{J−1} = g_{J−1}, G_j = g_j + G_{j+1} A_Lᵀ; ∂L/∂E_j = G_{j+1}
     (E_{J−1} unused), ∂L/∂A_L = Σ_j S_jᵀ G_{j+1}, ∂L/∂S_0 = G_0. Written without in-place
     updates, so that it is differentiable itself (a double backward)."""
-    AL, S = ctx.saved_tensors
     R, J, d = S.shape
     Gs = [g[:, J - 1]]
     for j in range(J - 2, -1, -1):
@@ -331,7 +330,30 @@ def _carries_backward(ctx, g: Tensor):
     G = torch.stack(Gs[::-1], 1)  # (R, J, d)
     gE = torch.cat([G[:, 1:], G.new_zeros((R, 1, d))], 1)
     gAL = S[:, :-1].reshape(-1, d).T @ G[:, 1:].reshape(-1, d)
-    return gE, gAL, (G[:, 0] if ctx.has_s0 else None)
+    return gE, gAL, G[:, 0]
+
+
+def _carries_backward(ctx, g: Tensor):
+    AL, S = ctx.saved_tensors
+    if torch.is_grad_enabled():  # a double backward: the differentiable form
+        gE, gAL, g0 = _carries_grads(AL, S, g)
+    else:
+        gE, gAL, g0 = _carries_bwd_op(AL, S, g)
+    return gE, gAL, (g0 if ctx.has_s0 else None)
+
+
+# AOTAutograd traces a custom operator's backward formula into the compiled graph, where a
+# Python loop over the blocks would fix their number: the backward loop is an operator too.
+@torch.library.custom_op("torchlmu::block_carries_backward", mutates_args=())
+def _carries_bwd_op(AL: Tensor, S: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    with torch.no_grad():
+        gE, gAL, g0 = _carries_grads(AL, S, g)
+    return gE.contiguous(), gAL.contiguous(), g0.contiguous()
+
+
+@_carries_bwd_op.register_fake
+def _(AL, S, g):
+    return S.new_empty(S.shape), AL.new_empty(AL.shape), S.new_empty((S.shape[0], S.shape[2]))
 
 
 _block_carries_op.register_autograd(_carries_backward, setup_context=_carries_setup)

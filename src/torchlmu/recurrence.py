@@ -143,13 +143,13 @@ def _elman_backward(h0, W, Hs, act, gH, g_last):
 # unrolled, T steps per graph, recompiled for each T).
 @torch.library.custom_op("torchlmu::elman_scan", mutates_args=())
 def _elman_scan_op(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> tuple[Tensor, Tensor]:
-    Hs = _elman_forward(pre, h0, W, act, torch.empty_like(pre))
+    Hs = _elman_forward(pre, h0, W, act, pre.new_empty(pre.shape))
     return Hs, Hs[-1].clone()
 
 
 @_elman_scan_op.register_fake
 def _(pre, h0, W, act):
-    return torch.empty_like(pre), torch.empty_like(h0)
+    return pre.new_empty(pre.shape), h0.new_empty(h0.shape)
 
 
 def _elman_setup(ctx, inputs, output):
@@ -163,8 +163,27 @@ def _elman_setup(ctx, inputs, output):
 
 def _elman_op_backward(ctx, gH, g_last):
     h0, W, Hs = ctx.saved_tensors
-    G, g0, gW = _elman_backward(h0, W, Hs, ctx.act, gH, g_last)
+    if torch.is_grad_enabled():  # a double backward: the differentiable form
+        G, g0, gW = _elman_backward(h0, W, Hs, ctx.act, gH, g_last)
+    else:
+        G, g0, gW = _elman_bwd_op(h0, W, Hs, ctx.act, gH, g_last)
     return G, g0, gW, None
+
+
+# The backward loop is an operator too: AOTAutograd traces a custom operator's backward
+# formula into the compiled graph, where a Python loop over T would fix T.
+@torch.library.custom_op("torchlmu::elman_scan_backward", mutates_args=())
+def _elman_bwd_op(
+    h0: Tensor, W: Tensor, Hs: Tensor, act: str, gH: Tensor | None, g_last: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    with torch.no_grad():
+        G, g0, gW = _elman_backward(h0, W, Hs, act, gH, g_last)
+    return G.contiguous(), g0.contiguous().clone(), gW.contiguous()
+
+
+@_elman_bwd_op.register_fake
+def _(h0, W, Hs, act, gH, g_last):
+    return Hs.new_empty(Hs.shape), h0.new_empty(h0.shape), W.new_empty(W.shape)
 
 
 _elman_scan_op.register_autograd(_elman_op_backward, setup_context=_elman_setup)
@@ -269,7 +288,7 @@ def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
     d = Ad.shape[0]
     Ms = xu.new_empty((T, B, C * d))
     Hs = xh.new_empty(xh.shape)
-    Us = xu.clone()
+    Us = xu.clone(memory_format=torch.contiguous_format)
     AT, WmT, WhT = Ad.T, Wm.T, Wh.T
     EmT = None if Em is None else Em.T
     EhT = None if Eh is None else Eh.T
@@ -370,10 +389,10 @@ def _(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
     T, B, _ = xu.shape
     return (
         xu.new_empty((T, B, m0.shape[-1])),
-        torch.empty_like(xh),
-        torch.empty_like(m0),
-        torch.empty_like(h0),
-        torch.empty_like(xu),
+        xh.new_empty(xh.shape),
+        m0.new_empty(m0.shape),
+        h0.new_empty(h0.shape),
+        xu.new_empty(xu.shape),
     )
 
 
@@ -390,8 +409,11 @@ def _lmu_elman_setup(ctx, inputs, output):
 def _lmu_elman_op_backward(ctx, gM, gH, gm_last, gh_last, _gU):
     *saved, xu, xh = ctx.saved_tensors
     if not torch.is_grad_enabled():
-        need_AB = tuple(ctx.needs_input_grad[4:6])
-        return (*_lmu_elman_backward(saved, ctx.act, gM, gH, gm_last, gh_last, need_AB), None)
+        need_A, need_B = ctx.needs_input_grad[4:6]
+        grads = _lmu_elman_bwd_op(*saved, ctx.act, gM, gH, gm_last, gh_last, need_A, need_B)
+        Em, Eh = saved[4], saved[5]
+        keep = (True, True, True, True, need_A, need_B, Em is not None, Eh is not None, True, True)
+        return (*(g if k else None for g, k in zip(grads, keep, strict=True)), None)
     # A double backward: differentiate the plain loop, recomputed from the saved inputs.
     inputs = [xu, xh, *saved[:8]]
     with torch.enable_grad():
@@ -409,6 +431,41 @@ def _lmu_elman_op_backward(ctx, gM, gH, gm_last, gh_last, _gU):
     for i, g in zip(need, grads, strict=True):
         out[i] = g
     return (*out, None)
+
+
+@torch.library.custom_op("torchlmu::lmu_elman_scan_backward", mutates_args=())
+def _lmu_elman_bwd_op(
+    m0: Tensor,
+    h0: Tensor,
+    Ad: Tensor,
+    Bd: Tensor,
+    Em: Tensor | None,
+    Eh: Tensor | None,
+    Wm: Tensor,
+    Wh: Tensor,
+    Ms: Tensor,
+    Hs: Tensor,
+    Us: Tensor,
+    act: str,
+    gM: Tensor | None,
+    gH: Tensor | None,
+    gm_last: Tensor | None,
+    gh_last: Tensor | None,
+    need_A: bool,
+    need_B: bool,
+) -> list[Tensor]:
+    """The backward loop as one operator (see elman_scan_backward); gradients it does not
+    compute (absent encoders, Ā and B̄ unless needed) come back as 0-d zeros."""
+    saved = (m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us)
+    with torch.no_grad():
+        grads = _lmu_elman_backward(saved, act, gM, gH, gm_last, gh_last, (need_A, need_B))
+    return [m0.new_zeros(()) if g is None else g.contiguous() for g in grads]
+
+
+@_lmu_elman_bwd_op.register_fake
+def _(m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us, act, gM, gH, gm_last, gh_last, need_A, need_B):
+    like = (Us, Hs, m0, h0, Ad if need_A else None, Bd if need_B else None, Em, Eh, Wm, Wh)
+    return [m0.new_empty(()) if t is None else t.new_empty(t.shape) for t in like]
 
 
 _lmu_elman_op.register_autograd(_lmu_elman_op_backward, setup_context=_lmu_elman_setup)
@@ -541,25 +598,78 @@ def _cell_scan_setup(ctx, inputs, output):
 
 def _cell_scan_backward(ctx, g_ys, g_h, g_c):
     pre, h0, c0, W_hh, b_hh, lengths = ctx.saved_tensors
-    create = torch.is_grad_enabled()
+    if torch.is_grad_enabled():  # a double backward: differentiable all the way
+        grads = _cell_scan_grads(ctx.kind, pre, h0, c0, W_hh, b_hh, lengths, g_ys, g_h, g_c)
+    else:
+        grads = _cell_scan_bwd_op(ctx.kind, pre, h0, c0, W_hh, b_hh, lengths, g_ys, g_h, g_c)
+        grads = [
+            g if v is not None else None
+            for g, v in zip(grads, (pre, h0, c0, W_hh, b_hh), strict=True)
+        ]
+    return (None, *grads, None)
+
+
+def _cell_scan_grads(kind, pre, h0, c0, W_hh, b_hh, lengths, g_ys, g_h, g_c):
+    """Gradients of the five tensor inputs (None for absent ones) by differentiating the loop
+    recomputed: through autograd in grad mode (a double backward), else by torch.func.vjp
+    (which also works inside an operator, where autograd does not record)."""
     inputs = [pre, h0, c0, W_hh, b_hh]
-    with torch.enable_grad():
-        if not create:
-            inputs = [None if v is None else v.detach().requires_grad_() for v in inputs]
-        ys, h, c = cell_scan_reference(ctx.kind, *inputs, lengths)
-        pairs = [(o, g) for o, g in ((ys, g_ys), (h, g_h), (c, g_c)) if g is not None and o is not None]
-        need = [i for i, v in enumerate(inputs) if v is not None and v.requires_grad]
-        grads = torch.autograd.grad(
-            [o for o, _ in pairs],
-            [inputs[i] for i in need],
-            [g for _, g in pairs],
-            create_graph=create,
-            allow_unused=True,
-        )
+    present = [i for i, v in enumerate(inputs) if v is not None]
+    outs_g = [g_ys, g_h, g_c]
+
+    def run(*xs):
+        full: list = [None] * 5
+        for i, v in zip(present, xs, strict=True):
+            full[i] = v
+        ys, h, c = cell_scan_reference(kind, *full, lengths)
+        return tuple(o for o, g in zip((ys, h, c), outs_g, strict=True) if g is not None)
+
+    gouts = tuple(g for g in outs_g if g is not None)
+    if not gouts:
+        return [None] * 5
+    if torch.is_grad_enabled():
+        with torch.enable_grad():
+            xs = [
+                inputs[i] if inputs[i].requires_grad else inputs[i].detach().requires_grad_()
+                for i in present
+            ]
+            grads = torch.autograd.grad(run(*xs), xs, gouts, create_graph=True, allow_unused=True)
+    else:
+        _, vjp = torch.func.vjp(run, *[inputs[i] for i in present])
+        grads = vjp(gouts)
     out: list = [None] * 5
-    for i, g in zip(need, grads, strict=True):
+    for i, g in zip(present, grads, strict=True):
         out[i] = g
-    return (None, *out, None)
+    return out
+
+
+@torch.library.custom_op("torchlmu::cell_scan_backward", mutates_args=())
+def _cell_scan_bwd_op(
+    kind: str,
+    pre: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    W_hh: Tensor,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    g_ys: Tensor | None,
+    g_h: Tensor | None,
+    g_c: Tensor | None,
+) -> list[Tensor]:
+    with torch.no_grad():
+        grads = _cell_scan_grads(kind, pre, h0, c0, W_hh, b_hh, lengths, g_ys, g_h, g_c)
+    like = (pre, h0, c0, W_hh, b_hh)
+    return [
+        (h0.new_zeros(()) if v is None else v.new_zeros(v.shape)) if g is None else g.contiguous()
+        for g, v in zip(grads, like, strict=True)
+    ]
+
+
+@_cell_scan_bwd_op.register_fake
+def _(kind, pre, h0, c0, W_hh, b_hh, lengths, g_ys, g_h, g_c):
+    return [
+        h0.new_empty(()) if v is None else v.new_empty(v.shape) for v in (pre, h0, c0, W_hh, b_hh)
+    ]
 
 
 _cell_scan_op.register_autograd(_cell_scan_backward, setup_context=_cell_scan_setup)

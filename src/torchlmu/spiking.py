@@ -403,7 +403,9 @@ def to_nengo(
     sim_dt = step if sim_dt is None else _positive("sim_dt", sim_dt)
     from .hidden import ElmanHidden, NoHidden
 
-    export_hidden = bool(hidden) and isinstance(cell, LMUCell) and not isinstance(cell.hidden, NoHidden)
+    export_hidden = (
+        bool(hidden) and isinstance(cell, LMUCell) and not isinstance(cell.hidden, NoHidden)
+    )
     if export_hidden and not isinstance(cell.hidden, ElmanHidden):
         raise ValidationError(
             "module",
