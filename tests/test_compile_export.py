@@ -71,20 +71,25 @@ def run(model, x):
     return [o.detach() for o in outs], list(grads)
 
 
-@pytest.mark.parametrize("name", [*MEMORY, *LAYERS])
-def test_compile_fullgraph_dynamic_without_recompiling(name):
-    """Backend "eager" (dynamo's capture: no graph break, no recompilation for a second length,
-    forward and backward equal eager)."""
+def check_compiled(name: str, backend: str) -> None:
+    """Compiled (fullgraph, dynamic) equals eager, forward and backward, at two lengths, and
+    the second length does not recompile."""
     torch._dynamo.reset()
     model = build(name)
-    compiled = torch.compile(model, fullgraph=True, dynamic=True, backend="eager")
+    compiled = torch.compile(model, fullgraph=True, dynamic=True, backend=backend)
     for T in (20, 23):
         x = torch.randn(T, 3, 2, dtype=F64)
         if T == 23:
             before = counters["stats"]["unique_graphs"]
         got, want = run(compiled, x), run(model, x)
-        check_equal(got[0] + got[1], want[0] + want[1], TOL[F64], f"compiled {name} T={T}")
+        check_equal(got[0] + got[1], want[0] + want[1], TOL[F64], f"{backend} {name} T={T}")
     assert counters["stats"]["unique_graphs"] == before, f"{name}: recompiled for a new length"
+
+
+@pytest.mark.parametrize("name", [*MEMORY, *LAYERS])
+def test_compile_fullgraph_dynamic_without_recompiling(name):
+    """Backend "eager": dynamo's capture of every module (no graph break, no recompilation)."""
+    check_compiled(name, "eager")
 
 
 @pytest.mark.slow
@@ -93,16 +98,7 @@ def test_compile_fullgraph_dynamic_without_recompiling(name):
 )
 def test_compile_inductor(name):
     """Backend "inductor" (generated kernels around the custom operators), small sizes."""
-    torch._dynamo.reset()
-    model = build(name)
-    compiled = torch.compile(model, fullgraph=True, dynamic=True)
-    for T in (20, 23):
-        x = torch.randn(T, 3, 2, dtype=F64)
-        if T == 23:
-            before = counters["stats"]["unique_graphs"]
-        got, want = run(compiled, x), run(model, x)
-        check_equal(got[0] + got[1], want[0] + want[1], TOL[F64], f"inductor {name} T={T}")
-    assert counters["stats"]["unique_graphs"] == before, f"{name}: recompiled for a new length"
+    check_compiled(name, "inductor")
 
 
 class Whole(nn.Module):

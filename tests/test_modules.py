@@ -1,13 +1,6 @@
 """LegendreMemory, LMUCell and LMU: recurrent == parallel == streaming, and the module contract.
 
-Tolerances (relative error ||a − b|| / ||b||): float64 <= 1e-10 for every output, final state and
-the gradient of every single parameter (θ included); float32 <= 1e-5 for outputs, states, the
-input gradient and the gradient of all parameters as one vector (a single float32 parameter's
-gradient can be a sum with cancellation, e.g. -0.05 from terms of size 10, whose relative
-rounding error alone exceeds 1e-5), with the norm floored at RMS 1 (a relu hidden state of
-size 1e-2 computed from O(1) pre-activations carries O(1)·eps of absolute error): in float32 the
-check is ||a − b|| <= 1e-5 · max(||b||, √numel), torch.allclose's rtol = atol in RMS form.
-"""
+Tolerances: see conftest.py (float64 1e-10 everywhere; float32 1e-5, RMS-floored)."""
 
 from __future__ import annotations
 

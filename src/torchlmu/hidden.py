@@ -319,26 +319,22 @@ def make_hidden(
         return ElmanHidden(
             in_memory, in_input, _size(hidden_size), hidden_cell, bias, device, dtype
         )
-    if isinstance(hidden_cell, (nn.RNNCell, nn.LSTMCell, nn.GRUCell)):
-        if hidden_cell.hidden_size != hidden_size:
-            raise ValidationError(
-                "hidden_cell",
-                f"hidden_size={hidden_size}",
-                f"hidden_size={hidden_cell.hidden_size}",
-            )
-        return TorchCellHidden(hidden_cell, in_memory, in_input)
-    if isinstance(hidden_cell, nn.RNNCellBase):
+    if isinstance(hidden_cell, nn.RNNCellBase) and not isinstance(
+        hidden_cell, (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
+    ):
         raise ValidationError(
             "hidden_cell", "nn.RNNCell, nn.LSTMCell or nn.GRUCell", type(hidden_cell).__name__
         )
-    if isinstance(hidden_cell, HiddenCell) and isinstance(hidden_cell, nn.Module):
+    recurrent = isinstance(hidden_cell, (nn.RNNCellBase, HiddenCell))
+    if recurrent and isinstance(hidden_cell, nn.Module):
         if hidden_cell.hidden_size != hidden_size:
             raise ValidationError(
                 "hidden_cell",
                 f"hidden_size={hidden_size}",
                 f"hidden_size={hidden_cell.hidden_size}",
             )
-        return CustomCellHidden(hidden_cell, in_memory, in_input)
+        kind = TorchCellHidden if isinstance(hidden_cell, nn.RNNCellBase) else CustomCellHidden
+        return kind(hidden_cell, in_memory, in_input)
     if isinstance(hidden_cell, nn.Module):
         return PositionwiseHidden(hidden_cell, in_memory, in_input, _size(hidden_size))
     raise ValidationError(
