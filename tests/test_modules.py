@@ -38,6 +38,19 @@ from torchlmu import (
     legendre,
 )
 
+
+def _case_id(case) -> str:
+    kind, flags, ch, bf, batched, tt, use_len = case
+    names = ("h2m", "m2m", "i2h")
+    parts = [str(kind), *(n for n, f in zip(names, flags, strict=True) if f), f"ch{ch}"]
+    parts += [
+        n for n, f in (("bf", bf), ("unbatched", not batched), ("tt", tt), ("len", use_len)) if f
+    ]
+    return "-".join(parts)
+
+
+# The equivalence grid, case by case (select with -k, e.g. -k "lstm-h2m and unbatched"): every
+# hidden type and connection with channels, batch_first, unbatched, trainable θ and lengths.
 CASES = [
     (kind, flags, ch, bf, batched, tt, use_len)
     for kind in HIDDEN
@@ -51,95 +64,93 @@ CASES = [
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize(
-    ("kind", "flags"), [(k, f) for k in HIDDEN for f in FLAGS if not (k is None and f[0])]
+    ("kind", "flags", "ch", "bf", "batched", "tt", "use_len"), CASES, ids=map(_case_id, CASES)
 )
-def test_recurrent_parallel_streaming_agree(kind, flags, dtype):
-    """Every combination of channels, batch_first, unbatched, trainable θ and lengths."""
+def test_recurrent_parallel_streaming_agree(kind, flags, ch, bf, batched, tt, use_len, dtype):
+    """Recurrent, parallel and streaming forms against the reference step loop: outputs, final
+    states and gradients."""
     tol = TOL[dtype]
     T, B = 9, 3
-    for ch, bf, batched, tt, use_len in itertools.product(
-        [1, 2], [False, True], [True, False], [False, True], [False, True]
-    ):
-        # the parallel memory by blocked matmuls with one channel, by FFT with two
-        ref, fast = make_pair(
-            kind, flags, channels=ch, trainable_theta=tt, dtype=dtype, batch_first=bf,
-            conv="chunk" if ch == 1 else "fft",
-        )  # fmt: skip
-        what = f"{kind} {flags} ch={ch} bf={bf} batched={batched} tt={tt} len={use_len}"
-        g = torch.Generator().manual_seed(1)
-        shape = ((B, T, 2) if bf else (T, B, 2)) if batched else (T, 2)
-        x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
-        state = random_state(ref, B, batched, dtype)
-        lengths = None
-        if use_len:
-            lengths = torch.tensor([T, 4, 1]) if batched else torch.tensor([5])
-        y_ref, st_ref = ref.forward_reference(x, state, lengths=lengths)
-        wy = torch.randn(y_ref.shape, generator=g, dtype=torch.float64).to(dtype)
-        ws = [
-            None if s is None else torch.randn(s.shape, generator=g, dtype=torch.float64).to(dtype)
-            for s in st_ref
-        ]
-        # the reference (the cell's step loop through autograd) against every fast form:
-        # mode="recurrent" (hand-written BPTT for the paper's cell) and "auto" (parallel)
-        y_ref, st_ref, g_ref = loss_and_grads(ref, x, state, lengths, wy, ws, reference=True)
-        for model, label in ((ref, "recurrent"), (fast, "auto")):
-            y, st, gr = loss_and_grads(model, x, state, lengths, wy, ws)
-            what_m = f"{label} {what}"
-            check_equal([y], [y_ref], tol, "output " + what_m)
-            check_equal(st, st_ref, tol, "state " + what_m)
-            if dtype == torch.float64:
-                check_equal(gr, g_ref, tol, "grad " + what_m)
-            else:
-                check_equal(gr[:1], g_ref[:1], tol, "input grad " + what_m)
-                flat = [torch.cat([g.reshape(-1) for g in gs[1:]]) for gs in (gr, g_ref)]
-                check_equal(flat[:1], flat[1:], tol, "param grads " + what_m)
-        if fast.cell.parallelizable:
-            assert fast.resolved_mode() == "parallel"
+    # the parallel memory by blocked matmuls with one channel, by FFT with two
+    ref, fast = make_pair(
+        kind, flags, channels=ch, trainable_theta=tt, dtype=dtype, batch_first=bf,
+        conv="chunk" if ch == 1 else "fft",
+    )  # fmt: skip
+    what = f"{kind} {flags} ch={ch} bf={bf} batched={batched} tt={tt} len={use_len}"
+    g = torch.Generator().manual_seed(1)
+    shape = ((B, T, 2) if bf else (T, B, 2)) if batched else (T, 2)
+    x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    state = random_state(ref, B, batched, dtype)
+    lengths = None
+    if use_len:
+        lengths = torch.tensor([T, 4, 1]) if batched else torch.tensor([5])
+    y_ref, st_ref = ref.forward_reference(x, state, lengths=lengths)
+    wy = torch.randn(y_ref.shape, generator=g, dtype=torch.float64).to(dtype)
+    ws = [
+        None if s is None else torch.randn(s.shape, generator=g, dtype=torch.float64).to(dtype)
+        for s in st_ref
+    ]
+    # the reference (the cell's step loop through autograd) against every fast form:
+    # mode="recurrent" (hand-written BPTT for the paper's cell) and "auto" (parallel)
+    y_ref, st_ref, g_ref = loss_and_grads(ref, x, state, lengths, wy, ws, reference=True)
+    for model, label in ((ref, "recurrent"), (fast, "auto")):
+        y, st, gr = loss_and_grads(model, x, state, lengths, wy, ws)
+        what_m = f"{label} {what}"
+        check_equal([y], [y_ref], tol, "output " + what_m)
+        check_equal(st, st_ref, tol, "state " + what_m)
+        if dtype == torch.float64:
+            check_equal(gr, g_ref, tol, "grad " + what_m)
         else:
-            assert fast.resolved_mode() == "recurrent"
-            with pytest.raises(ModeError):
-                LMU(
-                    2,
-                    ref.hidden_size,
-                    4,
-                    6.0,
-                    mode="parallel",
-                    hidden_cell=kind if kind in ("tanh", "relu") else "tanh",
-                    hidden_to_memory=flags[0],
-                    memory_to_memory=flags[1],
+            check_equal(gr[:1], g_ref[:1], tol, "input grad " + what_m)
+            flat = [torch.cat([g.reshape(-1) for g in gs[1:]]) for gs in (gr, g_ref)]
+            check_equal(flat[:1], flat[1:], tol, "param grads " + what_m)
+    if fast.cell.parallelizable:
+        assert fast.resolved_mode() == "parallel"
+    else:
+        assert fast.resolved_mode() == "recurrent"
+        with pytest.raises(ModeError):
+            LMU(
+                2,
+                ref.hidden_size,
+                4,
+                6.0,
+                mode="parallel",
+                hidden_cell=kind if kind in ("tanh", "relu") else "tanh",
+                hidden_to_memory=flags[0],
+                memory_to_memory=flags[1],
+            )
+    # streaming: step() through the sequence
+    with torch.no_grad():
+        y_s, states = stream(ref, x, state, batched, bf)
+        if lengths is None:
+            check_equal([y_s], [y_ref.detach()], tol, "stream output " + what)
+            check_equal(states[-1], st_ref, tol, "stream state " + what)
+        else:
+            tdim = (1 if bf else 0) if batched else 0
+            for b, n in enumerate(lengths.tolist()):
+                sel = (lambda t, b=b: t[b]) if batched else (lambda t: t)
+                ys_b = y_s.narrow(tdim, 0, n)
+                yr_b = y_ref.detach().narrow(tdim, 0, n)
+                check_equal(
+                    [sel(ys_b.movedim(tdim, -2))],
+                    [sel(yr_b.movedim(tdim, -2))],
+                    tol,
+                    "stream output " + what,
                 )
-        # streaming: step() through the sequence
-        with torch.no_grad():
-            y_s, states = stream(ref, x, state, batched, bf)
-            if lengths is None:
-                check_equal([y_s], [y_ref.detach()], tol, "stream output " + what)
-                check_equal(states[-1], st_ref, tol, "stream state " + what)
-            else:
-                tdim = (1 if bf else 0) if batched else 0
-                for b, n in enumerate(lengths.tolist()):
-                    sel = (lambda t, b=b: t[b]) if batched else (lambda t: t)
-                    ys_b = y_s.narrow(tdim, 0, n)
-                    yr_b = y_ref.detach().narrow(tdim, 0, n)
-                    check_equal(
-                        [sel(ys_b.movedim(tdim, -2))],
-                        [sel(yr_b.movedim(tdim, -2))],
-                        tol,
-                        "stream output " + what,
+                check_equal(
+                    [None if s is None else sel(s) for s in states[n - 1]],
+                    [None if s is None else sel(s) for s in st_ref],
+                    tol,
+                    "stream state " + what,
+                )
+                if n < T:  # padding: outputs past the end are zero
+                    assert (
+                        y_ref.narrow(tdim, n, T - n)
+                        .movedim(tdim, -2)[(b,) if batched else ()]
+                        .abs()
+                        .max()
+                        == 0
                     )
-                    check_equal(
-                        [None if s is None else sel(s) for s in states[n - 1]],
-                        [None if s is None else sel(s) for s in st_ref],
-                        tol,
-                        "stream state " + what,
-                    )
-                    if n < T:  # padding: outputs past the end are zero
-                        assert (
-                            y_ref.narrow(tdim, n, T - n)
-                            .movedim(tdim, -2)[(b,) if batched else ()]
-                            .abs()
-                            .max()
-                            == 0
-                        )
 
 
 @pytest.mark.parametrize("kind", ["tanh", "lstm", "ff", None])

@@ -249,11 +249,7 @@ class LMUCell(nn.Module):
 
     def step_(self, x: Tensor, st: LMUState) -> tuple[Tensor, LMUState]:
         """One step on batched, validated tensors: the reference every path is tested against."""
-        u = self.memory_input(x, st)
-        B = x.shape[0]
-        Ad, Bd = self.memory.discretized()
-        m = ops.memory_step(st.memory.reshape(B, self.channels, self.order), u, Ad, Bd)
-        m = m.reshape(B, self.memory.state_size)
+        m = self.memory.advance(st.memory, self.memory_input(x, st))
         y, hs = self.hidden.step(self.hidden_input(m, x), _hidden_state(st, self.hidden))
         return y, LMUState(m, *hs)
 

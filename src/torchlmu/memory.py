@@ -393,10 +393,16 @@ class LegendreMemory(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[0] if x.dim() == 2 else None)
         check_state_tensor("state", state, (*lead, self.state_size), p.dtype)
-        Ad, Bd = self.discretized()
-        m = ops.memory_step(state.reshape(*lead, self.channels, self.order), self.encode(x), Ad, Bd)
-        m = m.reshape(*lead, self.state_size)
+        m = self.advance(state, self.encode(x))
         return m, m
+
+    def advance(self, m: Tensor, u: Tensor) -> Tensor:
+        """m_t = Ā m_{t−1} + B̄ u_t per channel, for a flat state m ``(..., C·d)`` and an encoded
+        input u ``(..., C)`` (a cell's step, whose u may also depend on its state)."""
+        Ad, Bd = self.discretized()
+        lead = m.shape[:-1]
+        m = ops.memory_step(m.reshape(*lead, self.channels, self.order), u, Ad, Bd)
+        return m.reshape(*lead, self.state_size)
 
     def forward(
         self, x: Tensor, state: Tensor | None = None, lengths: Tensor | None = None
