@@ -401,3 +401,67 @@ def test_routes_cover_every_path():
     )
     lstm = LMU(2, 3, 4, 6.0, hidden_cell=nn.LSTMCell(4, 3), memory_to_memory=True)
     assert lstm._path.__name__ == "_step_loop"
+
+
+# ------------------------------------------------------------------------ state_dict contract
+def test_state_dict_keys_are_frozen():
+    """Renaming a key breaks every saved model: these are the names (change them only with a
+    converter, as for the layout before the hidden types)."""
+    keys = {
+        "paper": LMU(
+            1, 4, 8, 20.0, hidden_to_memory=True, memory_to_memory=True, input_to_hidden=True
+        ),
+        "lstm": LMU(1, 4, 8, 20.0, hidden_cell=nn.LSTMCell(8, 4), trainable_theta=True),
+        "ff": LMU(1, 4, 8, 20.0, hidden_cell=nn.Linear(8, 4), memory_bias=True),
+        "memory": LegendreMemory(1, 8, 20.0),
+    }
+    assert {k: list(m.state_dict()) for k, m in keys.items()} == {
+        "paper": [
+            "cell.hidden_encoders",
+            "cell.memory_encoders",
+            "cell.memory.input_encoders",
+            "cell.memory._extra_state",
+            "cell.hidden.memory_kernel",
+            "cell.hidden.input_kernel",
+            "cell.hidden.hidden_kernel",
+            "cell.hidden.bias",
+        ],
+        "lstm": [
+            "cell.memory.log_theta",
+            "cell.memory.input_encoders",
+            "cell.memory._extra_state",
+            "cell.hidden.cell.weight_ih",
+            "cell.hidden.cell.weight_hh",
+            "cell.hidden.cell.bias_ih",
+            "cell.hidden.cell.bias_hh",
+        ],
+        "ff": [
+            "cell.memory.input_encoders",
+            "cell.memory.memory_bias",
+            "cell.memory._extra_state",
+            "cell.hidden.module.weight",
+            "cell.hidden.module.bias",
+        ],
+        "memory": ["input_encoders", "_extra_state"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"theta": 40.0}, "theta: expected 40.0"),
+        ({"dt": 0.5}, "dt: expected 0.5"),
+        ({"method": "bilinear"}, "method: expected 'bilinear'"),
+    ],
+)
+def test_loading_weights_of_another_memory_fails_clearly(change, match):
+    """θ, dt and the method are saved with the weights: loading a θ = 20 model into a θ = 40
+    one is an error naming the field, not a silent change of meaning."""
+    saved = LMU(1, 4, 8, 20.0).state_dict()
+    kw = {"theta": 20.0} | change
+    theta = kw.pop("theta")
+    with pytest.raises(ValidationError, match=f"state_dict: {match}.*received"):
+        LMU(1, 4, 8, theta, **kw).load_state_dict(saved)
+    LMU(1, 4, 8, 20.0).load_state_dict(saved)  # the same configuration loads
+    old = {k: v for k, v in saved.items() if not k.endswith("_extra_state")}
+    LMU(1, 4, 8, theta, **kw).load_state_dict(old)  # a state_dict saved before it: unchecked

@@ -34,7 +34,7 @@ from ._checks import (
     prepare_lengths,
     prepare_sequence,
 )
-from .exceptions import UnstableDiscretizationWarning
+from .exceptions import UnstableDiscretizationWarning, ValidationError
 
 __all__ = ["LegendreMemory", "lecun_uniform_"]
 
@@ -46,6 +46,11 @@ def lecun_uniform_(w: Tensor) -> Tensor:
     limit = math.sqrt(3.0 / max(1, w.shape[1]))
     with torch.no_grad():
         return w.uniform_(-limit, limit)
+
+
+def _accept_old_state_dict(module, state_dict, prefix, *args) -> None:
+    """State dicts saved before the configuration was (no ``_extra_state``) load unchecked."""
+    state_dict.setdefault(prefix + "_extra_state", module.get_extra_state())
 
 
 def _tracing() -> bool:
@@ -125,6 +130,7 @@ class LegendreMemory(nn.Module):
         for name in ("_A", "_B", "_Ad64", "_Bd64", "_Ad", "_Bd"):
             self.register_buffer(name, None, persistent=False)
         self._memo: dict = {}
+        self.register_load_state_dict_pre_hook(_accept_old_state_dict)
         self.reset_parameters()
         self.check(stacklevel=3)
 
@@ -191,6 +197,29 @@ class LegendreMemory(nn.Module):
                 UnstableDiscretizationWarning,
                 stacklevel=stacklevel + 1,
             )
+
+    # ------------------------------------------------------------------- saved configuration
+    def get_extra_state(self) -> dict:
+        """What the weights mean, saved beside them: order, channels, method, dt and a fixed θ
+        (a trainable θ is the parameter ``log_theta``)."""
+        state = {"order": self.order, "channels": self.channels, "method": self.method}
+        state["dt"] = self.dt
+        if self.log_theta is None:
+            state["theta"] = self._theta
+        return state
+
+    def set_extra_state(self, state: dict) -> None:
+        """Refuse weights saved for another memory (a different θ, dt, method or order would
+        load silently and compute something else)."""
+        mine = self.get_extra_state()
+        for key, saved in state.items():
+            if key in mine and mine[key] != saved:
+                raise ValidationError(
+                    f"state_dict: {key}",
+                    f"{mine[key]!r} (this module's)",
+                    f"{saved!r} (the saved module's)",
+                    hint=f"build the module with {key}={saved!r} to load these weights",
+                )
 
     # ------------------------------------------------------------- discretisation and weights
     def _refresh(self) -> None:
