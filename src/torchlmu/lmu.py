@@ -325,30 +325,41 @@ class LMUStepper(nn.Module):
     def __init__(self, cell: LMUCell) -> None:
         super().__init__()
         self.cell = cell
-        self.fused = isinstance(cell.hidden, (ElmanHidden, NoHidden))
         self.register_buffer("M", None, persistent=False)
         self.register_buffer("b", None, persistent=False)
-        if self.fused:
-            M, b = _fused_weights(cell)
-            p = cell.memory.input_encoders
-            self.M, self.b = M.to(p.dtype), b.to(p.dtype)
         h = cell.hidden
-        self._act = h._act if isinstance(h, ElmanHidden) else None
-        self._S, self._H = cell.memory.state_size, cell.hidden_size
+        if isinstance(h, (ElmanHidden, NoHidden)):
+            p = cell.memory.input_encoders
+            M, b = _fused_weights(cell)
+            self.M, self.b = M.to(p.dtype), b.to(p.dtype)
+        # the step, chosen once by the hidden type (a streaming step is a few microseconds:
+        # no per-step branching or lookups beyond the two matrices)
+        if isinstance(h, ElmanHidden):
+            self._act, self._sizes = h._act, (cell.memory.state_size, cell.hidden_size)
+            self._step = self._elman_step
+        elif isinstance(h, NoHidden):
+            self._step = self._concat_step if cell.input_to_hidden else self._memory_step
+        else:
+            self._step = cell.step_
 
-    @torch.no_grad()
     def forward(self, x: Tensor, state: LMUState | None = None) -> tuple[Tensor, LMUState]:
-        cell = self.cell
+        """x ``(B, I)``, state (None: zero) -> (y ``(B, H)``, state). Gradients reach x and the
+        state if they need them; the weights are the snapshot's constants."""
         if state is None:
-            state = cell.initial_state(x.shape[0])
-        if not self.fused:
-            return cell.step_(x, state)
-        m = state.memory
-        if isinstance(cell.hidden, NoHidden):
-            m = torch.addmm(self.b, torch.cat([m, x], 1), self.M)
-            return cell.hidden_input(m, x), LMUState(m)
-        out = torch.addmm(self.b, torch.cat([m, state.hidden, x], 1), self.M)
-        m, h = out.split_with_sizes((self._S, self._H), 1)
+            state = self.cell.initial_state(x.shape[0])
+        return self._step(x, state)
+
+    def _memory_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
+        m = torch.addmm(self.b, torch.cat([state.memory, x], 1), self.M)
+        return m, LMUState(m)
+
+    def _concat_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
+        m = torch.addmm(self.b, torch.cat([state.memory, x], 1), self.M)
+        return torch.cat([m, x], 1), LMUState(m)
+
+    def _elman_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
+        out = torch.addmm(self.b, torch.cat([state.memory, state.hidden, x], 1), self.M)
+        m, h = out.split_with_sizes(self._sizes, 1)
         h = self._act(h)
         return h, LMUState(m, h)
 
