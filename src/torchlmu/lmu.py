@@ -22,15 +22,20 @@ recurrence, others by the step loop).
 
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import ops
 from ._checks import (
     check_choice,
     check_input_step,
+    check_int,
     check_state_tensor,
     prepare_lengths,
     prepare_sequence,
@@ -285,6 +290,24 @@ def _squeeze0(s: Tensor | None) -> Tensor | None:
     return None if s is None else s.squeeze(0)
 
 
+def _stack_states(states: list[LMUState]) -> LMUState:
+    """Per-layer states stacked along a new leading dimension (None fields stay None)."""
+    return LMUState(
+        *(None if f[0] is None else torch.stack(f, 0) for f in zip(*states, strict=True))
+    )
+
+
+def _reverse(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Each sequence of x ``(T, B, ...)`` reversed within its valid steps (padding stays after
+    it), so that the backward direction starts at each sequence's last valid step."""
+    if lengths is None:
+        return x.flip(0)
+    T = x.shape[0]
+    t = torch.arange(T, device=x.device).unsqueeze(1)
+    idx = torch.where(t < lengths, lengths - 1 - t, t)  # (T, B)
+    return x.gather(0, idx.reshape(T, -1, *([1] * (x.dim() - 2))).expand_as(x))
+
+
 def _hidden_state(st: LMUState, hidden: HiddenPart) -> tuple[Tensor, ...]:
     return tuple(st[1 : 1 + hidden.n_states])  # type: ignore[arg-type]
 
@@ -406,17 +429,26 @@ class LMU(nn.Module):
     Args:
         mode: ``"auto"`` (parallel whenever u depends on x alone), ``"parallel"`` (an error when it
             does not apply) or ``"recurrent"`` (memory and hidden part step together).
+        num_layers: layers stacked, each layer's output the next one's input (as ``nn.LSTM``).
+        bidirectional: a second layer per level reads each sequence backwards (from its last
+            valid step with ``lengths``); outputs concatenated [forward, backward] (as
+            ``nn.LSTM``).
+        dropout: dropout on each layer's output but the last's, in training (as ``nn.LSTM``).
         batch_first: input and output ``(B, T, ·)`` instead of ``(T, B, ·)``.
         return_sequences: return every output ``(T, B, H)``; else only the last ``(B, H)``
             (parallel: the memory's last state by one matmul, nothing else materialised).
         conv: ``"chunk"`` (blocked matmuls; default), ``"fft"`` or ``"direct"``: how the memory's
             states, or their projection into a recurrent hidden, are computed in parallel.
 
-    ``forward(x, state=None, lengths=None) -> (y, state)``: x ``(T, B, I)`` (``(B, T, I)``) or
-    unbatched ``(T, I)``; ``lengths`` ``(B,)`` makes padding past each sequence's end (whatever
-    it holds) change neither its outputs (zero there) nor its final state. A non-finite input at
-    step t changes no output before t. ``step(x_t, state)`` streams one step; ``stepper()``
-    gives a fast streaming module.
+    ``forward(x, state=None, lengths=None) -> (y, state)``: x ``(T, B, I)`` (``(B, T, I)``),
+    unbatched ``(T, I)`` or a ``PackedSequence`` (then y is one too); ``lengths`` ``(B,)`` makes
+    padding past each sequence's end (whatever it holds) change neither its outputs (zero there)
+    nor its final state. A non-finite input at step t changes no output before t.
+    ``step(x_t, state)`` streams one step; ``stepper()`` gives a fast streaming module.
+
+    State layout: one layer, one direction: :class:`LMUState` of ``(B, ·)`` tensors. Stacked or
+    bidirectional: the same fields with a leading dimension of num_layers × directions, index
+    layer·directions + direction (as ``nn.LSTM``'s h_n), e.g. memory ``(L·D, B, C·d)``.
 
     Compiles with ``torch.compile(fullgraph=True)`` and exports with ``torch.export``.
     """
@@ -429,12 +461,37 @@ class LMU(nn.Module):
         theta: float,
         *,
         mode: str = "auto",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
         batch_first: bool = False,
         return_sequences: bool = True,
         conv: str = "chunk",
         **cell_options,
     ) -> None:
         super().__init__()
+        self.num_layers = check_int("num_layers", num_layers)
+        self.bidirectional = bool(bidirectional)
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, (int, float))
+            or not 0 <= dropout < 1
+        ):
+            raise ValidationError("dropout", "a number in [0, 1)", repr(dropout))
+        self.dropout = float(dropout)
+        self.batch_first = bool(batch_first)
+        self.return_sequences = bool(return_sequences)
+        self.layers: nn.ModuleList | None = None
+        if num_layers > 1 or bidirectional:
+            self._build_stack(input_size, hidden_size, order, theta, mode, conv, cell_options)
+            return
+        if dropout > 0:
+            warnings.warn(
+                "dropout acts between stacked layers: with num_layers=1 it does nothing "
+                f"(received dropout={dropout})",
+                UserWarning,
+                stacklevel=2,
+            )
         self.cell = LMUCell(input_size, hidden_size, order, theta, **cell_options)
         self.mode = check_choice("mode", mode, ("auto", "parallel", "recurrent"))
         if mode == "parallel" and not self.cell.parallelizable:
@@ -445,8 +502,6 @@ class LMU(nn.Module):
         self.conv = check_choice("conv", conv, ops.CONV_METHODS)
         self.cell.memory.conv = self.conv
         self.cell.memory.mode = "recurrent" if self.resolved_mode() == "recurrent" else "parallel"
-        self.batch_first = bool(batch_first)
-        self.return_sequences = bool(return_sequences)
         self.input_size = self.cell.input_size
         self.hidden_size = self.cell.hidden_size
         # The path is chosen once, from the mode and the hidden type.
@@ -460,40 +515,85 @@ class LMU(nn.Module):
         else:
             self._path = LMU._parallel_projected
 
+    def _build_stack(self, input_size, hidden_size, order, theta, mode, conv, cell_options):
+        """num_layers × directions single layers (each an LMU of one layer, one direction, time
+        major); a module hidden part is copied, with fresh parameters, into every one."""
+        D = 2 if self.bidirectional else 1
+        layers, size = [], input_size
+        for _ in range(self.num_layers):
+            for _ in range(D):
+                opts = dict(cell_options)
+                hidden = opts.get("hidden_cell", "tanh")
+                if isinstance(hidden, nn.Module) and layers:
+                    opts["hidden_cell"] = copy.deepcopy(hidden)
+                    if hasattr(opts["hidden_cell"], "reset_parameters"):
+                        opts["hidden_cell"].reset_parameters()
+                layers.append(LMU(size, hidden_size, order, theta, mode=mode, conv=conv, **opts))
+            size = layers[-1].hidden_size * D
+        self.layers = nn.ModuleList(layers)
+        self.mode, self.conv = layers[0].mode, layers[0].conv
+        self.input_size = input_size
+        self.hidden_size = layers[-1].hidden_size  # per direction (nn.LSTM's convention)
+        self._path = None
+
+    def _cells(self) -> list[LMUCell]:
+        return [self.cell] if self.layers is None else [layer.cell for layer in self.layers]
+
     def reset_parameters(self) -> None:
-        self.cell.reset_parameters()
+        for cell in self._cells():
+            cell.reset_parameters()
 
     @property
     def theta(self) -> float:
-        return self.cell.theta
+        return self._cells()[0].theta
 
     @property
     def dt(self) -> float:
-        return self.cell.dt
+        return self._cells()[0].dt
 
     @dt.setter
     def dt(self, value: float) -> None:
-        self.cell.dt = value
+        for cell in self._cells():
+            cell.dt = value
 
     def resolved_mode(self) -> str:
         if self.mode == "auto":
-            return "parallel" if self.cell.parallelizable else "recurrent"
+            return "parallel" if self._cells()[0].parallelizable else "recurrent"
         return self.mode
 
     def initial_state(self, batch: int | None = None) -> LMUState:
-        return self.cell.initial_state(batch)
+        if self.layers is None:
+            return self.cell.initial_state(batch)
+        return _stack_states([layer.initial_state(batch) for layer in self.layers])
 
     def step(self, x: Tensor, state: LMUState | None = None) -> tuple[Tensor, LMUState]:
-        """One streaming step: x ``(B, I)`` or ``(I,)``; consistent with ``forward``."""
-        return self.cell(x, state)
+        """One streaming step: x ``(B, I)`` or ``(I,)``; consistent with ``forward`` (stacked
+        layers step in turn; a bidirectional LMU cannot stream: its backward half reads the
+        future)."""
+        if self.layers is None:
+            return self.cell(x, state)
+        if self.bidirectional:
+            raise ModeError("step: a bidirectional LMU cannot stream (it reads the future)")
+        states = self._split_state(state, x.dim() == 2)
+        new = []
+        for layer, st in zip(self.layers, states, strict=True):
+            x, st = layer.step(x, st)
+            new.append(st)
+        return x, _stack_states(new)
 
     def stepper(self) -> LMUStepper:
-        """A fast streaming module of the current weights (:class:`LMUStepper`)."""
+        """A fast streaming module of the current weights (:class:`LMUStepper`; one layer)."""
+        if self.layers is not None:
+            raise ModeError("stepper: one layer, one direction only (use step() for a stack)")
         return self.cell.stepper()
 
     def forward(
         self, x: Tensor, state: LMUState | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, LMUState]:
+        if isinstance(x, PackedSequence):
+            return self._forward_packed(x, state, lengths, reference=False)
+        if self.layers is not None:
+            return self._forward_stack(x, state, lengths, reference=False)
         x, batched, st, lt = self._prepare(x, state, lengths)
         m0 = None if state is None else st.memory.reshape(-1, self.cell.channels, self.cell.order)
         y, st = self._path(self, ops.mask_padding(x, lt), st, m0, lt)
@@ -505,9 +605,87 @@ class LMU(nn.Module):
         """The readable reference: the cell's step, once per time step, through autograd.
 
         Same contract as ``forward``; every fast path is tested against it."""
+        if isinstance(x, PackedSequence):
+            return self._forward_packed(x, state, lengths, reference=True)
+        if self.layers is not None:
+            return self._forward_stack(x, state, lengths, reference=True)
         x, batched, st, lt = self._prepare(x, state, lengths)
         y, st = self._step_loop(x, st, None, lt)
         return self._finish(y, st, batched)
+
+    # ------------------------------------------------------------- packed input, stacked layers
+    def _forward_packed(self, x: PackedSequence, state, lengths, reference: bool):
+        """As nn.LSTM: unpack, run with the lengths, pack the outputs the same way."""
+        if lengths is not None:
+            raise ValidationError("lengths", "None with a PackedSequence (it has them)", "lengths")
+        padded, lt = pad_packed_sequence(x, batch_first=self.batch_first)
+        fn = self.forward_reference if reference else self.forward
+        y, st = fn(padded, state, lt)
+        if self.return_sequences:
+            y = pack_padded_sequence(
+                y, lt, batch_first=self.batch_first, enforce_sorted=x.sorted_indices is None
+            )
+        return y, st
+
+    def _split_state(self, state, batched: bool) -> list[LMUState | None]:
+        """A stacked state (leading dim layers × directions) as one state per layer."""
+        K = len(self.layers)
+        if state is None:
+            return [None] * K
+        if not isinstance(state, (tuple, list)) or not isinstance(state[0], Tensor):
+            raise ValidationError(
+                "state", "an LMUState (memory, hidden, cell)", type(state).__name__
+            )
+        lead = 3 if batched else 2
+        for name, v in zip(("state.memory", "state.hidden", "state.cell"), state, strict=False):
+            if v is not None and (v.dim() != lead or v.shape[0] != K):
+                raise ValidationError(
+                    name,
+                    f"{lead} dimensions, the first of size {K} (layers × directions)",
+                    tuple(v.shape),
+                )
+        return [LMUState(*(None if v is None else v[k] for v in state)) for k in range(K)]
+
+    def _forward_stack(self, x, state, lengths, reference: bool):
+        dtype = self.layers[0].cell.memory.input_encoders.dtype
+        x, batched = prepare_sequence(x, self.input_size, self.batch_first, dtype)
+        if not batched:
+            state = (
+                None
+                if state is None
+                else LMUState(*(None if v is None else v.unsqueeze(1) for v in state))
+            )
+        lt = prepare_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        states = self._split_state(state, True)
+        D = 2 if self.bidirectional else 1
+        out, finals = x, []
+        for i in range(self.num_layers):
+            ys = []
+            for d in range(D):
+                layer = self.layers[i * D + d]
+                fn = layer.forward_reference if reference else layer
+                inp = out if d == 0 else _reverse(out, lt)
+                y, st = fn(inp, states[i * D + d], lengths=lt)
+                ys.append(y if d == 0 else _reverse(y, lt))
+                finals.append(st)
+            out = ys[0] if D == 1 else torch.cat(ys, -1)
+            if i < self.num_layers - 1 and self.dropout > 0:
+                out = F.dropout(out, self.dropout, self.training)
+        if not self.return_sequences:
+            # the forward half's last valid output, the backward half's first (its last step)
+            H = self.hidden_size
+            idx = (
+                x.shape[0] - 1 if lt is None else lt - 1,
+                torch.arange(x.shape[1], device=x.device),
+            )
+            out = out[idx] if D == 1 else torch.cat([out[idx][:, :H], out[0, :, H:]], -1)
+        st = _stack_states(finals)
+        if not batched:
+            out = out.squeeze(1 if self.return_sequences else 0)
+            st = LMUState(*(None if v is None else v.squeeze(1) for v in st))
+        elif self.return_sequences and self.batch_first:
+            out = out.transpose(0, 1)
+        return out, st
 
     def _prepare(self, x, state, lengths):
         dtype = self.cell.memory.input_encoders.dtype
@@ -618,6 +796,12 @@ class LMU(nn.Module):
 
     def extra_repr(self) -> str:
         s = ""
+        if self.num_layers != 1:
+            s += f"num_layers={self.num_layers}, "
+        if self.bidirectional:
+            s += "bidirectional=True, "
+        if self.dropout:
+            s += f"dropout={self.dropout:g}, "
         if self.mode != "auto":
             s += f"mode={self.mode!r}, "
         if self.batch_first:
