@@ -56,6 +56,9 @@ def test_onnx_step_equals_pytorch_over_1000_steps(name, tmp_path):
 
 SEQUENCE_MODELS = {
     "tanh": dict(input_to_hidden=True, memory_bias=True),
+    "fully recurrent": dict(
+        hidden_to_memory=True, memory_to_memory=True, input_to_hidden=True, memory_bias=True
+    ),
     "relu, 2 channels": dict(hidden_cell="relu", channels=2),
     "linear": dict(hidden_cell="linear", input_to_hidden=True),
     "none": dict(hidden_cell=None),
@@ -105,7 +108,10 @@ def test_onnx_sequence_refuses_what_it_cannot_write(tmp_path):
     from torchlmu.deploy import export_onnx_sequence
 
     with pytest.raises(ModeError, match="export_onnx_step"):
-        export_onnx_sequence(LMU(1, 4, 8, 10.0, hidden_to_memory=True), tmp_path / "a.onnx")
+        lstm = nn.LSTMCell(8, 4)
+        export_onnx_sequence(
+            LMU(1, 4, 8, 10.0, hidden_cell=lstm, hidden_to_memory=True), tmp_path / "a.onnx"
+        )
     with pytest.raises(ValidationError, match="one layer and one direction"):
         export_onnx_sequence(LMU(1, 4, 8, 10.0, num_layers=2), tmp_path / "b.onnx")
     assert not list(tmp_path.iterdir())  # nothing half-written

@@ -8,8 +8,10 @@
   ONNX's own recurrent operators: the memory is a linear ``RNN`` (activation ``Affine(1, 0)``,
   input weights B̄ ⊗ E, recurrence block-diagonal Ā), the hidden part an ``RNN``, ``LSTM`` or
   ``GRU`` fed [m_t, x_t] (gate rows reordered to ONNX's i, o, f, c and z, r, h), or a
-  ``MatMul`` for a feed-forward ``nn.Linear`` (+ activation), or nothing. (The cell with
-  ``hidden_to_memory``/``memory_to_memory`` is not one of these operators: export its step.)
+  ``MatMul`` for a feed-forward ``nn.Linear`` (+ activation), or nothing; the paper's fully
+  recurrent cell (``hidden_to_memory``/``memory_to_memory``, Elman hidden) as one ``Scan`` whose
+  body is the stepper's fused step. (The fully recurrent cell with a torch-cell hidden part has
+  no such form: export its step.)
 
 A JSON sidecar beside each file says what the state holds (order, θ, dt, method, channels, the
 inputs' and outputs' names and shapes).
@@ -133,140 +135,63 @@ def export_onnx_sequence(module: LMU, path: str | os.PathLike, opset: int = 17) 
     (``memory`` ``(B, C·d)``, ``hidden`` and ``cell`` ``(B, H)`` as the hidden part has them).
     Outputs: ``y`` (every step, or the last with ``return_sequences=False``) and the final
     state as ``memory_out``, ``hidden_out``, ``cell_out``. One layer, one direction, no
-    ``lengths`` (pad nothing, or run the step).
+    ``lengths``.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     if not isinstance(module, LMU) or module.layers is not None:
         raise ValidationError(
             "module", "an LMU of one layer and one direction", type(module).__name__
         )
     cell = module.cell
-    if not cell.parallelizable:
+    h = cell.hidden
+    if not cell.parallelizable and not isinstance(h, ElmanHidden):
         raise ModeError(
-            "export_onnx_sequence: the cell with hidden_to_memory or memory_to_memory is no "
-            "ONNX recurrent operator; export its streaming step (export_onnx_step)"
+            "export_onnx_sequence: a cell with hidden_to_memory or memory_to_memory and a "
+            f"{type(h).__name__} hidden part is no ONNX operator; export its streaming step "
+            "(export_onnx_step)"
         )
-    mem, h = cell.memory, cell.hidden
-    C, d, I, S = mem.channels, mem.order, cell.input_size, mem.state_size
-    f32 = lambda a: np.ascontiguousarray(a.detach().double().cpu().numpy(), dtype=np.float32)  # noqa: E731
-    nodes, inits = [], []
-
-    def const(name, array):
-        inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
-        return name
-
-    def node(op, inputs, outputs, **attrs):
-        nodes.append(helper.make_node(op, inputs, outputs, **attrs))
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    axes0, axes1 = const_axes(inits, "axes0", [0]), const_axes(inits, "axes1", [1])
-    x = node("Transpose", ["x"], ["x_tm"], perm=[1, 0, 2]) if module.batch_first else "x"
-    # the memory: m_t = Ā m_{t−1} + B̄ (E x_t + b), an RNN with the identity as activation
-    with torch.no_grad():
-        Ad, Bd = (t.double() for t in mem.discretized64())
-        E = mem.input_encoders.double()
-        W_mem = (E.unsqueeze(1) * Bd.reshape(1, d, 1)).reshape(S, I)
-        R_mem = torch.block_diag(*([Ad] * C))
-        b_u = (
-            mem.memory_bias.double()
-            if mem.memory_bias is not None
-            else torch.zeros(C, dtype=torch.float64)
-        )
-        Wb = (b_u.unsqueeze(1) * Bd).reshape(S)
-    h0_m = node("Unsqueeze", ["memory", axes0], ["memory_h0"])
-    node(
-        "RNN",
-        [x, const("W_mem", f32(W_mem)[None]), const("R_mem", f32(R_mem)[None]),
-         const("B_mem", np.concatenate([f32(Wb), np.zeros(S, np.float32)])[None]), "", h0_m],
-        ["M", "M_h"], hidden_size=S, activations=["Affine"], activation_alpha=[1.0],
-        activation_beta=[0.0],
-    )  # fmt: skip
-    M = node("Squeeze", ["M", axes1], ["M_seq"])
-    node("Squeeze", ["M_h", axes0], ["memory_out"])
-    Z = node("Concat", [M, x], ["Z"], axis=2) if cell.input_to_hidden else M
-    Zin = S + (I if cell.input_to_hidden else 0)
-    states, outputs = ["memory"], ["memory_out"]
-    H = cell.hidden_size
-    if isinstance(h, NoHidden):
-        Y, Y_last = Z, None
-    elif isinstance(h, PositionwiseHidden):
-        layers = list(h.module) if isinstance(h.module, nn.Sequential) else [h.module]
-        if (
-            not isinstance(layers[0], nn.Linear)
-            or len(layers) > 2
-            or (len(layers) == 2 and type(layers[1]) not in _ONNX_ACT)
-        ):
-            raise ValidationError(
-                "hidden_cell",
-                "nn.Linear or nn.Sequential(nn.Linear, activation) to export",
-                repr(h.module),
-            )
-        lin = layers[0]
-        Y = node("MatMul", [Z, const("W_ff", f32(lin.weight).T)], ["Y_mm"])
-        if lin.bias is not None:
-            Y = node("Add", [Y, const("b_ff", f32(lin.bias))], ["Y_b"])
-        if len(layers) == 2 and _ONNX_ACT[type(layers[1])] is not None:
-            Y = node(_ONNX_ACT[type(layers[1])], [Y], ["Y_act"])
-        Y_last = None
+    if isinstance(h, PositionwiseHidden):
+        _check_feedforward(h)
+    g = _Graph()
+    x = g.node("Transpose", ["x"], perm=[1, 0, 2]) if module.batch_first else "x"
+    if not cell.parallelizable:
+        Y, Y_last, states = _scan_cell(g, cell, x), "hidden_out", ["memory", "hidden"]
     else:
-        W, R, Wb, Rb, op, attrs, n_states = _recurrent_weights(h, Zin, H)
-        states += ["hidden"] + (["cell"] if n_states == 2 else [])
-        h0 = node("Unsqueeze", ["hidden", axes0], ["hidden_h0"])
-        ins = [Z, const("W_h", f32(W)[None]), const("R_h", f32(R)[None]),
-               const("B_h", np.concatenate([f32(Wb), f32(Rb)])[None]), "", h0]  # fmt: skip
-        outs = ["Yh_seq", "Yh_last"]
-        if n_states == 2:
-            ins.append(node("Unsqueeze", ["cell", axes0], ["cell_h0"]))
-            outs.append("Yc_last")
-        node(op, ins, outs, hidden_size=H, **attrs)
-        Y = node("Squeeze", ["Yh_seq", axes1], ["Y_hidden"])
-        Y_last = node("Squeeze", ["Yh_last", axes0], ["hidden_out"])
-        outputs.append("hidden_out")
-        if n_states == 2:
-            outputs.append(node("Squeeze", ["Yc_last", axes0], ["cell_out"]))
-    if isinstance(h, PositionwiseHidden):  # its state is the last output
-        states.append("hidden")
-        last = node("Gather", [Y, const_axes(inits, "last", -1)], ["hidden_out"], axis=0)
-        outputs.append(last)
-        Y_last = last
+        M = _memory_rnn(g, cell, x)
+        Z = g.node("Concat", [M, x], axis=2) if cell.input_to_hidden else M
+        states = ["memory"]
+        if isinstance(h, NoHidden):
+            Y, Y_last = Z, None
+        elif isinstance(h, PositionwiseHidden):
+            Y = _feedforward(g, h, Z)
+            Y_last = g.node("Gather", [Y, g.ints([-1])], ["hidden_out_"], axis=0)
+            Y_last = g.node("Squeeze", [Y_last, g.ints([0])], ["hidden_out"])
+            states.append("hidden")
+        else:
+            Y, n_states = _hidden_rnn(g, h, Z)
+            Y_last = "hidden_out"
+            states += ["hidden", "cell"][:n_states]
     if module.return_sequences:
-        y = (
-            node("Transpose", [Y], ["y"], perm=[1, 0, 2])
-            if module.batch_first
-            else node("Identity", [Y], ["y"])
-        )
-    else:
-        y = (
-            Y_last
-            if Y_last is not None
-            else node("Gather", [Y, const_axes(inits, "last_z", -1)], ["y_last"], axis=0)
-        )
-        y = node("Identity", [y], ["y"])
-    out_names = ["y", *outputs]
-    T, B = ("B", "T") if module.batch_first else ("T", "B")
+        g.node("Transpose" if module.batch_first else "Identity", [Y], ["y"], **(
+            {"perm": [1, 0, 2]} if module.batch_first else {}))  # fmt: skip
+    elif Y_last is not None:
+        g.node("Identity", [Y_last], ["y"])
+    else:  # no hidden part: the last z
+        last = g.node("Gather", [Y, g.ints([-1])])
+        g.node("Squeeze", [last, g.ints([0])], ["y"])
+    S, H, I = cell.memory.state_size, cell.hidden_size, cell.input_size
     sizes = {"memory": S, "hidden": H, "cell": H}
-    y_shape = [T, B, H] if module.return_sequences else ["B", H]
-    out_shapes = [y_shape, *(["B", sizes[n.removesuffix("_out")]] for n in outputs)]
-    graph = helper.make_graph(
-        nodes,
-        "torchlmu_sequence",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [T, B, I])]
-        + [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["B", sizes[n]]) for n in states],
-        [
-            helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
-            for n, shape in zip(out_names, out_shapes, strict=True)
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = min(model.ir_version, 10)
+    T, B = ("B", "T") if module.batch_first else ("T", "B")
+    outputs = {"y": [T, B, H] if module.return_sequences else ["B", H]}
+    outputs |= {f"{n}_out": ["B", sizes[n]] for n in states}
+    inputs = {"x": [T, B, I]} | {n: ["B", sizes[n]] for n in states}
+    model = g.model(inputs, outputs, opset)
     onnx.checker.check_model(model)
     sidecar = _describe(cell, "torchlmu whole sequence")
     sidecar |= {
-        "inputs": {"x": [T, B, I]} | {n: ["B", sizes[n]] for n in states},
-        "outputs": out_names,
+        "inputs": inputs,
+        "outputs": outputs,
         "return_sequences": module.return_sequences,
         "dtype": "float32",
     }
@@ -274,19 +199,123 @@ def export_onnx_sequence(module: LMU, path: str | os.PathLike, opset: int = 17) 
     return sidecar
 
 
+class _Graph:
+    """Nodes and float32 constants of an ONNX graph being written."""
+
+    def __init__(self) -> None:
+        self.nodes: list = []
+        self.inits: list = []
+        self._n = 0
+
+    def node(self, op: str, inputs: list[str], outputs: list[str] | None = None, **attrs):
+        from onnx import helper
+
+        if outputs is None:
+            self._n += 1
+            outputs = [f"{op.lower()}_{self._n}"]
+        self.nodes.append(helper.make_node(op, inputs, outputs, **attrs))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def const(self, name: str, array) -> str:
+        from onnx import numpy_helper
+
+        tensor = array.detach().double().cpu().numpy() if isinstance(array, Tensor) else array
+        self.inits.append(numpy_helper.from_array(np.asarray(tensor, dtype=np.float32), name))
+        return name
+
+    def ints(self, values: list[int]) -> str:
+        from onnx import numpy_helper
+
+        self._n += 1
+        name = f"ints_{self._n}"
+        self.inits.append(numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
+        return name
+
+    def model(self, inputs: dict, outputs: dict, opset: int):
+        from onnx import TensorProto, helper
+
+        info = lambda n, shape: helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)  # noqa: E731
+        graph = helper.make_graph(
+            self.nodes,
+            "torchlmu_sequence",
+            [info(n, s) for n, s in inputs.items()],
+            [info(n, s) for n, s in outputs.items()],
+            self.inits,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = min(model.ir_version, 10)  # what onnxruntime reads
+        return model
+
+
+def _memory_rnn(g: _Graph, cell: LMUCell, x: str) -> str:
+    """m_t = Ā m_{t−1} + B̄ (E x_t + b) as an ONNX RNN with the identity as activation (its
+    input weights B̄ ⊗ E, recurrence block-diagonal Ā per channel); writes ``memory_out``."""
+    mem = cell.memory
+    C, d, S = mem.channels, mem.order, mem.state_size
+    with torch.no_grad():
+        Ad, Bd = (t.double() for t in mem.discretized64())
+        E = mem.input_encoders.double()
+        W = (E.unsqueeze(1) * Bd.reshape(1, d, 1)).reshape(S, -1)
+        bias = mem.memory_bias.double() if mem.memory_bias is not None else torch.zeros(C).double()
+        Wb = (bias.unsqueeze(1) * Bd).reshape(S)
+        R = torch.block_diag(*([Ad] * C))
+    h0 = g.node("Unsqueeze", ["memory", g.ints([0])])
+    ins = [x, g.const("W_mem", W[None]), g.const("R_mem", R[None]),
+           g.const("B_mem", torch.cat([Wb, torch.zeros(S).double()])[None]), "", h0]  # fmt: skip
+    g.node("RNN", ins, ["M", "M_h"], hidden_size=S, activations=["Affine"],
+           activation_alpha=[1.0], activation_beta=[0.0])  # fmt: skip
+    g.node("Squeeze", ["M_h", g.ints([0])], ["memory_out"])
+    return g.node("Squeeze", ["M", g.ints([1])], ["M_seq"])
+
+
+def _hidden_rnn(g: _Graph, h, Z: str) -> tuple[str, int]:
+    """An Elman or torch-cell hidden part as ONNX's RNN/LSTM/GRU on z_t; writes
+    ``hidden_out`` (and ``cell_out``). Returns (the outputs (T, B, H), the state count)."""
+    W, R, Wb, Rb, op, attrs, n_states = _recurrent_weights(h, h.hidden_size)
+    ins = [Z, g.const("W_h", W[None]), g.const("R_h", R[None]),
+           g.const("B_h", torch.cat([Wb, Rb])[None]), "", g.node("Unsqueeze", ["hidden", g.ints([0])])]  # fmt: skip
+    outs = ["Yh_seq", "Yh_last"]
+    if n_states == 2:
+        ins.append(g.node("Unsqueeze", ["cell", g.ints([0])]))
+        outs.append("Yc_last")
+    g.node(op, ins, outs, hidden_size=h.hidden_size, **attrs)
+    g.node("Squeeze", ["Yh_last", g.ints([0])], ["hidden_out"])
+    if n_states == 2:
+        g.node("Squeeze", ["Yc_last", g.ints([0])], ["cell_out"])
+    return g.node("Squeeze", ["Yh_seq", g.ints([1])]), n_states
+
+
 _ONNX_ACT = {nn.Tanh: "Tanh", nn.ReLU: "Relu", nn.Sigmoid: "Sigmoid", nn.Identity: None}
 
 
-def const_axes(inits: list, name: str, value) -> str:
-    from onnx import numpy_helper
+def _check_feedforward(h: PositionwiseHidden) -> None:
+    layers = list(h.module) if isinstance(h.module, nn.Sequential) else [h.module]
+    if (
+        not isinstance(layers[0], nn.Linear)
+        or len(layers) > 2
+        or (len(layers) == 2 and type(layers[1]) not in _ONNX_ACT)
+    ):
+        raise ValidationError(
+            "hidden_cell",
+            "nn.Linear or nn.Sequential(nn.Linear, activation) to export",
+            repr(h.module),
+        )
 
-    inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.int64), name))
-    return name
+
+def _feedforward(g: _Graph, h: PositionwiseHidden, Z: str) -> str:
+    layers = list(h.module) if isinstance(h.module, nn.Sequential) else [h.module]
+    lin = layers[0]
+    Y = g.node("MatMul", [Z, g.const("W_ff", lin.weight.T)])
+    if lin.bias is not None:
+        Y = g.node("Add", [Y, g.const("b_ff", lin.bias)])
+    act = _ONNX_ACT[type(layers[1])] if len(layers) == 2 else None
+    return g.node(act, [Y]) if act else Y
 
 
-def _recurrent_weights(h, Z: int, H: int):
-    """(W, R, Wb, Rb, ONNX op, attributes, states) of a recurrent hidden part, its gate rows in
-    ONNX's order (LSTM i, o, f, c from torch's i, f, g, o; GRU z, r, h from torch's r, z, n)."""
+def _recurrent_weights(h, H: int):
+    """(W, R, Wb, Rb, ONNX op, attributes, states) of a recurrent hidden part in float64, its
+    gate rows in ONNX's order (LSTM i, o, f, c from torch's i, f, g, o; GRU z, r, h from
+    torch's r, z, n)."""
     zeros = torch.zeros(H, dtype=torch.float64)
     with torch.no_grad():
         if isinstance(h, ElmanHidden):
@@ -295,7 +324,7 @@ def _recurrent_weights(h, Z: int, H: int):
             act = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "linear": "Affine"}[
                 h.activation
             ]
-            attrs = {"activations": [act]}
+            attrs: dict = {"activations": [act]}
             if act == "Affine":
                 attrs |= {"activation_alpha": [1.0], "activation_beta": [0.0]}
             Wb = b.double() if b is not None else zeros
@@ -307,13 +336,10 @@ def _recurrent_weights(h, Z: int, H: int):
         c = h.cell
         G = c.weight_ih.shape[0] // H
         order = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}.get(h.kind, [0])
-        rows = torch.cat([torch.arange(g * H, (g + 1) * H) for g in order])
-        bih = (
-            c.bias_ih.double() if c.bias_ih is not None else torch.zeros(G * H, dtype=torch.float64)
-        )
-        bhh = (
-            c.bias_hh.double() if c.bias_hh is not None else torch.zeros(G * H, dtype=torch.float64)
-        )
+        rows = torch.cat([torch.arange(k * H, (k + 1) * H) for k in order])
+        no_bias = torch.zeros(G * H, dtype=torch.float64)
+        bih = c.bias_ih.double() if c.bias_ih is not None else no_bias
+        bhh = c.bias_hh.double() if c.bias_hh is not None else no_bias
         W, R = c.weight_ih.double()[rows], c.weight_hh.double()[rows]
         if h.kind == "lstm":
             return W, R, bih[rows], bhh[rows], "LSTM", {}, 2
@@ -321,3 +347,40 @@ def _recurrent_weights(h, Z: int, H: int):
             return W, R, bih[rows], bhh[rows], "GRU", {"linear_before_reset": 1}, 1
         act = "Tanh" if h.kind == "rnn_tanh" else "Relu"
         return W, R, bih, bhh, "RNN", {"activations": [act]}, 1
+
+
+def _scan_cell(g: _Graph, cell: LMUCell, x: str) -> str:
+    """The fully recurrent Elman cell as one ONNX Scan: state (m, h), input x_t; the body is
+    the stepper's fused step [m, pre] = [m, h, x] M + b, then the activation on pre. Writes
+    ``memory_out`` and ``hidden_out``; returns the outputs (T, B, H)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    stepper = cell.stepper()
+    S, H, I = cell.memory.state_size, cell.hidden_size, cell.input_size
+    act = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "linear": "Identity"}
+    M, b = g.const("M_step", stepper.M), g.const("b_step", stepper.b)
+    body = helper.make_graph(
+        [
+            helper.make_node("Concat", ["m_in", "h_in", "x_t"], ["z"], axis=1),
+            helper.make_node("MatMul", ["z", M], ["zm"]),
+            helper.make_node("Add", ["zm", b], ["out"]),
+            helper.make_node("Split", ["out", "split_sizes"], ["m_out", "pre"], axis=1),
+            helper.make_node(act[cell.hidden.activation], ["pre"], ["h_out"]),
+            helper.make_node("Identity", ["h_out"], ["y_t"]),
+        ],
+        "lmu_step",
+        [
+            helper.make_tensor_value_info("m_in", TensorProto.FLOAT, ["B", S]),
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, ["B", H]),
+            helper.make_tensor_value_info("x_t", TensorProto.FLOAT, ["B", I]),
+        ],
+        [
+            helper.make_tensor_value_info("m_out", TensorProto.FLOAT, ["B", S]),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["B", H]),
+            helper.make_tensor_value_info("y_t", TensorProto.FLOAT, ["B", H]),
+        ],
+        [numpy_helper.from_array(np.asarray([S, H], dtype=np.int64), "split_sizes")],
+    )
+    g.node("Scan", ["memory", "hidden", x], ["memory_out", "hidden_out", "Y_scan"],
+           num_scan_inputs=1, body=body)  # fmt: skip
+    return "Y_scan"
