@@ -21,7 +21,9 @@ from torchlmu.interop import from_keras
 pytest.importorskip("h5py")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras_lmu"
-NAMES = sorted({p.name.rsplit("_", 1)[0] for p in FIXTURES.glob("*.keras")})
+NAMES = sorted(
+    {p.name.rsplit("_", 1)[0] for p in FIXTURES.glob("*.keras") if not p.name.startswith("train_")}
+)
 HIDDEN = {
     "lmu_simplernn_all": ElmanHidden,
     "lmu_simplernn_trainable_theta": ElmanHidden,

@@ -103,6 +103,32 @@ def models():
     }
 
 
+def dropout_fixtures(out: Path) -> None:
+    """keras-lmu's dropout (on the memory input) and recurrent_dropout (on memory_to_memory) in
+    training: the output y_train on x, beside y_eval; 6 sequences, one input feature."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 9, 1))
+    L = keras.layers
+    for name, kw in {
+        "dropout": dict(dropout=0.5),
+        "recurrent_dropout": dict(recurrent_dropout=0.5, memory_to_memory=True),
+    }.items():
+        keras.utils.set_random_seed(3)
+        inp = keras.Input((9, 1))
+        layer = keras_lmu.LMU(
+            memory_d=1, order=3, theta=5.0, hidden_cell=L.SimpleRNNCell(2), input_to_hidden=True,
+            hidden_to_memory=True, return_sequences=True, **kw,
+        )  # fmt: skip
+        model = keras.Model(inp, layer(inp))
+        for w in model.weights:
+            w.assign(rng.standard_normal(w.shape) * 0.5)
+        model.save(out / f"train_{name}_float64.keras")
+        y_train = np.asarray(model(x, training=True))
+        y_eval = np.asarray(model(x, training=False))
+        np.savez(out / f"train_{name}_float64.npz", x=x, y_train=y_train, y_eval=y_eval)
+        print(f"train_{name}", y_train.shape)
+
+
 def main(out: Path, floatx: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     keras.config.set_floatx(floatx)
@@ -128,3 +154,5 @@ def main(out: Path, floatx: str) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]), sys.argv[2])
+    if sys.argv[2] == "float64":
+        dropout_fixtures(Path(sys.argv[1]))

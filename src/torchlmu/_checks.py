@@ -84,3 +84,10 @@ def check_state_tensor(name: str, s: object, shape: tuple[int, ...], dtype: torc
     if tuple(s.shape) != shape:
         raise ValidationError(name, f"shape {shape}", tuple(s.shape))
     return s
+
+
+def check_fraction(name: str, value: object) -> float:
+    """A dropout rate: a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValidationError(name, "a number in [0, 1)", repr(value))
+    return float(value)

@@ -23,6 +23,7 @@ keras-lmu                              torchlmu
 ``Dense(units, activation)``           ``nn.Sequential(nn.Linear, activation)``
 ``None``                               ``hidden_cell=None``
 ``return_sequences``                   ``return_sequences`` (``batch_first=True``)
+``dropout``, ``recurrent_dropout``     ``input_dropout``, ``recurrent_dropout``
 =====================================  ==================================================
 
 The flat memory is channel-major in both (index c·order + i) and the hidden part reads
@@ -147,6 +148,8 @@ def _build(cfg, I, hidden_vars, memory_vars, dtype) -> LMU:
         method=method, trainable_theta=trainable, batch_first=True,
         return_sequences=bool(cfg.get("return_sequences", False)), dtype=dtype,
         bias=_elman_bias(cfg.get("hidden_cell")),
+        input_dropout=float(cfg.get("dropout", 0.0) or 0.0),
+        recurrent_dropout=float(cfg.get("recurrent_dropout", 0.0) or 0.0) if m2m else 0.0,
     )  # fmt: skip
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
     cell = lmu.cell

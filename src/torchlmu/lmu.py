@@ -34,6 +34,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from . import ops
 from ._checks import (
     check_choice,
+    check_fraction,
     check_input_step,
     check_int,
     check_state_tensor,
@@ -52,7 +53,7 @@ from .hidden import (
 from .memory import LegendreMemory, lecun_uniform_
 from .recurrence import lmu_elman_scan
 
-__all__ = ["LMU", "LMUCell", "LMUState", "LMUStepper"]
+__all__ = ["LMU", "DropoutMasks", "LMUCell", "LMUState", "LMUStepper"]
 
 
 class LMUState(NamedTuple):
@@ -65,6 +66,17 @@ class LMUState(NamedTuple):
 
 
 _INITS = ("paper", "psmnist")
+
+
+class DropoutMasks(NamedTuple):
+    """keras-lmu's dropout, drawn once per sequence and kept for every step (inverted: kept
+    units scaled by 1/(1 − p)): ``x`` ``(B, I)`` and ``h`` ``(B, H)`` on the memory input's
+    x and hidden_to_memory terms (``input_dropout``), ``m`` ``(B, C·d)`` on the
+    memory_to_memory term (``recurrent_dropout``); None where off."""
+
+    x: Tensor | None = None
+    h: Tensor | None = None
+    m: Tensor | None = None
 
 
 class LMUCell(nn.Module):
@@ -87,6 +99,11 @@ class LMUCell(nn.Module):
         memory_bias: bias on u.
         init: ``"paper"`` (e_x, e_h LeCun-uniform, e_m zero, kernels Xavier-normal) or
             ``"psmnist"`` (e_x = 1, e_h = e_m = 0, W_x = W_h = 0, W_m Xavier-normal).
+        input_dropout: keras-lmu's ``dropout``: in training, dropout on the memory input's
+            x and (with ``hidden_to_memory``) h terms, one mask per sequence for every step;
+            the hidden part sees x undropped.
+        recurrent_dropout: keras-lmu's ``recurrent_dropout``: the same on m in the
+            ``memory_to_memory`` term.
         method, trainable_theta, dt: see :class:`~torchlmu.LegendreMemory`.
 
     Shapes:
@@ -108,6 +125,8 @@ class LMUCell(nn.Module):
         bias: bool = True,
         memory_bias: bool = False,
         init: str = "paper",
+        input_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
         method: str = "zoh",
         trainable_theta: bool = False,
         dt: float = 1.0,
@@ -116,6 +135,13 @@ class LMUCell(nn.Module):
     ) -> None:
         super().__init__()
         self.init = check_choice("init", init, _INITS)
+        self.input_dropout = check_fraction("input_dropout", input_dropout)
+        self.recurrent_dropout = check_fraction("recurrent_dropout", recurrent_dropout)
+        if self.recurrent_dropout and not memory_to_memory:
+            raise ValidationError(
+                "recurrent_dropout", "0 without memory_to_memory (it drops m in that term)",
+                recurrent_dropout,
+            )  # fmt: skip
         self.memory = LegendreMemory(
             input_size,
             order,
@@ -239,22 +265,46 @@ class LMUCell(nn.Module):
         return LMUState(*parts)
 
     # ---------------------------------------------------------------------------------- step
-    def memory_input(self, x: Tensor, st: LMUState) -> Tensor:
-        """u_t ``(B, C)`` from x_t and the previous state."""
-        u = self.memory.encode(x)
+    def memory_input(self, x: Tensor, st: LMUState, masks: DropoutMasks | None = None) -> Tensor:
+        """u_t ``(B, C)`` from x_t and the previous state (dropped by ``masks`` if given)."""
+        mx, mh, mm = masks if masks is not None else (None, None, None)
+        u = self.memory.encode(x if mx is None else x * mx)
         if self.hidden_encoders is not None:
-            u = u + st.hidden @ self.hidden_encoders.T
+            h = st.hidden if mh is None else st.hidden * mh
+            u = u + h @ self.hidden_encoders.T
         if self.memory_encoders is not None:
-            u = u + st.memory @ self.memory_encoders.T
+            m = st.memory if mm is None else st.memory * mm
+            u = u + m @ self.memory_encoders.T
         return u
+
+    def dropout_masks(self, batch: int, like: Tensor) -> DropoutMasks | None:
+        """Masks for one forward pass in training (None in evaluation or without dropout)."""
+        if not self.training or not (self.input_dropout or self.recurrent_dropout):
+            return None
+
+        def draw(n: int, p: float) -> Tensor | None:
+            if not p:
+                return None
+            keep = torch.full((batch, n), 1 - p, dtype=like.dtype, device=like.device)
+            return torch.bernoulli(keep) / (1 - p)
+
+        H = self.hidden_size if self.hidden_to_memory else 0
+        mx = draw(self.input_size + H, self.input_dropout)
+        return DropoutMasks(
+            None if mx is None else mx[:, : self.input_size],
+            None if mx is None or not H else mx[:, self.input_size :],
+            draw(self.memory.state_size, self.recurrent_dropout),
+        )
 
     def hidden_input(self, m: Tensor, x: Tensor) -> Tensor:
         """z_t = [m_t, x_t] (or m_t without ``input_to_hidden``)."""
         return torch.cat([m, x], -1) if self.input_to_hidden else m
 
-    def step_(self, x: Tensor, st: LMUState) -> tuple[Tensor, LMUState]:
+    def step_(
+        self, x: Tensor, st: LMUState, masks: DropoutMasks | None = None
+    ) -> tuple[Tensor, LMUState]:
         """One step on batched, validated tensors: the reference every path is tested against."""
-        m = self.memory.advance(st.memory, self.memory_input(x, st))
+        m = self.memory.advance(st.memory, self.memory_input(x, st, masks))
         y, hs = self.hidden.step(self.hidden_input(m, x), _hidden_state(st, self.hidden))
         return y, LMUState(m, *hs)
 
@@ -288,6 +338,11 @@ class LMUCell(nn.Module):
 
 def _squeeze0(s: Tensor | None) -> Tensor | None:
     return None if s is None else s.squeeze(0)
+
+
+def _memory_view(x: Tensor, masks: DropoutMasks | None) -> Tensor:
+    """x ``(T, B, I)`` as the memory sees it: dropped by the sequence's input mask, if any."""
+    return x if masks is None or masks.x is None else x * masks.x
 
 
 def _stack_states(states: list[LMUState]) -> LMUState:
@@ -596,7 +651,8 @@ class LMU(nn.Module):
             return self._forward_stack(x, state, lengths, reference=False)
         x, batched, st, lt = self._prepare(x, state, lengths)
         m0 = None if state is None else st.memory.reshape(-1, self.cell.channels, self.cell.order)
-        y, st = self._path(self, ops.mask_padding(x, lt), st, m0, lt)
+        masks = self.cell.dropout_masks(x.shape[1], x)
+        y, st = self._path(self, ops.mask_padding(x, lt), st, m0, lt, masks)
         return self._finish(y, st, batched)
 
     def forward_reference(
@@ -610,7 +666,8 @@ class LMU(nn.Module):
         if self.layers is not None:
             return self._forward_stack(x, state, lengths, reference=True)
         x, batched, st, lt = self._prepare(x, state, lengths)
-        y, st = self._step_loop(x, st, None, lt)
+        masks = self.cell.dropout_masks(x.shape[1], x)
+        y, st = self._step_loop(x, st, None, lt, masks)
         return self._finish(y, st, batched)
 
     # ------------------------------------------------------------- packed input, stacked layers
@@ -708,12 +765,13 @@ class LMU(nn.Module):
         return lt - 1, torch.arange(like.shape[1], device=like.device)
 
     # --------------------------------------------------------------------- the paths, by type
-    def _parallel_projected(self, x, st, m0, lt):
+    def _parallel_projected(self, x, st, m0, lt, masks):
         """Memory: W_mem·m_t for all t in parallel (no states); hidden: its recurrence."""
         cell, mem = self.cell, self.cell.memory
         W_mem, W_x, b = cell.hidden.input_weights()  # type: ignore[misc]
         T, B = x.shape[0], x.shape[1]
-        pre = mem.project(x, W_mem, m0, lt)  # (T, B, G)
+        xm = _memory_view(x, masks)
+        pre = mem.project(xm, W_mem, m0, lt)  # (T, B, G)
         # The input's part (W_x x + b), added in one pass that also makes ``pre`` time-major
         # contiguous (the parallel result is batch-major): the recurrence reads pre[t] T times.
         if W_x is not None:
@@ -722,21 +780,22 @@ class LMU(nn.Module):
             pre = xw + pre  # the result takes the first operand's (time-major) layout
         else:
             pre = pre.contiguous() if b is None else pre.contiguous() + b
-        m_last = mem.last(x, m0, lt).flatten(-2)
+        m_last = mem.last(xm, m0, lt).flatten(-2)
         y, hs = cell.hidden.scan(pre, _hidden_state(st, cell.hidden), lt, self.return_sequences)
         return y, LMUState(m_last, *hs)
 
-    def _parallel_positionwise(self, x, st, m0, lt):
+    def _parallel_positionwise(self, x, st, m0, lt, masks):
         """Memory: all states (or the last alone) in parallel; hidden: applied at every step."""
         cell, mem = self.cell, self.cell.memory
+        xm = _memory_view(x, masks)
         if self.return_sequences:
-            M = mem.states(x, m0, lt).flatten(-2)  # (T, B, C·d)
+            M = mem.states(xm, m0, lt).flatten(-2)  # (T, B, C·d)
             idx = self._last_index(lt, M)
             y, _ = cell.hidden.step(cell.hidden_input(M, x), ())
             y = ops.zero_padding(y, lt)
             m_last, y_last = M[idx], y[idx]
         else:
-            m_last = mem.last(x, m0, lt).flatten(-2)
+            m_last = mem.last(xm, m0, lt).flatten(-2)
             x_last = x[self._last_index(lt, x)]
             y, _ = cell.hidden.step(cell.hidden_input(m_last, x_last), ())
             y_last = y
@@ -744,21 +803,22 @@ class LMU(nn.Module):
             return y, LMUState(m_last)
         return y, LMUState(m_last, y_last)
 
-    def _parallel_states(self, x, st, m0, lt):
+    def _parallel_states(self, x, st, m0, lt, masks):
         """Memory: all states in parallel; hidden: a cell without an input projection, stepped."""
         cell, mem = self.cell, self.cell.memory
-        M = mem.states(x, m0, lt).flatten(-2)
+        M = mem.states(_memory_view(x, masks), m0, lt).flatten(-2)
         m_last = M[self._last_index(lt, M)]
         y, hs = cell.hidden.scan(
             cell.hidden_input(M, x), _hidden_state(st, cell.hidden), lt, self.return_sequences
         )
         return y, LMUState(m_last, *hs)
 
-    def _recurrent_elman(self, x, st, m0, lt):
+    def _recurrent_elman(self, x, st, m0, lt, masks):
         """The paper's cell: one hand-written recurrence (forward and backward through time);
-        every input projection computed for all steps at once beforehand."""
-        if lt is not None:
-            return self._step_loop(x, st, m0, lt)
+        every input projection computed for all steps at once beforehand. (With lengths, or
+        dropout masks on h or m, which differ per sequence: the step loop.)"""
+        if lt is not None or masks is not None:
+            return self._step_loop(x, st, m0, lt, masks)
         cell, mem, h = self.cell, self.cell.memory, self.cell.hidden
         Ad, Bd = mem.discretized()
         xu = mem.encode(x)
@@ -772,12 +832,12 @@ class LMU(nn.Module):
         )  # fmt: skip
         return (Hs if self.return_sequences else hT), LMUState(m, hT)
 
-    def _step_loop(self, x, st, m0, lt):
+    def _step_loop(self, x, st, m0, lt, masks=None):
         """The cell's step, once per time step."""
         ys = []
         y_last = None
         for t in range(x.shape[0]):
-            y, new = self.cell.step_(x[t], st)
+            y, new = self.cell.step_(x[t], st, masks)
             if lt is not None:
                 active = (t < lt).unsqueeze(-1)
                 y = torch.where(active, y, torch.zeros_like(y))
