@@ -466,3 +466,37 @@ def test_loading_weights_of_another_memory_fails_clearly(change, match):
     LMU(1, 4, 8, 20.0).load_state_dict(saved)  # the same configuration loads
     old = {k: v for k, v in saved.items() if not k.endswith("_extra_state")}
     LMU(1, 4, 8, theta, **kw).load_state_dict(old)  # a state_dict saved before it: unchecked
+
+
+# ------------------------------------------------------------------------------- initialisers
+def test_init_presets_and_mappings():
+    """keras-lmu's defaults as the "keras" preset (one Glorot kernel over [x, h], orthogonal
+    recurrent matrices, zero biases), and initialisers by parameter name."""
+    I, H, C, d = 3, 20, 2, 8
+    lmu = LMU(I, H, d, 10.0, channels=C, hidden_to_memory=True, memory_to_memory=True,
+              input_to_hidden=True, memory_bias=True, init="keras", dtype=F64)  # fmt: skip
+    cell, h = lmu.cell, lmu.cell.hidden
+    enc = torch.cat(
+        [cell.memory.input_encoders, cell.hidden_encoders], 1
+    )  # keras' kernel, (C, I + H)
+    assert (
+        enc.abs().max() <= (6 / (I + H + C)) ** 0.5 and enc.std() > 0.5 * (2 / (I + H + C)) ** 0.5
+    )
+    eye = torch.eye(C, dtype=F64)
+    assert torch.allclose(cell.memory_encoders @ cell.memory_encoders.T, eye, atol=1e-12)
+    assert torch.allclose(h.hidden_kernel @ h.hidden_kernel.T, torch.eye(H, dtype=F64), atol=1e-12)
+    kernel = torch.cat([h.memory_kernel, h.input_kernel], 1)
+    assert kernel.abs().max() <= (6 / (C * d + I + H)) ** 0.5
+    assert (cell.memory.memory_bias == 0).all() and (h.bias == 0).all()
+    custom = LMU(1, 4, 4, 10.0, init={"input_encoders": nn.init.ones_, "bias": nn.init.ones_})
+    assert (custom.cell.memory.input_encoders == 1).all() and (custom.cell.hidden.bias == 1).all()
+    custom.reset_parameters()  # re-applied
+    assert (custom.cell.memory.input_encoders == 1).all()
+    with pytest.raises(ValidationError, match=r"init: expected parameter names"):
+        LMU(1, 4, 4, 10.0, init={"kernel": nn.init.ones_})
+    with pytest.raises(ValidationError, match=r"init\['bias'\]: expected a callable"):
+        LMU(1, 4, 4, 10.0, init={"bias": 1.0})
+    with pytest.raises(ValidationError, match=r"init\['hidden_encoders'\]: expected a parameter"):
+        LMU(1, 4, 4, 10.0, init={"hidden_encoders": nn.init.ones_})
+    with pytest.raises(ValidationError, match="init: expected one of"):
+        LMU(1, 4, 4, 10.0, init="glorot")

@@ -23,7 +23,9 @@ recurrence, others by the step loop).
 from __future__ import annotations
 
 import copy
+import math
 import warnings
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -65,7 +67,40 @@ class LMUState(NamedTuple):
     cell: Tensor | None = None
 
 
-_INITS = ("paper", "psmnist")
+_INIT_PRESETS = ("paper", "psmnist", "keras")
+_INIT_NAMES = (
+    "input_encoders",
+    "hidden_encoders",
+    "memory_encoders",
+    "memory_bias",
+    "memory_kernel",
+    "input_kernel",
+    "hidden_kernel",
+    "bias",
+)
+
+
+def _check_init(init: object) -> str | dict:
+    if isinstance(init, str):
+        return check_choice("init", init, _INIT_PRESETS)
+    if not isinstance(init, Mapping):
+        raise ValidationError("init", f"one of {_INIT_PRESETS} or a mapping", repr(init))
+    for name, fn in init.items():
+        if name not in _INIT_NAMES:
+            raise ValidationError("init", f"parameter names among {_INIT_NAMES}", repr(name))
+        if not callable(fn):
+            raise ValidationError(f"init[{name!r}]", "a callable f(tensor)", repr(fn))
+    return dict(init)
+
+
+def _glorot_uniform_(parts: list) -> None:
+    """Glorot-uniform over the matrices ``parts`` (torch layout (out, in), the same out) as
+    one kernel of their concatenated inputs: keras' single kernel split in two."""
+    parts = [p for p in parts if p is not None]
+    fan_in = sum(p.shape[1] for p in parts)
+    limit = math.sqrt(6.0 / (fan_in + parts[0].shape[0]))
+    for p in parts:
+        p.uniform_(-limit, limit)
 
 
 class DropoutMasks(NamedTuple):
@@ -97,8 +132,15 @@ class LMUCell(nn.Module):
         hidden_to_memory, memory_to_memory, input_to_hidden: the optional connections e_h, e_m, W_x.
         bias: bias of the Elman hidden (modules bring their own).
         memory_bias: bias on u.
-        init: ``"paper"`` (e_x, e_h LeCun-uniform, e_m zero, kernels Xavier-normal) or
-            ``"psmnist"`` (e_x = 1, e_h = e_m = 0, W_x = W_h = 0, W_m Xavier-normal).
+        init: a preset, ``"paper"`` (e_x, e_h LeCun-uniform, e_m zero, kernels Xavier-normal),
+            ``"psmnist"`` (e_x = 1, e_h = e_m = 0, W_x = W_h = 0, W_m Xavier-normal) or
+            ``"keras"`` (keras-lmu's defaults: [e_x, e_h] Glorot-uniform as one kernel, e_m
+            orthogonal, memory bias zero; an Elman hidden as keras' SimpleRNNCell: [W_m, W_x]
+            Glorot-uniform as one kernel, W_h orthogonal, bias zero), or a mapping from parameter
+            names (``input_encoders``, ``hidden_encoders``, ``memory_encoders``,
+            ``memory_bias``, ``memory_kernel``, ``input_kernel``, ``hidden_kernel``, ``bias``)
+            to initialisers (``f(tensor)`` in place, as ``nn.init``'s) applied after the
+            ``"paper"`` preset.
         input_dropout: keras-lmu's ``dropout``: in training, dropout on the memory input's
             x and (with ``hidden_to_memory``) h terms, one mask per sequence for every step;
             the hidden part sees x undropped.
@@ -134,7 +176,7 @@ class LMUCell(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.init = check_choice("init", init, _INITS)
+        self.init = _check_init(init)
         self.input_dropout = check_fraction("input_dropout", input_dropout)
         self.recurrent_dropout = check_fraction("recurrent_dropout", recurrent_dropout)
         if self.recurrent_dropout and not memory_to_memory:
@@ -186,26 +228,55 @@ class LMUCell(nn.Module):
 
     # ----------------------------------------------------------------------------- parameters
     def reset_parameters(self) -> None:
-        """The paper's initialisation (``init="paper"``) or the psMNIST preset (``init="psmnist"``)."""
+        """Initialise every parameter by the ``init`` preset or mapping."""
         self.memory.reset_parameters()
         self.hidden.reset_parameters()
         if self.memory_encoders is not None:
             nn.init.zeros_(self.memory_encoders)
         if self.hidden_encoders is not None:
             lecun_uniform_(self.hidden_encoders)
-        if self.init == "psmnist":
-            with torch.no_grad():
-                self.memory.input_encoders.fill_(1.0)
-                if self.hidden_encoders is not None:
-                    self.hidden_encoders.zero_()
-                h = self.hidden
-                if isinstance(h, ElmanHidden):
-                    h.hidden_kernel.zero_()
-                    if h.input_kernel is not None:
-                        h.input_kernel.zero_()
-                elif isinstance(h, TorchCellHidden):
-                    h.cell.weight_hh.zero_()
-                    h.cell.weight_ih[:, self.memory.state_size :].zero_()
+        params = self._init_targets()
+        with torch.no_grad():
+            if self.init == "psmnist":
+                params["input_encoders"].fill_(1.0)
+                for name in ("hidden_encoders", "hidden_kernel", "input_kernel"):
+                    if params.get(name) is not None:
+                        params[name].zero_()
+                if isinstance(self.hidden, TorchCellHidden):
+                    self.hidden.cell.weight_hh.zero_()
+                    self.hidden.cell.weight_ih[:, self.memory.state_size :].zero_()
+            elif self.init == "keras":
+                _glorot_uniform_([params["input_encoders"], params.get("hidden_encoders")])
+                for name in ("memory_encoders", "hidden_kernel"):
+                    if params.get(name) is not None:
+                        nn.init.orthogonal_(params[name])
+                for name in ("memory_bias", "bias"):
+                    if params.get(name) is not None:
+                        params[name].zero_()
+                if params.get("memory_kernel") is not None:
+                    _glorot_uniform_([params["memory_kernel"], params.get("input_kernel")])
+            elif isinstance(self.init, dict):
+                for name, fn in self.init.items():
+                    if params.get(name) is None:
+                        raise ValidationError(
+                            f"init[{name!r}]", "a parameter this cell has", "none of that name"
+                        )
+                    fn(params[name])
+
+    def _init_targets(self) -> dict:
+        """The parameters ``init`` may name (None where the cell has none of that name)."""
+        h = self.hidden
+        elman = isinstance(h, ElmanHidden)
+        return {
+            "input_encoders": self.memory.input_encoders,
+            "hidden_encoders": self.hidden_encoders,
+            "memory_encoders": self.memory_encoders,
+            "memory_bias": self.memory.memory_bias,
+            "memory_kernel": h.memory_kernel if elman else None,
+            "input_kernel": h.input_kernel if elman else None,
+            "hidden_kernel": h.hidden_kernel if elman else None,
+            "bias": h.bias if elman else None,
+        }
 
     @property
     def theta(self) -> float:
@@ -332,7 +403,7 @@ class LMUCell(nn.Module):
             if getattr(self, flag):
                 s += f", {flag}=True"
         if self.init != "paper":
-            s += f", init={self.init!r}"
+            s += f", init={self.init if isinstance(self.init, str) else 'custom'!r}"
         return s
 
 
