@@ -34,6 +34,7 @@ HIDDEN = {
     "lmu_euler_last": ElmanHidden,
     "ff_dense": PositionwiseHidden,
     "ff_none": NoHidden,
+    "rnn_lmucell_all": ElmanHidden,
 }
 
 

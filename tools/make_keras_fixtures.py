@@ -93,6 +93,18 @@ def models():
             input_to_hidden=True,
             return_sequences=True,
         ),
+        "rnn_lmucell_all": lambda: L.RNN(
+            keras_lmu.LMUCell(
+                memory_d=2,
+                order=3,
+                theta=5.0,
+                hidden_cell=L.SimpleRNNCell(4),
+                hidden_to_memory=True,
+                memory_to_memory=True,
+                input_to_hidden=True,
+            ),
+            return_sequences=True,
+        ),
         "ff_none": lambda: keras_lmu.LMUFeedforward(
             memory_d=1,
             order=4,

@@ -52,8 +52,8 @@ _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "linear
 
 
 def from_keras(path: str | os.PathLike, layer: str | None = None, dtype=None) -> LMU:
-    """The :class:`~torchlmu.LMU` equal to a keras-lmu ``LMU`` or ``LMUFeedforward`` layer of
-    the model saved at ``path`` (``.keras``).
+    """The :class:`~torchlmu.LMU` equal to a keras-lmu ``LMU`` or ``LMUFeedforward`` layer, or a
+    ``keras.layers.RNN`` of an ``LMUCell``, of the model saved at ``path`` (``.keras``).
 
     Args:
         path: a ``.keras`` file written by ``model.save``.
@@ -79,25 +79,24 @@ def from_keras(path: str | os.PathLike, layer: str | None = None, dtype=None) ->
 
 def _find_layer(config: dict, name: str | None) -> tuple[dict, int]:
     layers = config.get("config", {}).get("layers", [])
-    found = [
-        layer
-        for layer in layers
-        if layer.get("class_name") in ("LMU", "LMUFeedforward")
-        and (name is None or layer["config"]["name"] == name)
-    ]
+    ours = [la for la in layers if _is_lmu(la)]
+    found = [la for la in ours if name is None or la["config"]["name"] == name]
     if len(found) != 1:
-        names = [
-            la["config"]["name"]
-            for la in layers
-            if la.get("class_name") in ("LMU", "LMUFeedforward")
-        ]
+        names = [la["config"]["name"] for la in ours]
         raise ValidationError("layer", f"one of the model's keras-lmu layers {names}", repr(name))
     # keras names a layer's weights by its class, numbered in the model's order: lmu, lmu_1, …
     kind = found[0]["class_name"]
     k = [la.get("class_name") for la in layers[: layers.index(found[0])]].count(kind)
-    snake = "lmu" if kind == "LMU" else "lmu_feedforward"
+    snake = {"LMU": "lmu", "LMUFeedforward": "lmu_feedforward", "RNN": "rnn"}[kind]
     h5_group = snake if k == 0 else f"{snake}_{k}"
     cfg = dict(found[0]["config"], class_name=kind, h5_group=h5_group)
+    if kind == "RNN":  # keras.layers.RNN(keras_lmu.LMUCell(...)): the cell's settings
+        cfg = dict(
+            cfg["cell"]["config"],
+            class_name="LMUCell",
+            h5_group=f"{h5_group}/cell",
+            return_sequences=cfg.get("return_sequences", False),
+        )
     inbound = found[0].get("inbound_nodes") or []
     shape = None
     try:  # the input's feature size, from the layer's inbound tensor (keras 3 layout)
@@ -111,6 +110,13 @@ def _find_layer(config: dict, name: str | None) -> tuple[dict, int]:
             "path", "a model whose keras-lmu layer has a known input size", "none"
         )
     return cfg, int(shape[-1])
+
+
+def _is_lmu(layer: dict) -> bool:
+    kind = layer.get("class_name")
+    if kind == "RNN":
+        return layer["config"].get("cell", {}).get("class_name") == "LMUCell"
+    return kind in ("LMU", "LMUFeedforward")
 
 
 def _vars(group: Any, sub: str) -> list[np.ndarray]:
