@@ -7,6 +7,8 @@ Workloads (the performance issue's table; median ms per batch, "train" = forward
   W4  one streaming step, order 256 (the W1 model), batch 1 (µs per step, inference), through
       LMU.stepper() (until Core v2 through LMU.step, which then held the fused cache)
   W5  fully recurrent LMU (hidden→memory and memory→memory on), otherwise W1
+  W6  one streaming step in onnxruntime beside the eager stepper (µs, batch 1, CPU): the memory
+      alone (order 256) and the W4 cell (benchmarks/onnx_step.py)
 and nn.LSTM of about the same parameter count on W1's data. ``matmul`` measures this machine's
 float32 matmul peak (2048³) so every result can be read as a fraction of the physical limit.
 
@@ -41,12 +43,14 @@ SIZES = {
         "W2": dict(B=16, T=10_000, I=1, d=64, theta=10_000.0),
         "W4": dict(d=256, theta=784.0, H=212, steps=2000),
         "W5": dict(B=100, T=784, I=1, d=256, theta=784.0, H=212),
+        "W6": dict(steps=2000),
     },
     "quick": {
         "W1": dict(B=8, T=64, I=1, d=32, theta=64.0, H=24),
         "W2": dict(B=4, T=500, I=1, d=16, theta=500.0),
         "W4": dict(d=32, theta=64.0, H=24, steps=200),
         "W5": dict(B=8, T=64, I=1, d=32, theta=64.0, H=24),
+        "W6": dict(steps=100),
     },
 }
 
@@ -159,6 +163,17 @@ def measure(
         times = _time(fn, repeats, warmup=3)
         rec.update(_stats(times), gflops=flops / (statistics.median(times) / 1e3) / 1e9)
         return rec
+    if workload == "W6":  # the streaming step in onnxruntime or eager (mode = the model)
+        from onnx_step import step_latency
+
+        steps = s["steps"] if "steps" in s else 2000
+        base = rss_mb()
+        runs = step_latency(mode, impl, steps, repeats, threads)
+        rec.update(
+            {k.replace("_ms", "_us"): v for k, v in _stats(runs).items()},
+            peak_rss_above_loaded_mb=peak_rss_mb() - base,
+        )
+        return rec
     if workload == "W4":
         from torchlmu import LMU
 
@@ -254,6 +269,11 @@ PLAN = [
     *[("W2", "torchlmu", m, p) for m in ("parallel", "recurrent") for p in ("train", "infer")],
     ("W4", "torchlmu", "step", "infer"),
     *[("W5", "torchlmu", "recurrent", p) for p in ("train", "infer")],
+    *[
+        ("W6", rt, model, "infer")
+        for model in ("memory", "cell")
+        for rt in ("onnxruntime", "eager")
+    ],
 ]
 
 
@@ -299,6 +319,8 @@ def main() -> None:
         if args.only and w not in args.only:
             continue
         if args.skip_recurrent_w2 and w == "W2" and mode == "recurrent":
+            continue
+        if w == "W6" and args.device != "cpu":  # onnxruntime's CPU provider
             continue
         cmd = [
             sys.executable,

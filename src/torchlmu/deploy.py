@@ -76,6 +76,7 @@ def export_onnx_step(module: LMU | LMUCell, path: str | os.PathLike, batch: int 
             graph,
             (x, *state),
             dynamo=True,
+            verbose=False,
             input_names=["x", *names],
             output_names=["y", *(f"{n}_out" for n in names)],
             dynamic_shapes=({0: B}, tuple({0: B} for _ in state)),
