@@ -1,4 +1,6 @@
-"""Input validation shared by the modules: every error names the parameter, expected and received."""
+"""Input validation shared by the modules: every error names the parameter, expected and received.
+
+Every check takes the parameter's name first, then the value, then what it is checked against."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def check_tensor(name: str, x: object, dtype: torch.dtype) -> Tensor:
 
 
 def prepare_sequence(
-    x: object, input_size: int, batch_first: bool, dtype: torch.dtype, name: str = "input"
+    name: str, x: object, input_size: int, batch_first: bool, dtype: torch.dtype
 ) -> tuple[Tensor, bool]:
     """Return ``x`` as ``(T, B, input_size)`` and whether it was batched.
 
@@ -48,7 +50,9 @@ def prepare_sequence(
     return (x.transpose(0, 1) if batch_first else x), True
 
 
-def prepare_lengths(lengths: object, T: int, B: int, device: torch.device) -> Tensor | None:
+def prepare_lengths(
+    name: str, lengths: object, T: int, B: int, device: torch.device
+) -> Tensor | None:
     """Validate ``lengths``: ``(B,)`` integers in [1, T] (a list or a tensor); None passes.
 
     Values are checked when the lengths are on the CPU (as nn.utils.rnn's are) and the call is
@@ -57,13 +61,13 @@ def prepare_lengths(lengths: object, T: int, B: int, device: torch.device) -> Te
         return None
     lt = torch.as_tensor(lengths)
     if lt.dtype.is_floating_point or lt.dtype == torch.bool or lt.is_complex():
-        raise DTypeError("lengths", "an integer tensor or list", f"dtype {lt.dtype}")
+        raise DTypeError(name, "an integer tensor or list", f"dtype {lt.dtype}")
     lt = lt.reshape(-1) if lt.dim() == 0 else lt
     if lt.shape != (B,):
-        raise ValidationError("lengths", f"shape ({B},) (one length per sequence)", tuple(lt.shape))
+        raise ValidationError(name, f"shape ({B},) (one length per sequence)", tuple(lt.shape))
     if lt.device.type == "cpu" and not _tracing():
         if bool((lt < 1).any()) or bool((lt > T).any()):
-            raise ValidationError("lengths", f"values in [1, {T}]", lt.tolist())
+            raise ValidationError(name, f"values in [1, {T}]", lt.tolist())
     return lt.to(device=device, dtype=torch.long)
 
 

@@ -776,14 +776,14 @@ class LMU(nn.Module):
 
     def _forward_stack(self, x, state, lengths, reference: bool):
         dtype = self.layers[0].cell.memory.input_encoders.dtype
-        x, batched = prepare_sequence(x, self.input_size, self.batch_first, dtype)
+        x, batched = prepare_sequence("input", x, self.input_size, self.batch_first, dtype)
         if not batched:
             state = (
                 None
                 if state is None
                 else LMUState(*(None if v is None else v.unsqueeze(1) for v in state))
             )
-        lt = prepare_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        lt = prepare_lengths("lengths", lengths, x.shape[0], x.shape[1], x.device)
         states = self._split_state(state, True)
         D = 2 if self.bidirectional else 1
         out, finals = x, []
@@ -817,8 +817,8 @@ class LMU(nn.Module):
 
     def _prepare(self, x, state, lengths):
         dtype = self.cell.memory.input_encoders.dtype
-        x, batched = prepare_sequence(x, self.input_size, self.batch_first, dtype)
-        lt = prepare_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        x, batched = prepare_sequence("input", x, self.input_size, self.batch_first, dtype)
+        lt = prepare_lengths("lengths", lengths, x.shape[0], x.shape[1], x.device)
         return x, batched, self.cell.check_state(state, x.shape[1], batched), lt
 
     def _finish(self, y: Tensor, st: LMUState, batched: bool) -> tuple[Tensor, LMUState]:

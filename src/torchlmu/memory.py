@@ -440,9 +440,9 @@ class LegendreMemory(nn.Module):
         ``(B, C·d)`` or ``(C·d,)``; lengths ``(B,)`` integers in [1, T] (on the CPU: they are
         value-checked). Returns (states or last state, final state)."""
         p = self.input_encoders
-        x, batched = prepare_sequence(x, self.input_size, self.batch_first, p.dtype)
+        x, batched = prepare_sequence("input", x, self.input_size, self.batch_first, p.dtype)
         T, B = x.shape[0], x.shape[1]
-        lt = prepare_lengths(lengths, T, B, x.device)
+        lt = prepare_lengths("lengths", lengths, T, B, x.device)
         C, d = self.channels, self.order
         m0 = None
         if state is not None:
