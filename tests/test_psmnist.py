@@ -53,7 +53,11 @@ needs_mnist = pytest.mark.skipif(
 @needs_mnist
 @pytest.mark.parametrize("mod", [psmnist, psmnist_parallel])
 def test_quick_run(tmp_path, mod):
-    ctx = RunContext(out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None)
+    """A final run (a protocol cited) tests once; its results record the protocol."""
+    cite = {"path": "results/x/protocol.json", "sha256": "0" * 64, "commit": "c" * 40}
+    ctx = RunContext(
+        out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None, protocol=cite
+    )
     cfg = mod.Config().quick()
     results = mod.run(cfg, ctx)
     r = next(iter(results["results"]["seeds"].values()))
@@ -61,8 +65,41 @@ def test_quick_run(tmp_path, mod):
     assert r["test_acc"] > 15  # 300 training sequences, one epoch: well above chance (10%)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["provenance"]["threads"] == 1 and saved["config"]["epochs"] == 1
+    assert saved["mode"] == "final" and saved["protocol"] == cite
+    assert saved["evaluated_split"] == "test"
     assert (tmp_path / f"{mod.__name__.split('.')[-1]}_curves.png").exists()
     assert "paper" in mod.table(results)
+
+
+@needs_mnist
+@pytest.mark.parametrize("mod", [psmnist, psmnist_parallel])
+def test_tuning_run_never_reads_the_test_set(tmp_path, mod, monkeypatch):
+    """Without a protocol the run is a tuning run: no test sequence is read (the test split's
+    batch method fails if called), no test metric is in its results, validation is."""
+    real_load = psmnist.load
+
+    def load(cfg):
+        s = real_load(cfg)
+
+        def refuse(idx):
+            raise AssertionError("a tuning run read the test set")
+
+        s.test.batch = refuse  # the only way train_classifier reads test sequences
+        return s
+
+    monkeypatch.setattr(psmnist, "load", load)
+    ctx = RunContext(out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None)
+    results = mod.run(mod.Config().quick(), ctx)
+    r = next(iter(results["results"]["seeds"].values()))
+    assert r["test_acc"] is None and r["test_loss"] is None and "refit" not in r
+    assert 0 < r["best_val_acc"] <= 100
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["mode"] == "tuning" and saved["protocol"] is None
+    assert saved["evaluated_split"] == "val"
+    assert "not computed (tuning)" in mod.table(results)
+    if mod is psmnist_parallel:
+        assert "test_acc_mean" not in saved["results"]["summary"]
+        assert "Tuning run (no test metric computed)" in mod.table(results)
 
 
 def test_paper_model_readout_init():

@@ -284,7 +284,8 @@ def train_one(
     wall = time.perf_counter() - t0
     load_best(model, res)
     model.eval()
-    xt, yt = to_device(data["test"], model_device(model))
+    # the test split in a final run; in a tuning run the validation split (no test metric)
+    xt, yt = to_device(data[ctx.eval_split], model_device(model))
     with torch.no_grad():
         pred = model(xt).double()
     target = yt.double()
@@ -374,6 +375,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             "experiment": NAME,
             "quick": ctx.quick,
             "seed": ctx.seed,
+            **ctx.mode(),
             "complete": not pending,
             "pending": pending,
             "config": asdict(cfg),

@@ -128,12 +128,14 @@ def train_classifier(
     ctx: RunContext,
     folder: Path,
     desc: str,
-    final: bool = False,
+    last_epoch: bool = False,
 ) -> dict[str, Any]:
     """The shared psMNIST protocol: fit, keep the best validation accuracy, test it once.
 
-    With ``final`` the last epoch is tested instead (for a refit whose training data include the
-    validation set, where validation cannot select)."""
+    With ``last_epoch`` the last epoch is tested instead (for a refit whose training data include
+    the validation set, where validation cannot select). The test set is evaluated only in the
+    final run of a committed protocol (``ctx.final``); a tuning run returns ``test_acc`` and
+    ``test_loss`` as None and never reads a test sequence."""
     train, valid, test = splits
     n_train = len(train) if cfg.n_train is None else min(cfg.n_train, len(train))
     n_eval = len(valid) if cfg.n_eval is None else min(cfg.n_eval, len(valid))
@@ -206,13 +208,15 @@ def train_classifier(
         clip_grad_norm=getattr(cfg, "clip_grad_norm", None),
         cuda_graph=graph,
     )
-    if not final:
-        load_best(model, res)
-    model.eval()
-    with torch.no_grad():
-        test_loss, test_acc = evaluate_split(
-            model, test, len(test) if cfg.n_eval is None else min(cfg.n_eval, len(test))
-        )
+    test_loss = test_acc = None
+    if ctx.final:
+        if not last_epoch:
+            load_best(model, res)
+        model.eval()
+        with torch.no_grad():
+            test_loss, test_acc = evaluate_split(
+                model, test, len(test) if cfg.n_eval is None else min(cfg.n_eval, len(test))
+            )
     return {
         "test_acc": test_acc,
         "test_loss": test_loss,
@@ -263,6 +267,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         "experiment": NAME,
         "quick": ctx.quick,
         "seed": ctx.seed,
+        **ctx.mode(),
         "config": asdict(cfg),
         "results": {"seeds": {str(ctx.seed): r}},
         "wall_seconds": time.perf_counter() - t0,
@@ -280,8 +285,9 @@ def table(results: dict[str, Any]) -> str:
     ]
     for s, r in results["results"]["seeds"].items():
         spe = sum(r["seconds_per_epoch"]) / max(1, len(r["seconds_per_epoch"]))
+        test = "not computed (tuning)" if r.get("test_acc") is None else f"{r['test_acc']:.2f}"
         rows.append(
-            f"| {s} | {r['test_acc']:.2f} | {r['best_val_acc']:.2f} | {r['best_epoch']} | {r['params']:,} | {spe:.0f} |"
+            f"| {s} | {test} | {r['best_val_acc']:.2f} | {r['best_epoch']} | {r['params']:,} | {spe:.0f} |"
         )
     p = results["paper"]
     rows.append(
@@ -302,7 +308,7 @@ def across_runs(runs: list[tuple[str, dict[str, Any]]]) -> str | None:
 
     groups: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for folder, r in runs:
-        if r.get("quick"):
+        if r.get("quick") or r.get("mode") == "tuning":  # tuning runs have no test metric
             continue
         # fields added since a run was made take their defaults (= what the run did)
         cfg = {**asdict(Config()), **r["config"]}

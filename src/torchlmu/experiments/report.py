@@ -22,6 +22,33 @@ def find_results(root: Path) -> list[tuple[Path, dict]]:
     return found
 
 
+def mode_note(r: dict) -> str | None:
+    """One sentence on the kind of run: a tuning run's metrics are on validation; a final run
+    cites its protocol file. None for runs made before the harness recorded it."""
+    if r.get("mode") == "tuning":
+        return (
+            "*Tuning run: every metric below was computed on the validation split; no test "
+            "metric was computed (columns named test hold validation numbers).*"
+        )
+    p = r.get("protocol")
+    if r.get("mode") == "final" and p:
+        sha = (
+            f", SHA-256 {p['sha256'][:12]}…, committed in {p['commit'][:7]}"
+            if p.get("sha256")
+            else ""
+        )
+        return f"*Final run of the protocol `{p['path']}`{sha}.*"
+    return None
+
+
+def _mode_note(r: dict, text: str) -> str:
+    note = mode_note(r)
+    if note is None or not text.startswith("## "):
+        return text
+    head, _, rest = text.partition("\n")
+    return f"{head}\n\n{note}\n{rest}"
+
+
 def write_report(root: Path) -> Path:
     """Write ``root/REPORT.md`` and return its path."""
     root = Path(root)
@@ -39,6 +66,7 @@ def write_report(root: Path) -> Path:
         if counts[r["experiment"]] > 1 and text.startswith("## "):  # say which run this is
             head, _, rest = text.partition("\n")
             text = f"{head} (`{prefix.rstrip('/') or '.'}`)\n{rest}"
+        text = _mode_note(r, text)
         parts.append(text)
     # Runs of one experiment made separately (one seed each, say): an experiment may summarise
     # them together (``across_runs(list of (folder, results)) -> markdown or None``).
