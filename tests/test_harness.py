@@ -275,3 +275,34 @@ def test_final_run_of_a_committed_protocol_tests_and_cites_it(repo, tmp_path):
     assert 0 <= seed["test_acc"] <= 100 and "refit" in seed
     with pytest.raises(TorchLMUError, match="finished run"):
         main([*base, "--threads", "1"])  # the finished final run is not overwritten
+
+
+# ----------------------------------------------------------------------------------- report
+def test_report_lists_history_and_keeps_superseded_runs_out_of_the_results(tmp_path):
+    """A results.json inside a history folder is not reported as a result; history.json files
+    become a per-experiment table of every full run with its status and why."""
+    from torchlmu.experiments.report import write_report
+
+    old = tmp_path / "psmnist-parallel" / "history" / "old"
+    old.mkdir(parents=True)
+    (old / "results.json").write_text(json.dumps({"experiment": "psmnist-parallel"}))
+    run = {
+        "date": "2026-11-26",
+        "commit": "505058e",
+        "protocol": "constant lr",
+        "result": "test 98.18 ± 0.05 %",
+        "status": "superseded",
+        "why": "schedule changed",
+        "files": "`history/old`",
+    }
+    (tmp_path / "psmnist-parallel" / "history.json").write_text(
+        json.dumps({"experiment": "psmnist-parallel", "runs": [run], "notes": ["a note"]})
+    )
+    text = write_report(tmp_path).read_text()
+    assert "No results.json found" in text  # the superseded run is not a result
+    assert "## psmnist-parallel: history of every full run" in text
+    assert (
+        "| 1 | 2026-11-26, 505058e | constant lr | test 98.18 ± 0.05 % "
+        "| superseded: schedule changed | `history/old` |" in text
+    )
+    assert "- a note" in text and "`psmnist-parallel/history.json`" in text

@@ -8,11 +8,16 @@ from pathlib import Path
 from . import EXPERIMENTS, get
 from .harness import atomic_write_text
 
+HISTORY_DIR = "history"  # superseded runs live in folders of this name: listed, not reported
+
 
 def find_results(root: Path) -> list[tuple[Path, dict]]:
-    """``results.json`` files of known experiments under ``root`` (sorted by path)."""
+    """``results.json`` files of known experiments under ``root`` (sorted by path), except those
+    of superseded runs (inside a ``history`` folder), which the history tables list instead."""
     found = []
     for p in sorted(Path(root).rglob("results.json")):
+        if HISTORY_DIR in p.relative_to(root).parts[:-1]:
+            continue
         try:
             r = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
@@ -20,6 +25,41 @@ def find_results(root: Path) -> list[tuple[Path, dict]]:
         if r.get("experiment") in EXPERIMENTS:
             found.append((p, r))
     return found
+
+
+def find_histories(root: Path) -> dict[str, list[tuple[Path, dict]]]:
+    """``history.json`` files under ``root``, by experiment (see :func:`history_section`)."""
+    out: dict[str, list[tuple[Path, dict]]] = {}
+    for p in sorted(Path(root).rglob("history.json")):
+        h = json.loads(p.read_text())
+        out.setdefault(h["experiment"], []).append((p, h))
+    return out
+
+
+def history_section(name: str, files: list[tuple[Path, dict]], root: Path) -> str:
+    """Every full run made of one experiment, in order: its protocol, its result, and whether
+    it is the current result or why it was superseded (from hand-kept ``history.json`` files:
+    ``{"experiment", "runs": [{"date", "commit", "protocol", "result", "status", "why",
+    "files"}], "notes": [...]}``), so that no run made disappears from the report."""
+    rows = [
+        f"## {name}: history of every full run",
+        "",
+        "| # | date, commit | protocol | result | status | files |",
+        "|---|---|---|---|---|---|",
+    ]
+    notes: list[str] = []
+    i = 0
+    for path, h in files:
+        for run in h["runs"]:
+            i += 1
+            status = run["status"] + (f": {run['why']}" if run.get("why") else "")
+            rows.append(
+                f"| {i} | {run['date']}, {run['commit']} | {run['protocol']} | {run['result']} "
+                f"| {status} | {run.get('files', '')} |"
+            )
+        notes += h.get("notes", [])
+        notes.append(f"Kept in `{path.relative_to(root).as_posix()}`.")
+    return "\n".join([*rows, "", *(f"- {n}" for n in notes), ""])
 
 
 def mode_note(r: dict) -> str | None:
@@ -78,6 +118,9 @@ def write_report(root: Path) -> Path:
         text = fn(runs) if fn is not None else None
         if text:
             parts.append(text)
+    histories = find_histories(root)
+    for name in sorted(histories):
+        parts.append(history_section(name, histories[name], root))
     out = root / "REPORT.md"
     atomic_write_text(out, "\n".join(parts) + "\n")
     return out
