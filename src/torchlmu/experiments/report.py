@@ -67,8 +67,9 @@ def mode_note(r: dict) -> str | None:
     cites its protocol file. None for runs made before the harness recorded it."""
     if r.get("mode") == "tuning":
         return (
-            "*Tuning run: every metric below was computed on the validation split; no test "
-            "metric was computed (columns named test hold validation numbers).*"
+            "*Tuning run: every metric below was computed on the validation split and no test "
+            "sequence was read (in capacity and Mackey-Glass, the columns and keys named test "
+            "then hold validation numbers).*"
         )
     p = r.get("protocol")
     if r.get("mode") == "final" and p:
