@@ -384,7 +384,11 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
                 "steps": cfg.length,
                 "horizon": cfg.horizon,
                 "target": f"x[t + {cfg.horizon}] (the future) from input x[t]",
-                "target_rms_test": float(data["test"][1].double().square().mean().sqrt()),
+                # the RMS of the targets the reported NRMSE divides by: the test split's in a
+                # final run, the validation split's in a tuning run (no test statistic)
+                f"target_rms_{ctx.eval_split}": float(
+                    data[ctx.eval_split][1].double().square().mean().sqrt()
+                ),
             },
             "params": {n: {"ours": c, "paper": PAPER[n]["params"]} for n, c in counts.items()},
             "summary": summarise(pieces, cfg),
