@@ -67,6 +67,10 @@ def test_quick_run(tmp_path, mod):
     assert saved["provenance"]["threads"] == 1 and saved["config"]["epochs"] == 1
     assert saved["mode"] == "final" and saved["protocol"] == cite
     assert saved["evaluated_split"] == "test"
+    if mod is psmnist_parallel:  # each finished seed is also kept in partial.json
+        part = json.loads((tmp_path / "partial.json").read_text())
+        assert part["partial"] and part["seeds_done"] == ["0"] and part["mode"] == "final"
+        assert part["results"]["seeds"]["0"]["test_acc"] == r["test_acc"]
     assert (tmp_path / f"{mod.__name__.split('.')[-1]}_curves.png").exists()
     assert "paper" in mod.table(results)
 

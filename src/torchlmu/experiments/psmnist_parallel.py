@@ -158,6 +158,22 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
                 "history": r["history"],  # its val_* include training images: not a selection
             }
             ctx.log(f"seed {ctx.seed} refit on {len(full):,}: test {r['test_acc']:.2f}%")
+        # every finished seed at once: a run stopped between seeds still leaves its numbers
+        # (a partial result, labelled so); results.json is written only when all seeds are done
+        atomic_write_json(
+            ctx.out / "partial.json",
+            {
+                "experiment": NAME,
+                "partial": True,
+                "seeds_done": list(per_seed),
+                "seeds_planned": [base_seed + k for k in cfg.seeds],
+                **ctx.mode(),
+                "config": asdict(cfg),
+                "results": {"seeds": per_seed, "summary": summarise(per_seed)},
+                "wall_seconds": time.perf_counter() - t0,
+                "provenance": provenance(ctx.threads or 1, ctx.device),
+            },
+        )
     ctx.seed = base_seed
     summary = summarise(per_seed)
     first = next(iter(per_seed.values()))
