@@ -306,3 +306,59 @@ def test_report_lists_history_and_keeps_superseded_runs_out_of_the_results(tmp_p
         "| superseded: schedule changed | `history/old` |" in text
     )
     assert "- a note" in text and "`psmnist-parallel/history.json`" in text
+
+
+@pytest.mark.parametrize("clip, fraction", [(1e-6, 1.0), (1e6, 0.0)])
+def test_fit_records_how_often_clipping_fires(tmp_path, clip, fraction):
+    """With clip_grad_norm each epoch records the fraction of clipped steps and the median
+    pre-clipping norm (here checked against the norm computed by hand for one-step epochs)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: every epoch sees the same norm
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    loss = ((model(x) - y) ** 2).mean()
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    norm = float(torch.sqrt(sum((g**2).sum() for g in grads)))
+    res = fit(
+        model,
+        opt,
+        train_batches=lambda epoch: [(x, y)],
+        step_loss=lambda m, a, b: (((m(a) - b) ** 2).mean(), {}),
+        evaluate=lambda m: {"val_loss": 0.0},
+        epochs=2,
+        out=tmp_path,
+        progress=False,
+        clip_grad_norm=clip,
+    )
+    for row in res.history:
+        assert row["clipped_fraction"] == fraction
+        assert row["grad_norm_median"] == pytest.approx(norm, rel=1e-5)
+
+
+def test_psmnist_monitor_selects_by_validation_loss_when_asked(tmp_path, monkeypatch):
+    """Config.monitor = "val_loss" (the paper's rule) selects the lowest validation loss."""
+    from dataclasses import replace
+
+    from torchlmu.exceptions import ValidationError
+    from torchlmu.experiments import psmnist
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(model, optimizer, **kw):
+        seen.update(monitor=kw["monitor"], mode=kw["mode"])
+        raise Stop
+
+    monkeypatch.setattr(psmnist, "fit", fake_fit)
+    ctx = RunContext(out=tmp_path, threads=1, progress=False, log=lambda s: None)
+    splits = (list(range(10)), list(range(10)), list(range(10)))
+    for monitor, mode in (("val_acc", "max"), ("val_loss", "min")):
+        cfg = replace(psmnist.Config(), monitor=monitor)
+        with pytest.raises(Stop):
+            psmnist.train_classifier(torch.nn.Linear(1, 1), splits, cfg, ctx, tmp_path, "t")
+        assert seen == {"monitor": monitor, "mode": mode}
+    with pytest.raises(ValidationError, match="monitor"):
+        cfg = replace(psmnist.Config(), monitor="val_auc")
+        psmnist.train_classifier(torch.nn.Linear(1, 1), splits, cfg, ctx, tmp_path, "t")

@@ -569,7 +569,10 @@ def fit(
         scheduler: an optional ``torch.optim.lr_scheduler`` stepped once per epoch (saved with
             the resume checkpoint).
         clip_grad_norm: if given, the global gradient norm is clipped to it before each step
-            (after DDP's averaging, so every rank clips the same gradient).
+            (after DDP's averaging, so every rank clips the same gradient). Each epoch's row
+            then records ``clipped_fraction`` (steps whose norm exceeded the threshold) and
+            ``grad_norm_median`` (before clipping), so a threshold meant for outliers can be
+            seen to fire only on them; a CUDA-graph step records None (no host reads there).
         cuda_graph: replay the training step as one CUDA graph (see :class:`_GraphedStep`)
             when the model is on a GPU, in one process, without a scheduler (the learning rate
             is baked into the graph), and the optimizer, if it has the option, was made with
@@ -647,6 +650,7 @@ def fit(
         model.train()
         sums: dict[str, float] = {}
         count = 0
+        norms: list[torch.Tensor] = []  # pre-clipping gradient norms (eager steps), read at the end
         inner = _progress(n_batches, f"epoch {epoch + 1}", progress, leave=False)
         for x, y in train_batches(epoch):
             x, y = to_device(x, device), to_device(y, device)
@@ -672,7 +676,9 @@ def fit(
                 # process.
                 (loss * (n * W / n_global) if W > 1 else loss).backward()
                 if clip_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+                    norms.append(
+                        nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm).detach()
+                    )
                 optimizer.step()
             count += n
             for k, v in {"loss": float(loss.detach()), **metrics}.items():
@@ -699,6 +705,13 @@ def fit(
             "train_seconds": train_s,
             "epoch_seconds": time.perf_counter() - t0,
         }
+        if clip_grad_norm is not None:
+            # under DDP every rank clips the same averaged gradient: its own norms suffice
+            g = torch.stack(norms).double().cpu() if norms else None  # one host read per epoch
+            row["clipped_fraction"] = (
+                None if g is None else float((g > clip_grad_norm).mean(dtype=torch.float64))
+            )
+            row["grad_norm_median"] = None if g is None else float(g.median())
         history.append(row)
         value = sign * float(val[monitor])
         if value < best_value:

@@ -63,6 +63,9 @@ class Config:
     # The classifier's initialisation: "torch" (nn.Linear's default, U(±1/√212) = ±0.069, bias
     # likewise) or "keras" (Keras's Dense, which the paper used: Glorot-uniform ±0.164, bias 0).
     readout_init: str = "torch"
+    # The validation metric that selects the tested epoch: "val_acc" (highest accuracy), or
+    # "val_loss" (lowest cross-entropy: the paper's checkpoint rule).
+    monitor: str = "val_acc"
     n_train: int | None = None  # None: all 50,000
     n_eval: int | None = None  # None: all 10,000 validation and test sequences
     data_root: str | None = None
@@ -119,6 +122,13 @@ def load(cfg: Any):
         raise DataNotFoundError(
             f"{e}\nSet TORCHLMU_DATA to a folder holding mnist/ (the four IDX .gz files)."
         ) from e
+
+
+def _monitor(cfg: Any) -> str:
+    m = getattr(cfg, "monitor", "val_acc")
+    if m not in ("val_acc", "val_loss"):
+        raise ValidationError("Config.monitor", "'val_acc' or 'val_loss'", repr(m))
+    return m
 
 
 def train_classifier(
@@ -197,8 +207,8 @@ def train_classifier(
         evaluate=evaluate,
         epochs=cfg.epochs,
         out=folder,
-        monitor="val_acc",
-        mode="max",
+        monitor=_monitor(cfg),
+        mode="min" if _monitor(cfg) == "val_loss" else "max",
         resume=ctx.resume,
         progress=ctx.progress,
         desc=desc,
