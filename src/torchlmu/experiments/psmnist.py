@@ -297,7 +297,7 @@ def table(results: dict[str, Any]) -> str:
         spe = sum(r["seconds_per_epoch"]) / max(1, len(r["seconds_per_epoch"]))
         test = "not computed (tuning)" if r.get("test_acc") is None else f"{r['test_acc']:.2f}"
         rows.append(
-            f"| {s} | {test} | {r['best_val_acc']:.2f} | {r['best_epoch']} | {r['params']:,} | {spe:.0f} |"
+            f"| {s} | {test} | {r['best_val_acc']:.2f} | {r['best_epoch']} | {r['params']:,} | {spe:.1f} |"
         )
     p = results["paper"]
     rows.append(
