@@ -416,7 +416,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             res["_wall_seconds"] = wall_before + time.perf_counter() - t_start
             atomic_write_json(partial_path, res)
             ctx.log(
-                f"{LABELS[name]} seed {seed}: test NRMSE (rms) {piece['test_nrmse']['rms']:.4f}, "
+                f"{LABELS[name]} seed {seed}: {ctx.eval_split} NRMSE (rms) {piece['test_nrmse']['rms']:.4f}, "
                 f"MSE {piece['test_mse']:.3e}, best epoch {piece['best_epoch']}/{piece['epochs']}, "
                 f"{piece['seconds_per_epoch']:.2f} s/epoch"
             )
