@@ -104,7 +104,10 @@ def test_a_used_folder_is_refused_without_force(tmp_path):
 def test_resume_refuses_a_changed_configuration_and_names_the_fields(tmp_path):
     out = tmp_path / "run"
     claim_output(out, IDENT, resume=False, force=False)
+    started = json.loads((out / "run.json").read_text())["started"]
     claim_output(out, IDENT, resume=True, force=False)  # unchanged: fine
+    run = json.loads((out / "run.json").read_text())
+    assert run["started"] == started and len(run["resumed"]) == 1  # the start is kept
     changed = {**IDENT, "seed": 1, "config": {"lr": 0.01, "epochs": 3}}
     with pytest.raises(ProtocolError) as e:
         claim_output(out, changed, resume=True, force=False)
@@ -117,6 +120,8 @@ def test_resume_refuses_a_changed_configuration_and_names_the_fields(tmp_path):
     (old / "results.json").write_text(json.dumps({"config": {"lr": 0.001, "epochs": 3}}))
     with pytest.raises(ProtocolError, match=r"config\.lr: 0\.001 -> 0\.01"):
         claim_output(old, changed, resume=True, force=False)
+    # a Config field added since that run (absent from its results.json) is not a change
+    claim_output(old, {**IDENT, "config": {**IDENT["config"], "new": 1}}, resume=True, force=False)
 
 
 def test_cli_resume_with_changed_set_is_refused_before_any_work(tmp_path):

@@ -367,17 +367,21 @@ def claim_output(out: Path, identity: dict[str, Any], resume: bool, force: bool)
     """
     out = Path(out)
     identity = json.loads(json.dumps(identity, default=_json_default))  # as it will be read
-    recorded = None
+    # (what the folder's run was started with, the same fields of this run), or None
+    recorded: tuple[dict[str, Any], dict[str, Any]] | None = None
+    earlier: dict[str, Any] = {}
     if (out / RUN_FILE).exists():
-        recorded = json.loads((out / RUN_FILE).read_text()).get("identity")
-    elif (out / RESULTS_FILE).exists():  # a run made before run.json existed: its config
-        old = json.loads((out / RESULTS_FILE).read_text())
-        recorded = {"config": old.get("config")}
-        identity_cmp: dict[str, Any] = {"config": identity.get("config")}
+        earlier = json.loads((out / RUN_FILE).read_text())
+        recorded = (earlier.get("identity") or {}, identity)
+    elif (out / RESULTS_FILE).exists():
+        # a run made before run.json existed: compare the config fields it recorded (fields
+        # added to the Config since then did not exist for it)
+        old = json.loads((out / RESULTS_FILE).read_text()).get("config") or {}
+        mine = identity.get("config") or {}
+        recorded = ({"config": old}, {"config": {k: mine.get(k) for k in old}})
     held = out.exists() and any(out.iterdir())
     if resume and not force and recorded is not None:
-        mine = identity if (out / RUN_FILE).exists() else identity_cmp
-        diffs = _diff(recorded, mine)
+        diffs = _diff(*recorded)
         if diffs:
             raise ProtocolError(
                 f"--resume: {out} was started with another configuration ({'; '.join(diffs)}); "
@@ -388,20 +392,30 @@ def claim_output(out: Path, identity: dict[str, Any], resume: bool, force: bool)
             "a finished run (results.json)"
             if (out / RESULTS_FILE).exists()
             else "an unfinished run (--resume continues it)"
-            if recorded is not None or (out / RUN_FILE).exists()
+            if recorded is not None
             else "files"
         )
         raise ProtocolError(
             f"{out} already holds {what}; choose another --out, or pass --force to overwrite it"
         )
     _dist.barrier()  # every rank has checked before rank 0 writes
+    now = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    resumed = bool(resume and not force and recorded is not None)
+    before = earlier.get("resumed")
+    before = before if isinstance(before, list) else []  # run.json of a first version: a bool
     atomic_write_json(
         out / RUN_FILE,
         {
             "identity": identity,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "command": provenance(1)["command"],
-            "resumed": bool(resume and recorded is not None),
+            # a resumed run keeps its start and adds the resume, with the command that made it
+            "started": earlier.get("started", now) if resumed else now,
+            "command": earlier.get("command") if resumed and earlier else provenance(1)["command"],
+            "resumed": [
+                *earlier.get("resumed", []),
+                {"at": now, "command": provenance(1)["command"]},
+            ]
+            if resumed
+            else [],
         },
     )
 
