@@ -134,7 +134,10 @@ def demo(args) -> int:
     # The demo's configuration is fixed here, in the code: it is the demo's protocol, and its
     # numbers are a demonstration, never a tuning signal.
     ctx = _context(
-        args, args.out, quick=True, protocol={"path": "torchlmu/cli.py (demo)", "sha256": None}
+        args,
+        args.out,
+        quick=True,
+        protocol={"path": "torchlmu/cli.py", "sha256": None, "demo": True},
     )
     ctx.claim({"experiment": "demo", "seed": ctx.seed, "config": asdict(cfg)}, force=args.force)
     ctx.log("torchlmu demo: the memory-capacity task (LMU paper, section 4.1) at small scale")

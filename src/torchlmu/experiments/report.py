@@ -72,6 +72,8 @@ def mode_note(r: dict) -> str | None:
             "then hold validation numbers).*"
         )
     p = r.get("protocol")
+    if r.get("mode") == "final" and p and p.get("demo"):
+        return f"*Demo: its configuration is fixed in `{p['path']}`; not a tuning signal.*"
     if r.get("mode") == "final" and p:
         sha = (
             f", SHA-256 {p['sha256'][:12]}…, committed in {p['commit'][:7]}"
