@@ -50,6 +50,13 @@ def test_demo_end_to_end(tmp_path):
     assert max(lmu0) < 1e-5  # the untrained memory at T = 1,000 (measured ~1e-6 at delay T)
     assert (out / "capacity_mse.png").stat().st_size > 10_000
     assert "Memory capacity" in (out / "REPORT.md").read_text()
+    # the demo's configuration is fixed in the code: it tests, and says why it may
+    assert r["mode"] == "final" and r["protocol"]["demo"] and r["evaluated_split"] == "test"
+    assert (
+        "Demo: its configuration is fixed in `torchlmu/cli.py`" in (out / "REPORT.md").read_text()
+    )
+    p = run_cli("demo", "--out", str(out), "--threads", "1", timeout=300)
+    assert p.returncode == 2 and "--force" in p.stderr  # a finished demo is not overwritten
 
 
 def test_reproduce_quick_resume_after_kill(tmp_path):
@@ -114,6 +121,7 @@ def test_report_collects_results(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert main(["report", str(tmp_path)]) == 0
     text = (tmp_path / "REPORT.md").read_text()
+    assert "*Tuning run: every metric below was computed on the validation split" in text
     assert (
         "Memory capacity" in text and "capacity/capacity_mse.png" in text and "Provenance" in text
     )

@@ -120,11 +120,14 @@ def test_quick_cli_end_to_end(tmp_path):
     assert r["pending"] == [] and r["threads"] == 1 and r["provenance"]["threads"] == 1
     cfg = mg.Config().quick()
     assert set(r["results"]) == {f"{m}/seed{s}" for m in mg.MODELS for s in cfg.seeds}
-    rms = r["data"]["target_rms_test"]
+    # a tuning run (no --protocol): metrics on the validation split, no statistic of the test
+    assert r["mode"] == "tuning" and r["evaluated_split"] == "val"
+    assert "target_rms_test" not in r["data"]
+    rms = r["data"]["target_rms_val"]
     for piece in r["results"].values():
         assert set(piece["test_nrmse"]) == {"rms", "std", "range"}
         assert piece["epochs"] == cfg.epochs and 1 <= piece["best_epoch"] <= cfg.epochs
-        # the paper's NRMSE is RMSE / RMS(target) over the whole test set
+        # the paper's NRMSE is RMSE / RMS(target) over the whole evaluated split
         assert piece["test_nrmse"]["rms"] == pytest.approx(math.sqrt(piece["test_mse"]) / rms)
         assert len(piece["plot"]["prediction"]) == cfg.plot_steps
     for name, s in r["summary"].items():

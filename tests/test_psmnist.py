@@ -53,7 +53,11 @@ needs_mnist = pytest.mark.skipif(
 @needs_mnist
 @pytest.mark.parametrize("mod", [psmnist, psmnist_parallel])
 def test_quick_run(tmp_path, mod):
-    ctx = RunContext(out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None)
+    """A final run (a protocol cited) tests once; its results record the protocol."""
+    cite = {"path": "results/x/protocol.json", "sha256": "0" * 64, "commit": "c" * 40}
+    ctx = RunContext(
+        out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None, protocol=cite
+    )
     cfg = mod.Config().quick()
     results = mod.run(cfg, ctx)
     r = next(iter(results["results"]["seeds"].values()))
@@ -61,8 +65,45 @@ def test_quick_run(tmp_path, mod):
     assert r["test_acc"] > 15  # 300 training sequences, one epoch: well above chance (10%)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["provenance"]["threads"] == 1 and saved["config"]["epochs"] == 1
+    assert saved["mode"] == "final" and saved["protocol"] == cite
+    assert saved["evaluated_split"] == "test"
+    if mod is psmnist_parallel:  # each finished seed is also kept in partial.json
+        part = json.loads((tmp_path / "partial.json").read_text())
+        assert part["partial"] and part["seeds_done"] == ["0"] and part["mode"] == "final"
+        assert part["results"]["seeds"]["0"]["test_acc"] == r["test_acc"]
     assert (tmp_path / f"{mod.__name__.split('.')[-1]}_curves.png").exists()
     assert "paper" in mod.table(results)
+
+
+@needs_mnist
+@pytest.mark.parametrize("mod", [psmnist, psmnist_parallel])
+def test_tuning_run_never_reads_the_test_set(tmp_path, mod, monkeypatch):
+    """Without a protocol the run is a tuning run: no test sequence is read (the test split's
+    batch method fails if called), no test metric is in its results, validation is."""
+    real_load = psmnist.load
+
+    def load(cfg):
+        s = real_load(cfg)
+
+        def refuse(idx):
+            raise AssertionError("a tuning run read the test set")
+
+        s.test.batch = refuse  # the only way train_classifier reads test sequences
+        return s
+
+    monkeypatch.setattr(psmnist, "load", load)
+    ctx = RunContext(out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None)
+    results = mod.run(mod.Config().quick(), ctx)
+    r = next(iter(results["results"]["seeds"].values()))
+    assert r["test_acc"] is None and r["test_loss"] is None and "refit" not in r
+    assert 0 < r["best_val_acc"] <= 100
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["mode"] == "tuning" and saved["protocol"] is None
+    assert saved["evaluated_split"] == "val"
+    assert "not computed (tuning)" in mod.table(results)
+    if mod is psmnist_parallel:
+        assert "test_acc_mean" not in saved["results"]["summary"]
+        assert "Tuning run (no test metric computed)" in mod.table(results)
 
 
 def test_paper_model_readout_init():
@@ -101,3 +142,53 @@ def test_across_runs_groups_by_protocol():
     )
     assert "clip_grad_norm=5.0" not in text
     assert psmnist.across_runs(runs[2:]) is None
+
+
+def test_the_test_set_sees_the_best_validation_checkpoint_not_the_last_epoch(tmp_path, monkeypatch):
+    """train_classifier must test the weights of best.pt (the best validation epoch), not the
+    model as the last epoch left it. ``fit`` is replaced by one that saves a perfect classifier
+    as the best checkpoint and leaves the model a wrong one (every class shifted by one): the
+    test accuracy is 100 only if the best checkpoint is what was tested. (Mutation-checked:
+    testing the last epoch's weights makes it 0.)"""
+    from torchlmu.data.mnist import SequentialMNIST
+    from torchlmu.experiments.harness import FitResult, atomic_torch_save
+
+    def split(n):  # class c: pixel c lit, every other pixel dark
+        labels = torch.arange(n) % 10
+        images = torch.zeros(n, 784, dtype=torch.uint8)
+        images[torch.arange(n), labels] = 255
+        return SequentialMNIST(images, labels)
+
+    class Pixels(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(784, 10, bias=False)
+
+        def forward(self, x):
+            return self.w(x.flatten(1))
+
+    right = torch.zeros(10, 784)
+    right[torch.arange(10), torch.arange(10)] = 1.0
+    wrong = right.roll(1, 0)  # predicts c + 1 for class c
+
+    def fake_fit(model, optimizer, *, out, **kw):
+        with torch.no_grad():
+            model.w.weight.copy_(right)
+        atomic_torch_save({"model": model.state_dict(), "epoch": 1}, out / "best.pt")
+        with torch.no_grad():
+            model.w.weight.copy_(wrong)  # the last epoch: worse than the best
+        row = {"epoch": 2, "val_acc": 0.0, "val_loss": 9.0, "train_seconds": 0.0}
+        return FitResult([row], 1, {"val_acc": 100.0, "val_loss": 0.0}, out / "best.pt")
+
+    monkeypatch.setattr(psmnist, "fit", fake_fit)
+    cfg = replace(psmnist.Config(), epochs=2, n_train=None, n_eval=None)
+    cite = {"path": "results/x.json", "sha256": "0" * 64, "commit": "c" * 40}
+    ctx = RunContext(out=tmp_path, threads=1, progress=False, log=lambda s: None, protocol=cite)
+    splits = (split(50), split(20), split(30))
+    model = Pixels()
+    r = psmnist.train_classifier(model, splits, cfg, ctx, tmp_path / "t", "t")
+    assert r["best_epoch"] == 1 and r["best_val_acc"] == 100.0
+    assert r["test_acc"] == 100.0
+    # the refit's rule is the opposite: its last epoch is what is tested
+    r = psmnist.train_classifier(Pixels(), splits, cfg, ctx, tmp_path / "u", "u", last_epoch=True)
+    assert r["test_acc"] == 0.0

@@ -290,3 +290,36 @@ def test_experiment_runs_and_resumes(tmp_path):
     again = cells["3/120/1"]
     assert again["sim_seconds"] != dropped["sim_seconds"]  # recomputed ...
     assert again["state_rmse"] == pytest.approx(dropped["state_rmse"])  # ... with the same seed
+
+
+@pytest.mark.filterwarnings("ignore:Extra state has been modified")
+def test_experiment_error_metrics_are_the_documented_ones():
+    """run_cell's errors, recomputed independently from the same seeded simulation: the state
+    error is the RMS over steps k >= warmup of the Euclidean norm ‖x̂_k − m_{k−1}/s‖ (the
+    network is one step late), per coefficient that over √d, the window error the RMS of the
+    decoded window's error over steps and delays. (Mutation-checked: a mean instead of a sum over
+    coefficients, a missing square root, another warm-up or lag each fail this test.)"""
+    cfg = exp.Config(orders=(3,), dt=1e-3, steps=300, warmup_steps=100, theta=0.1, tau=0.02)
+    d, n, seed = 3, 60, 7
+    got = exp.run_cell(cfg, d, n, seed)
+    u = exp.signal(cfg)
+    m = exp.exact_memory(cfg, d, u)
+    net = memory_network(
+        d, cfg.theta, n, dt=cfg.dt, tau=cfg.tau, input=u, seed=seed, r=cfg.r,
+        max_rates=nengo.dists.Uniform(*cfg.max_rates),
+    )  # fmt: skip
+    sim = _simulate(net, cfg.steps, cfg.dt)
+    x, w = sim.data[net.probe_state], sim.data[net.probe_window]
+    k = np.arange(cfg.warmup_steps, cfg.steps)  # steps k >= warm-up; reference one step earlier
+    ref = m[k - 1] / net.scale
+    norms = np.array([np.linalg.norm(x[i] - r) for i, r in zip(k, ref, strict=True)])
+    state = math.sqrt(sum(v * v for v in norms) / len(norms))
+    wref = m[k - 1] @ net.decoders.T
+    window = math.sqrt(float(((w[k] - wref) ** 2).sum()) / wref.size)
+    assert state > 0.01  # spiking: a real error, not a trivially zero one
+    assert got["state_rmse"] == pytest.approx(state, rel=1e-9)
+    assert got["per_coefficient_rmse"] == pytest.approx(state / math.sqrt(d), rel=1e-9)
+    assert got["window_rmse"] == pytest.approx(window, rel=1e-9)
+    assert got["state_rms_exact"] == pytest.approx(
+        math.sqrt(float((ref**2).sum()) / len(k)), rel=1e-9
+    )

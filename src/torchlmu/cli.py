@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="random seed (default 0, or the protocol's)"
+    )
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bars (log lines instead)"
     )
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)"
     )
+    d.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     _common(d)
     r = sub.add_parser(
         "reproduce",
@@ -51,9 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="output folder (default results/NAME, or runs/NAME-quick with --quick)",
+        help="output folder (default runs/NAME, or runs/NAME-quick with --quick); committed "
+        "results go to results/ only when named here",
     )
-    r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out (refused if the configuration changed)",
+    )
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite what --out holds (without it a used folder is refused)",
+    )
+    r.add_argument(
+        "--protocol",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the final run of this committed protocol file (JSON: experiment, config, seed, "
+        "selection_rule): the only kind of run that evaluates the test set. Without it the "
+        "run is a tuning run: metrics on the validation split, no test metric",
+    )
     r.add_argument(
         "--set",
         action="append",
@@ -78,17 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _context(args, out: Path, quick: bool, resume: bool = False):
+def _context(args, out: Path, quick: bool, resume: bool = False, protocol=None):
     from .experiments.harness import RunContext
 
     return RunContext(
         out=out,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         threads=args.threads,
         resume=resume,
         progress=not args.no_progress,
         quick=quick,
         device=args.device,
+        protocol=protocol,
     )
 
 
@@ -108,7 +131,15 @@ def demo(args) -> int:
         epochs=100,
         lr=3e-3,
     )
-    ctx = _context(args, args.out, quick=True)
+    # The demo's configuration is fixed here, in the code: it is the demo's protocol, and its
+    # numbers are a demonstration, never a tuning signal.
+    ctx = _context(
+        args,
+        args.out,
+        quick=True,
+        protocol={"path": "torchlmu/cli.py", "sha256": None, "demo": True},
+    )
+    ctx.claim({"experiment": "demo", "seed": ctx.seed, "config": asdict(cfg)}, force=args.force)
     ctx.log("torchlmu demo: the memory-capacity task (LMU paper, section 4.1) at small scale")
     results = capacity.run(cfg, ctx)
     print(capacity.table(results))
@@ -145,16 +176,55 @@ def _override(cfg, items: list[str]):
     return replace(cfg, **changes)
 
 
+def _from_protocol(args, mod):
+    """(config, protocol citation) of a final run; None, None for a tuning run."""
+    from .exceptions import ValidationError
+    from .experiments.harness import ProtocolError, load_protocol
+
+    if args.protocol is None:
+        return None, None
+    if args.quick or args.set:
+        raise ProtocolError(
+            "--protocol: the protocol file fixes the configuration; drop --quick and --set"
+        )
+    spec = load_protocol(args.protocol, args.name)
+    seed = spec.get("seed", 0)
+    if args.seed is not None and args.seed != seed:
+        raise ProtocolError(f"--seed {args.seed}: the protocol fixes seed {seed}")
+    args.seed = seed
+    try:
+        cfg = _apply(mod.Config(), spec.get("config", {}))
+    except ValidationError as e:
+        raise ProtocolError(f"--protocol {args.protocol}: {e}") from e
+    return cfg, spec["_cite"]
+
+
+def _apply(cfg, fields: dict):
+    """``cfg`` with the fields of a protocol's ``config`` (JSON values) replaced."""
+    return _override(cfg, [f"{k}={v!r}" for k, v in fields.items()])
+
+
 def reproduce(args) -> int:
     from .experiments import distributed, get
 
     mod = get(args.name)
-    out = args.out or (
-        Path("runs") / f"{args.name}-quick" if args.quick else Path("results") / args.name
+    out = args.out or Path("runs") / (f"{args.name}-quick" if args.quick else args.name)
+    cfg, cite = _from_protocol(args, mod)
+    if cfg is None:
+        cfg = mod.Config().quick() if args.quick else mod.Config()
+        cfg = _override(cfg, args.set)
+    ctx = _context(args, out, quick=args.quick, resume=args.resume, protocol=cite)
+    ctx.claim(
+        {
+            "experiment": args.name,
+            "quick": args.quick,
+            "seed": ctx.seed,
+            "mode": "final" if cite else "tuning",
+            "protocol": cite,
+            "config": asdict(cfg),
+        },
+        force=args.force,
     )
-    cfg = mod.Config().quick() if args.quick else mod.Config()
-    cfg = _override(cfg, args.set)
-    ctx = _context(args, out, quick=args.quick, resume=args.resume)
     t0 = time.perf_counter()
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints
     try:
@@ -162,8 +232,12 @@ def reproduce(args) -> int:
     finally:
         distributed.shutdown()
     if main_rank:
+        from .experiments.report import mode_note
+
         if hasattr(mod, "table"):
             print(mod.table(results))
+        if mode_note(results):
+            print("\n" + mode_note(results).strip("*"))
         print(f"\n{args.name}: results in {out.resolve()} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
@@ -177,8 +251,18 @@ def report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command. From the shell (``argv`` None) an error of torchlmu's own is one line
+    on stderr and exit status 2; called with ``argv`` (tests, scripts) it is raised."""
+    from .exceptions import TorchLMUError
+
     args = build_parser().parse_args(argv)
-    return {"demo": demo, "reproduce": reproduce, "report": report}[args.command](args)
+    try:
+        return {"demo": demo, "reproduce": reproduce, "report": report}[args.command](args)
+    except TorchLMUError as e:
+        if argv is not None:
+            raise
+        print(f"torchlmu: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

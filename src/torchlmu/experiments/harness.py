@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..exceptions import ValidationError
+from ..exceptions import TorchLMUError, ValidationError
 from ..runtime import configure_cpu, reusing_large_allocations
 from . import distributed as _dist
 
@@ -228,6 +228,28 @@ class RunContext:
     progress: bool = True
     quick: bool = False
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
+    # The committed protocol this run is the final run of (see :func:`load_protocol`), or None:
+    # a tuning run, which evaluates on validation only and never touches the test set.
+    protocol: dict[str, Any] | None = None
+
+    @property
+    def final(self) -> bool:
+        """True for the final run of a committed protocol: the only kind that may test."""
+        return self.protocol is not None
+
+    @property
+    def eval_split(self) -> str:
+        """The split reported metrics are computed on: ``"test"`` in a final run, ``"val"`` in a
+        tuning run (so that no tuning decision can be made on a test number)."""
+        return "test" if self.final else "val"
+
+    def mode(self) -> dict[str, Any]:
+        """What results.json records about the kind of run (and the protocol it cites)."""
+        return {
+            "mode": "final" if self.final else "tuning",
+            "evaluated_split": self.eval_split,
+            "protocol": self.protocol,
+        }
 
     def __post_init__(self) -> None:
         self.device = _check_device(self.device)
@@ -242,6 +264,10 @@ class RunContext:
         self.threads = int(configure_cpu(self.threads)["threads"])
         _git_commit()  # pin the provenance to the code this run started with
 
+    def claim(self, identity: dict[str, Any], force: bool = False) -> None:
+        """Make ``out`` this run's folder, or refuse before any work (see :func:`claim_output`)."""
+        claim_output(self.out, identity, resume=self.resume, force=force)
+
     def seed_all(self, offset: int = 0) -> None:
         s = self.seed + offset
         random.seed(s)
@@ -252,6 +278,149 @@ class RunContext:
         p = self.out / name
         p.mkdir(parents=True, exist_ok=True)
         return p
+
+
+# --------------------------------------------------------------------- protocols and folders
+class ProtocolError(TorchLMUError, ValueError):
+    """A protocol file that cannot be cited, or an output folder a run may not use."""
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=10
+    )
+
+
+def load_protocol(path: Path, experiment: str) -> dict[str, Any]:
+    """Read a protocol file and check that it may be cited by a final run.
+
+    A protocol is a JSON object ``{"experiment": NAME, "config": {FIELD: VALUE, ...},
+    "seed": BASE_SEED, "selection_rule": TEXT, ...}`` (``config`` overrides the experiment's
+    ``Config()``; more keys, e.g. the rationale, are kept). It must be committed in git and
+    unchanged since: the point of a protocol is that it was fixed before the test set was seen,
+    and only a commit dates it. Returns the parsed file with ``_cite`` added: the path inside
+    the repository, its SHA-256 and the commit that last changed it, which results.json records.
+    """
+    import hashlib
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        spec = json.loads(raw)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ProtocolError(f"--protocol {path}: cannot read a JSON protocol ({e})") from e
+    if not isinstance(spec, dict) or spec.get("experiment") != experiment:
+        raise ProtocolError(
+            f"--protocol {path}: its 'experiment' is {spec.get('experiment') if isinstance(spec, dict) else None!r}, not {experiment!r}"
+        )
+    if not isinstance(spec.get("config", {}), dict) or not spec.get("selection_rule"):
+        raise ProtocolError(
+            f"--protocol {path}: needs a 'config' object and a 'selection_rule' text"
+        )
+    where, name = path.resolve().parent, path.name
+    try:
+        tracked = _git(where, "ls-files", "--error-unmatch", "--", name)
+        changed = _git(where, "status", "--porcelain", "--", name)
+        commit = _git(where, "log", "-1", "--format=%H", "--", name)
+        top = _git(where, "rev-parse", "--show-toplevel")
+    except (OSError, subprocess.SubprocessError) as e:
+        raise ProtocolError(f"--protocol {path}: git is needed to check the commit ({e})") from e
+    if tracked.returncode != 0 or not commit.stdout.strip():
+        raise ProtocolError(
+            f"--protocol {path}: not committed; commit the protocol before its final run"
+        )
+    if changed.stdout.strip():
+        raise ProtocolError(
+            f"--protocol {path}: changed since its last commit; commit it before its final run"
+        )
+    rel = path.resolve().relative_to(Path(top.stdout.strip()).resolve()).as_posix()
+    spec["_cite"] = {
+        "path": rel,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "commit": commit.stdout.strip(),
+        "selection_rule": spec["selection_rule"],
+    }
+    return spec
+
+
+# what a run's folder holds once the run has started (run.json) or finished (results.json)
+RUN_FILE, RESULTS_FILE = "run.json", "results.json"
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """``field: old -> new`` for every leaf that differs between two JSON-like values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} -> {b!r}"]
+
+
+def claim_output(out: Path, identity: dict[str, Any], resume: bool, force: bool) -> None:
+    """Refuse, before any work, a folder this run would corrupt; else record the run in it.
+
+    ``identity`` is what must not change within one run (experiment, configuration, seed, mode,
+    protocol). A folder that holds anything is only used with ``resume`` (and then only by the
+    same identity: a changed field is named in the error) or with ``force`` (overwrite).
+    ``run.json`` holds the identity from the start, so an interrupted run can be checked too.
+    """
+    out = Path(out)
+    identity = json.loads(json.dumps(identity, default=_json_default))  # as it will be read
+    # (what the folder's run was started with, the same fields of this run), or None
+    recorded: tuple[dict[str, Any], dict[str, Any]] | None = None
+    earlier: dict[str, Any] = {}
+    if (out / RUN_FILE).exists():
+        earlier = json.loads((out / RUN_FILE).read_text())
+        recorded = (earlier.get("identity") or {}, identity)
+    elif (out / RESULTS_FILE).exists():
+        # a run made before run.json existed: compare the config fields it recorded (fields
+        # added to the Config since then did not exist for it)
+        old = json.loads((out / RESULTS_FILE).read_text()).get("config") or {}
+        mine = identity.get("config") or {}
+        recorded = ({"config": old}, {"config": {k: mine.get(k) for k in old}})
+    held = out.exists() and any(out.iterdir())
+    if resume and not force and recorded is not None:
+        diffs = _diff(*recorded)
+        if diffs:
+            raise ProtocolError(
+                f"--resume: {out} was started with another configuration ({'; '.join(diffs)}); "
+                "resume it unchanged, or start a new --out"
+            )
+    elif held and not resume and not force:
+        what = (
+            "a finished run (results.json)"
+            if (out / RESULTS_FILE).exists()
+            else "an unfinished run (--resume continues it)"
+            if recorded is not None
+            else "files"
+        )
+        raise ProtocolError(
+            f"{out} already holds {what}; choose another --out, or pass --force to overwrite it"
+        )
+    _dist.barrier()  # every rank has checked before rank 0 writes
+    now = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    resumed = bool(resume and not force and recorded is not None)
+    before = earlier.get("resumed")
+    before = before if isinstance(before, list) else []  # run.json of a first version: a bool
+    atomic_write_json(
+        out / RUN_FILE,
+        {
+            "identity": identity,
+            # a resumed run keeps its start and adds the resume, with the command that made it
+            "started": earlier.get("started", now) if resumed else now,
+            "command": earlier.get("command") if resumed and earlier else provenance(1)["command"],
+            "resumed": [
+                *earlier.get("resumed", []),
+                {"at": now, "command": provenance(1)["command"]},
+            ]
+            if resumed
+            else [],
+        },
+    )
+
+
+__all__ += ["ProtocolError", "claim_output", "load_protocol"]
 
 
 # ------------------------------------------------------------------------------ training loop
@@ -414,7 +583,10 @@ def fit(
         scheduler: an optional ``torch.optim.lr_scheduler`` stepped once per epoch (saved with
             the resume checkpoint).
         clip_grad_norm: if given, the global gradient norm is clipped to it before each step
-            (after DDP's averaging, so every rank clips the same gradient).
+            (after DDP's averaging, so every rank clips the same gradient). Each epoch's row
+            then records ``clipped_fraction`` (steps whose norm exceeded the threshold) and
+            ``grad_norm_median`` (before clipping), so a threshold meant for outliers can be
+            seen to fire only on them; a CUDA-graph step records None (no host reads there).
         cuda_graph: replay the training step as one CUDA graph (see :class:`_GraphedStep`)
             when the model is on a GPU, in one process, without a scheduler (the learning rate
             is baked into the graph), and the optimizer, if it has the option, was made with
@@ -492,6 +664,7 @@ def fit(
         model.train()
         sums: dict[str, float] = {}
         count = 0
+        norms: list[torch.Tensor] = []  # pre-clipping gradient norms (eager steps), read at the end
         inner = _progress(n_batches, f"epoch {epoch + 1}", progress, leave=False)
         for x, y in train_batches(epoch):
             x, y = to_device(x, device), to_device(y, device)
@@ -517,7 +690,9 @@ def fit(
                 # process.
                 (loss * (n * W / n_global) if W > 1 else loss).backward()
                 if clip_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+                    norms.append(
+                        nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm).detach()
+                    )
                 optimizer.step()
             count += n
             for k, v in {"loss": float(loss.detach()), **metrics}.items():
@@ -544,6 +719,13 @@ def fit(
             "train_seconds": train_s,
             "epoch_seconds": time.perf_counter() - t0,
         }
+        if clip_grad_norm is not None:
+            # under DDP every rank clips the same averaged gradient: its own norms suffice
+            g = torch.stack(norms).double().cpu() if norms else None  # one host read per epoch
+            row["clipped_fraction"] = (
+                None if g is None else float((g > clip_grad_norm).mean(dtype=torch.float64))
+            )
+            row["grad_norm_median"] = None if g is None else float(g.median())
         history.append(row)
         value = sign * float(val[monitor])
         if value < best_value:
@@ -612,3 +794,37 @@ def load_best(model: nn.Module, result: FitResult) -> nn.Module:
 
 
 __all__ += ["load_best"]
+
+
+# ------------------------------------------------------------------------------ statistics
+# Two-sided 95 % quantiles of Student's t, t_{0.975, df} for df = 1 … 30 (standard values; a
+# test checks them against SciPy). Beyond 30 the normal quantile is within 2 %.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """Student's t quantile at 0.975 for ``df`` degrees of freedom (1.96 beyond 30)."""
+    if df < 1:
+        raise ValidationError("df", "at least 1", repr(df))
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def mean_std_ci(values: Iterable[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation and the 95 % t-interval of the mean over seeds:
+    ``{"n", "mean", "std", "ci95": [low, high]}`` (std and interval None for one value)."""
+    v = [float(x) for x in values]
+    if not v:
+        raise ValidationError("values", "at least one value", "none")
+    n, mean = len(v), sum(v) / len(v)
+    if n == 1:
+        return {"n": 1, "mean": mean, "std": None, "ci95": None}
+    std = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+    half = t_quantile_975(n - 1) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
+
+
+__all__ += ["mean_std_ci", "t_quantile_975"]

@@ -284,7 +284,8 @@ def train_one(
     wall = time.perf_counter() - t0
     load_best(model, res)
     model.eval()
-    xt, yt = to_device(data["test"], model_device(model))
+    # the test split in a final run; in a tuning run the validation split (no test metric)
+    xt, yt = to_device(data[ctx.eval_split], model_device(model))
     with torch.no_grad():
         pred = model(xt).double()
     target = yt.double()
@@ -374,6 +375,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             "experiment": NAME,
             "quick": ctx.quick,
             "seed": ctx.seed,
+            **ctx.mode(),
             "complete": not pending,
             "pending": pending,
             "config": asdict(cfg),
@@ -382,7 +384,11 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
                 "steps": cfg.length,
                 "horizon": cfg.horizon,
                 "target": f"x[t + {cfg.horizon}] (the future) from input x[t]",
-                "target_rms_test": float(data["test"][1].double().square().mean().sqrt()),
+                # the RMS of the targets the reported NRMSE divides by: the test split's in a
+                # final run, the validation split's in a tuning run (no test statistic)
+                f"target_rms_{ctx.eval_split}": float(
+                    data[ctx.eval_split][1].double().square().mean().sqrt()
+                ),
             },
             "params": {n: {"ours": c, "paper": PAPER[n]["params"]} for n, c in counts.items()},
             "summary": summarise(pieces, cfg),
@@ -410,7 +416,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             res["_wall_seconds"] = wall_before + time.perf_counter() - t_start
             atomic_write_json(partial_path, res)
             ctx.log(
-                f"{LABELS[name]} seed {seed}: test NRMSE (rms) {piece['test_nrmse']['rms']:.4f}, "
+                f"{LABELS[name]} seed {seed}: {ctx.eval_split} NRMSE (rms) {piece['test_nrmse']['rms']:.4f}, "
                 f"MSE {piece['test_mse']:.3e}, best epoch {piece['best_epoch']}/{piece['epochs']}, "
                 f"{piece['seconds_per_epoch']:.2f} s/epoch"
             )

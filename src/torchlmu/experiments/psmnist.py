@@ -63,6 +63,9 @@ class Config:
     # The classifier's initialisation: "torch" (nn.Linear's default, U(±1/√212) = ±0.069, bias
     # likewise) or "keras" (Keras's Dense, which the paper used: Glorot-uniform ±0.164, bias 0).
     readout_init: str = "torch"
+    # The validation metric that selects the tested epoch: "val_acc" (highest accuracy), or
+    # "val_loss" (lowest cross-entropy: the paper's checkpoint rule).
+    monitor: str = "val_acc"
     n_train: int | None = None  # None: all 50,000
     n_eval: int | None = None  # None: all 10,000 validation and test sequences
     data_root: str | None = None
@@ -121,6 +124,13 @@ def load(cfg: Any):
         ) from e
 
 
+def _monitor(cfg: Any) -> str:
+    m = getattr(cfg, "monitor", "val_acc")
+    if m not in ("val_acc", "val_loss"):
+        raise ValidationError("Config.monitor", "'val_acc' or 'val_loss'", repr(m))
+    return m
+
+
 def train_classifier(
     model: nn.Module,
     splits,
@@ -128,12 +138,14 @@ def train_classifier(
     ctx: RunContext,
     folder: Path,
     desc: str,
-    final: bool = False,
+    last_epoch: bool = False,
 ) -> dict[str, Any]:
     """The shared psMNIST protocol: fit, keep the best validation accuracy, test it once.
 
-    With ``final`` the last epoch is tested instead (for a refit whose training data include the
-    validation set, where validation cannot select)."""
+    With ``last_epoch`` the last epoch is tested instead (for a refit whose training data include
+    the validation set, where validation cannot select). The test set is evaluated only in the
+    final run of a committed protocol (``ctx.final``); a tuning run returns ``test_acc`` and
+    ``test_loss`` as None and never reads a test sequence."""
     train, valid, test = splits
     n_train = len(train) if cfg.n_train is None else min(cfg.n_train, len(train))
     n_eval = len(valid) if cfg.n_eval is None else min(cfg.n_eval, len(valid))
@@ -195,8 +207,8 @@ def train_classifier(
         evaluate=evaluate,
         epochs=cfg.epochs,
         out=folder,
-        monitor="val_acc",
-        mode="max",
+        monitor=_monitor(cfg),
+        mode="min" if _monitor(cfg) == "val_loss" else "max",
         resume=ctx.resume,
         progress=ctx.progress,
         desc=desc,
@@ -206,13 +218,15 @@ def train_classifier(
         clip_grad_norm=getattr(cfg, "clip_grad_norm", None),
         cuda_graph=graph,
     )
-    if not final:
-        load_best(model, res)
-    model.eval()
-    with torch.no_grad():
-        test_loss, test_acc = evaluate_split(
-            model, test, len(test) if cfg.n_eval is None else min(cfg.n_eval, len(test))
-        )
+    test_loss = test_acc = None
+    if ctx.final:
+        if not last_epoch:
+            load_best(model, res)
+        model.eval()
+        with torch.no_grad():
+            test_loss, test_acc = evaluate_split(
+                model, test, len(test) if cfg.n_eval is None else min(cfg.n_eval, len(test))
+            )
     return {
         "test_acc": test_acc,
         "test_loss": test_loss,
@@ -263,6 +277,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         "experiment": NAME,
         "quick": ctx.quick,
         "seed": ctx.seed,
+        **ctx.mode(),
         "config": asdict(cfg),
         "results": {"seeds": {str(ctx.seed): r}},
         "wall_seconds": time.perf_counter() - t0,
@@ -280,8 +295,9 @@ def table(results: dict[str, Any]) -> str:
     ]
     for s, r in results["results"]["seeds"].items():
         spe = sum(r["seconds_per_epoch"]) / max(1, len(r["seconds_per_epoch"]))
+        test = "not computed (tuning)" if r.get("test_acc") is None else f"{r['test_acc']:.2f}"
         rows.append(
-            f"| {s} | {r['test_acc']:.2f} | {r['best_val_acc']:.2f} | {r['best_epoch']} | {r['params']:,} | {spe:.0f} |"
+            f"| {s} | {test} | {r['best_val_acc']:.2f} | {r['best_epoch']} | {r['params']:,} | {spe:.1f} |"
         )
     p = results["paper"]
     rows.append(
@@ -302,7 +318,7 @@ def across_runs(runs: list[tuple[str, dict[str, Any]]]) -> str | None:
 
     groups: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for folder, r in runs:
-        if r.get("quick"):
+        if r.get("quick") or r.get("mode") == "tuning":  # tuning runs have no test metric
             continue
         # fields added since a run was made take their defaults (= what the run did)
         cfg = {**asdict(Config()), **r["config"]}

@@ -12,7 +12,6 @@ better than u = x (``results/psmnist-parallel/tuning``).
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -24,7 +23,7 @@ from ..data.mnist import SequentialMNIST
 from ..exceptions import ValidationError
 from ..memory import LegendreMemory
 from . import distributed, psmnist
-from .harness import RunContext, atomic_write_json, provenance
+from .harness import RunContext, atomic_write_json, mean_std_ci, provenance
 
 NAME = "psmnist-parallel"
 TITLE = "Permuted sequential MNIST (parallel LMU, ICML 2021)"
@@ -48,6 +47,11 @@ class Config:
     # the ICML paper's equation as third-party reimplementations read it).
     input_map: str = "identity"
     hidden_sees_x: bool = False  # the hidden layer reads [m_T, x_T] instead of m_T alone
+    # The memory's last state as the hidden layer sees it: "none" (raw), or "batchnorm"
+    # (BatchNorm1d without affine parameters: each of the d components standardised, no
+    # trainable parameter added). The raw components differ in scale by about √(2i+1) (a
+    # Legendre coefficient of a white-ish input), so the high orders dominate the first layer.
+    feature_norm: str = "none"
     # Also refit: the same settings and seed on all 60,000 training images (train + validation),
     # the final epoch tested once. Validation justifies it: the final epoch of the selected run
     # is within 0.05% of its best validation accuracy. Reported beside the selected run.
@@ -81,6 +85,12 @@ class ParallelModel(nn.Module):
         with torch.no_grad():
             self.memory.input_encoders.fill_(1.0)  # u = x
         self.memory.input_encoders.requires_grad_(False)
+        if cfg.feature_norm not in ("none", "batchnorm"):
+            raise ValidationError(
+                "Config.feature_norm", "'none' or 'batchnorm'", repr(cfg.feature_norm)
+            )
+        width = cfg.order + (1 if cfg.hidden_sees_x else 0)
+        self.norm = nn.BatchNorm1d(width, affine=False) if cfg.feature_norm == "batchnorm" else None
         self.head = nn.Sequential(
             nn.Linear(cfg.order + (1 if cfg.hidden_sees_x else 0), cfg.hidden),
             nn.ReLU(),
@@ -91,14 +101,19 @@ class ParallelModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = x if self.input_map is None else torch.relu(self.input_map(x))
         m = self.memory(u)[0]  # the last state only: one matmul
-        return self.head(torch.cat([m, x[:, -1]], -1) if self.hidden_sees_x else m)
+        f = torch.cat([m, x[:, -1]], -1) if self.hidden_sees_x else m
+        return self.head(f if self.norm is None else self.norm(f))
 
 
 def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
+    """Train every seed of ``cfg.seeds``; test each best-validation checkpoint (and the refit)
+    only in a final run (``ctx.final``). A tuning run trains no refit, whose validation numbers
+    would include its own training images, and reports validation alone."""
     t0 = time.perf_counter()
     splits = psmnist.load(cfg)
+    refit = cfg.refit and ctx.final
     full = None
-    if cfg.refit:  # train + validation, already in sequence (permuted) order
+    if refit:  # train + validation, already in sequence (permuted) order
         full = SequentialMNIST(
             torch.cat([splits.train.sequences, splits.valid.sequences]),
             torch.cat([splits.train.labels, splits.valid.labels]),
@@ -110,7 +125,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         ctx.seed_all()
         model = ParallelModel(cfg).to(ctx.device)
         ctx.log(f"parallel LMU seed {ctx.seed}: {psmnist.n_params(model):,} trainable parameters")
-        per_seed[str(ctx.seed)] = psmnist.train_classifier(
+        r = per_seed[str(ctx.seed)] = psmnist.train_classifier(
             model,
             splits,
             cfg,
@@ -118,8 +133,11 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             ctx.subdir(f"train_seed{ctx.seed}"),
             f"psMNIST parallel seed {ctx.seed}",
         )
-        ctx.log(f"seed {ctx.seed}: test {per_seed[str(ctx.seed)]['test_acc']:.2f}%")
-        if cfg.refit:
+        ctx.log(
+            f"seed {ctx.seed}: best val {r['best_val_acc']:.2f}% (epoch {r['best_epoch']})"
+            + (f", test {r['test_acc']:.2f}%" if r["test_acc"] is not None else "")
+        )
+        if refit:
             ctx.seed_all()
             model = ParallelModel(cfg).to(ctx.device)
             r = psmnist.train_classifier(
@@ -129,7 +147,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
                 ctx,
                 ctx.subdir(f"refit_seed{ctx.seed}"),
                 f"psMNIST parallel refit seed {ctx.seed}",
-                final=True,
+                last_epoch=True,
             )
             per_seed[str(ctx.seed)]["refit"] = {
                 "test_acc": r["test_acc"],
@@ -140,17 +158,24 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
                 "history": r["history"],  # its val_* include training images: not a selection
             }
             ctx.log(f"seed {ctx.seed} refit on {len(full):,}: test {r['test_acc']:.2f}%")
+        # every finished seed at once: a run stopped between seeds still leaves its numbers
+        # (a partial result, labelled so); results.json is written only when all seeds are done
+        atomic_write_json(
+            ctx.out / "partial.json",
+            {
+                "experiment": NAME,
+                "partial": True,
+                "seeds_done": list(per_seed),
+                "seeds_planned": [base_seed + k for k in cfg.seeds],
+                **ctx.mode(),
+                "config": asdict(cfg),
+                "results": {"seeds": per_seed, "summary": summarise(per_seed)},
+                "wall_seconds": time.perf_counter() - t0,
+                "provenance": provenance(ctx.threads or 1, ctx.device),
+            },
+        )
     ctx.seed = base_seed
-    accs = [r["test_acc"] for r in per_seed.values()]
-    summary = {
-        "test_acc_mean": statistics.mean(accs),
-        "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        "n_seeds": len(accs),
-    }
-    if cfg.refit:
-        ra = [r["refit"]["test_acc"] for r in per_seed.values()]
-        summary["refit_test_acc_mean"] = statistics.mean(ra)
-        summary["refit_test_acc_std"] = statistics.stdev(ra) if len(ra) > 1 else 0.0
+    summary = summarise(per_seed)
     first = next(iter(per_seed.values()))
     if distributed.is_main():
         psmnist.curves(
@@ -162,6 +187,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         "experiment": NAME,
         "quick": ctx.quick,
         "seed": base_seed,
+        **ctx.mode(),
         "config": asdict(cfg),
         "results": {"seeds": per_seed, "summary": summary},
         "wall_seconds": time.perf_counter() - t0,
@@ -172,31 +198,68 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
     return results
 
 
+def summarise(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean, sample std and 95 % t-interval over seeds of the best validation accuracy and,
+    where the run tested, of the test accuracy (and the refit's)."""
+    runs = list(per_seed.values())
+    val = mean_std_ci(r["best_val_acc"] for r in runs)
+    summary: dict[str, Any] = {"n_seeds": len(runs), "best_val_acc": val}
+    if all(r.get("test_acc") is not None for r in runs):
+        test = mean_std_ci(r["test_acc"] for r in runs)
+        summary.update(
+            test_acc=test,
+            # the flat fields older reports and runs use
+            test_acc_mean=test["mean"],
+            test_acc_std=test["std"] or 0.0,
+        )
+    refits = [r["refit"]["test_acc"] for r in runs if "refit" in r]
+    if refits:
+        ra = mean_std_ci(refits)
+        summary.update(
+            refit_test_acc=ra, refit_test_acc_mean=ra["mean"], refit_test_acc_std=ra["std"] or 0.0
+        )
+    return summary
+
+
+def _interval(s: dict[str, Any], key: str) -> str:
+    """``mean ± std %, 95 % interval [a, b]`` of ``s[key]`` (older results: flat fields only)."""
+    d = s.get(key.removesuffix("_mean"))
+    if isinstance(d, dict):
+        if not d.get("ci95"):  # one seed
+            return f"{d['mean']:.2f} % (one seed)"
+        lo, hi = d["ci95"]
+        return f"{d['mean']:.2f} ± {d['std']:.2f} % (95 % t-interval {lo:.2f}–{hi:.2f})"
+    return f"{s[key]:.2f} ± {s[key.replace('_mean', '_std')]:.2f} %"
+
+
 def _refit_line(s: dict[str, Any]) -> str:
     if "refit_test_acc_mean" not in s:
         return ""
     return (
-        f" Refit on all 60,000 training images (same settings, final epoch): "
-        f"{s['refit_test_acc_mean']:.2f} ± {s['refit_test_acc_std']:.2f} %."
+        " Refit on all 60,000 training images (same settings, final epoch): "
+        + _interval(s, "refit_test_acc_mean")
+        + "."
+    )
+
+
+def _summary_line(s: dict[str, Any]) -> str:
+    if "test_acc_mean" not in s:  # a tuning run: validation only
+        return (
+            f"Tuning run (no test metric computed): best validation accuracy over "
+            f"{s['n_seeds']} seeds " + _interval(s, "best_val_acc_mean") + "."
+        )
+    return (
+        f"Test accuracy over {s['n_seeds']} seeds: "
+        + _interval(s, "test_acc_mean")
+        + f" (paper: {PAPER['test_acc']:.2f} %)."
+        + _refit_line(s)
     )
 
 
 def table(results: dict[str, Any]) -> str:
-    t = psmnist.table(results)
-    s = results["results"]["summary"]
-    return (
-        t
-        + f"\n\nTest accuracy over {s['n_seeds']} seeds: {s['test_acc_mean']:.2f} ± {s['test_acc_std']:.2f} % (paper: {PAPER['test_acc']:.2f} %)."
-        + _refit_line(s)
-    )
+    return psmnist.table(results) + "\n\n" + _summary_line(results["results"]["summary"])
 
 
 def report_section(results: dict[str, Any], prefix: str = "") -> str:
     body = psmnist.report_section(results, prefix, TITLE, "psmnist_parallel_curves.png")
-    s = results["results"]["summary"]
-    return (
-        body
-        + f"\nMean ± std over {s['n_seeds']} seeds: {s['test_acc_mean']:.2f} ± {s['test_acc_std']:.2f} %."
-        + _refit_line(s)
-        + "\n"
-    )
+    return body + "\n" + _summary_line(results["results"]["summary"]) + "\n"

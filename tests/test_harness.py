@@ -1,0 +1,369 @@
+"""The harness's protocol discipline: best-by-validation selection, tuning vs final runs,
+protocol files that must be committed, output folders that are never silently overwritten, and
+resumes that refuse a changed configuration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchlmu.cli import main
+from torchlmu.exceptions import TorchLMUError
+from torchlmu.experiments.harness import (
+    ProtocolError,
+    RunContext,
+    claim_output,
+    fit,
+    load_best,
+    load_protocol,
+    mean_std_ci,
+    t_quantile_975,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+# ------------------------------------------------------------------- best-by-validation
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_fit_keeps_the_best_validation_epoch_not_the_last(tmp_path, mode):
+    """The validation metric is scripted to peak at epoch 2 of 4: the best epoch, its metrics,
+    best.pt and load_best must all be epoch 2's, never the last epoch's. (Mutation-checked:
+    replacing the comparison by "always take the newest epoch" fails this test.)"""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    scripted = [3.0, 1.0, 2.0, 1.5] if mode == "min" else [1.0, 3.0, 2.0, 2.5]
+    snapshots: list[torch.Tensor] = []
+
+    def evaluate(m):
+        snapshots.append(m.weight.detach().clone())
+        return {"score": scripted[len(snapshots) - 1]}
+
+    res = fit(
+        model,
+        opt,
+        train_batches=lambda epoch: [(x, y)],
+        step_loss=lambda m, a, b: (((m(a) - b) ** 2).mean(), {}),
+        evaluate=evaluate,
+        epochs=4,
+        out=tmp_path,
+        monitor="score",
+        mode=mode,
+        progress=False,
+    )
+    assert res.best_epoch == 2 and res.best == {"score": scripted[1]}
+    assert not torch.equal(snapshots[1], snapshots[3])  # training moved the weights
+    saved = torch.load(res.best_path, weights_only=False)
+    assert saved["epoch"] == 2 and torch.equal(saved["model"]["weight"], snapshots[1])
+    load_best(model, res)
+    assert torch.equal(model.weight, snapshots[1])
+
+
+# ---------------------------------------------------------------------------- statistics
+def test_t_quantiles_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in range(1, 31):
+        assert t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4)
+    s = mean_std_ci([98.0, 98.2, 98.4, 98.1, 98.3])
+    assert s["mean"] == pytest.approx(98.2) and s["std"] == pytest.approx(0.158114, rel=1e-5)
+    half = stats.t.ppf(0.975, 4) * s["std"] / 5**0.5
+    assert s["ci95"] == pytest.approx([98.2 - half, 98.2 + half], abs=1e-4)
+    assert mean_std_ci([97.0]) == {"n": 1, "mean": 97.0, "std": None, "ci95": None}
+
+
+# --------------------------------------------------------------------------- output folders
+IDENT = {"experiment": "x", "seed": 0, "config": {"lr": 0.001, "epochs": 3}}
+
+
+def test_a_used_folder_is_refused_without_force(tmp_path):
+    out = tmp_path / "run"
+    claim_output(out, IDENT, resume=False, force=False)  # a new folder: claimed
+    assert json.loads((out / "run.json").read_text())["identity"] == IDENT
+    with pytest.raises(ProtocolError, match=r"unfinished run.*--resume"):
+        claim_output(out, IDENT, resume=False, force=False)
+    (out / "results.json").write_text("{}")
+    with pytest.raises(ProtocolError, match=r"finished run.*--force"):
+        claim_output(out, IDENT, resume=False, force=False)
+    other = tmp_path / "other"  # anything in a folder: refused as well
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ProtocolError, match="holds files"):
+        claim_output(other, IDENT, resume=False, force=False)
+    changed = {**IDENT, "config": {"lr": 0.01, "epochs": 3}}
+    claim_output(out, changed, resume=False, force=True)  # --force: overwritten
+    assert json.loads((out / "run.json").read_text())["identity"] == changed
+
+
+def test_resume_refuses_a_changed_configuration_and_names_the_fields(tmp_path):
+    out = tmp_path / "run"
+    claim_output(out, IDENT, resume=False, force=False)
+    started = json.loads((out / "run.json").read_text())["started"]
+    claim_output(out, IDENT, resume=True, force=False)  # unchanged: fine
+    run = json.loads((out / "run.json").read_text())
+    assert run["started"] == started and len(run["resumed"]) == 1  # the start is kept
+    changed = {**IDENT, "seed": 1, "config": {"lr": 0.01, "epochs": 3}}
+    with pytest.raises(ProtocolError) as e:
+        claim_output(out, changed, resume=True, force=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "config.lr: 0.001 -> 0.01" in msg and "seed: 0 -> 1" in msg
+    assert "epochs" not in msg  # only the fields that differ
+    # a folder from before run.json existed: its results.json's config is compared
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(json.dumps({"config": {"lr": 0.001, "epochs": 3}}))
+    with pytest.raises(ProtocolError, match=r"config\.lr: 0\.001 -> 0\.01"):
+        claim_output(old, changed, resume=True, force=False)
+    # a Config field added since that run (absent from its results.json) is not a change
+    claim_output(old, {**IDENT, "config": {**IDENT["config"], "new": 1}}, resume=True, force=False)
+
+
+def test_cli_resume_with_changed_set_is_refused_before_any_work(tmp_path):
+    """The audit's case: a run started at lr 0.001, resumed with --set lr=0.01."""
+    out = tmp_path / "p"
+    args = ["reproduce", "psmnist-parallel", "--quick", "--out", str(out), "--threads", "1"]
+    ctx = RunContext(out=out, progress=False, quick=True)
+    from dataclasses import asdict
+
+    from torchlmu.experiments import psmnist_parallel as pp
+
+    ident = {
+        "experiment": "psmnist-parallel",
+        "quick": True,
+        "seed": 0,
+        "mode": "tuning",
+        "protocol": None,
+        "config": asdict(pp.Config().quick()),
+    }
+    ctx.claim(ident)
+    with pytest.raises(ProtocolError, match=r"config\.lr: 0\.002 -> 0\.01"):
+        main([*args, "--resume", "--set", "lr=0.01"])
+    with pytest.raises(ProtocolError, match="--force"):
+        main(args)  # not resumed, not forced: the folder is taken
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # nothing was trained
+
+
+def test_cli_error_is_one_line_from_the_shell(tmp_path):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    p = subprocess.run(
+        [sys.executable, "-m", "torchlmu", "reproduce", "capacity", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "torchlmu: error:" in p.stderr
+    assert "--force" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_default_output_is_runs_not_results(tmp_path, monkeypatch):
+    """Without --out a run writes to runs/NAME (runs/NAME-quick with --quick), never results/."""
+    from dataclasses import dataclass, replace
+
+    import torchlmu.experiments as experiments
+
+    @dataclass
+    class FakeConfig:
+        n: int = 2
+
+        def quick(self):
+            return replace(self, n=1)
+
+    class Fake:
+        Config = FakeConfig
+
+        @staticmethod
+        def run(cfg, ctx):
+            (ctx.out / "results.json").write_text(json.dumps({"n": cfg.n}))
+            return {}
+
+    monkeypatch.setattr(experiments, "get", lambda name: Fake)
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "capacity", "--quick", "--threads", "1"]) == 0
+    assert main(["reproduce", "capacity", "--threads", "1"]) == 0
+    assert json.loads(Path("runs/capacity-quick/results.json").read_text()) == {"n": 1}
+    assert json.loads(Path("runs/capacity/results.json").read_text()) == {"n": 2}
+    assert not Path("results").exists()
+    with pytest.raises(ProtocolError, match="--force"):  # and never overwritten silently
+        main(["reproduce", "capacity", "--threads", "1"])
+
+
+# -------------------------------------------------------------------------------- protocols
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def repo(tmp_path):
+    r = tmp_path / "repo"
+    (r / "results").mkdir(parents=True)
+    _git(r, "init", "-q")
+    return r
+
+
+def _protocol(repo: Path, name: str = "p.json", **kw) -> Path:
+    spec = {
+        "experiment": "psmnist-parallel",
+        "config": {"epochs": 1, "n_train": 300, "n_eval": 200, "seeds": [0]},
+        "seed": 0,
+        "selection_rule": "best validation accuracy; test once",
+        **kw,
+    }
+    p = repo / "results" / name
+    p.write_text(json.dumps(spec))
+    return p
+
+
+def test_protocol_must_be_committed_and_unchanged(repo):
+    p = _protocol(repo)
+    with pytest.raises(ProtocolError, match="not committed"):
+        load_protocol(p, "psmnist-parallel")
+    _git(repo, "add", "results/p.json")
+    with pytest.raises(ProtocolError, match="not committed"):  # staged is not committed
+        load_protocol(p, "psmnist-parallel")
+    _git(repo, "commit", "-qm", "protocol")
+    spec = load_protocol(p, "psmnist-parallel")
+    import hashlib
+
+    cite = spec["_cite"]
+    assert cite["path"] == "results/p.json"
+    assert cite["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert len(cite["commit"]) == 40
+    with pytest.raises(ProtocolError, match="'psmnist'"):
+        load_protocol(p, "psmnist")  # another experiment's protocol
+    p.write_text(p.read_text().replace('"epochs": 1', '"epochs": 2'))
+    with pytest.raises(ProtocolError, match="changed since its last commit"):
+        load_protocol(p, "psmnist-parallel")
+
+
+def test_protocol_excludes_quick_set_and_another_seed(repo, tmp_path):
+    p = _protocol(repo)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "protocol")
+    base = ["reproduce", "psmnist-parallel", "--protocol", str(p), "--out", str(tmp_path / "o")]
+    for extra, what in (
+        (["--quick"], "drop --quick"),
+        (["--set", "lr=1"], "drop --quick and --set"),
+        (["--seed", "3"], "fixes seed 0"),
+    ):
+        with pytest.raises(ProtocolError, match=what):
+            main([*base, *extra])
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not (MNIST / "t10k-labels-idx1-ubyte.gz").exists(), reason="no MNIST")
+def test_final_run_of_a_committed_protocol_tests_and_cites_it(repo, tmp_path):
+    p = _protocol(repo)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "protocol")
+    out = tmp_path / "final"
+    base = ["reproduce", "psmnist-parallel", "--protocol", str(p), "--out", str(out)]
+    assert main([*base, "--threads", "1", "--no-progress"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["mode"] == "final" and r["evaluated_split"] == "test"
+    assert r["protocol"]["path"] == "results/p.json" and r["protocol"]["sha256"]
+    assert r["config"]["epochs"] == 1 and r["config"]["n_train"] == 300
+    seed = r["results"]["seeds"]["0"]
+    assert 0 <= seed["test_acc"] <= 100 and "refit" in seed
+    with pytest.raises(TorchLMUError, match="finished run"):
+        main([*base, "--threads", "1"])  # the finished final run is not overwritten
+
+
+# ----------------------------------------------------------------------------------- report
+def test_report_lists_history_and_keeps_superseded_runs_out_of_the_results(tmp_path):
+    """A results.json inside a history folder is not reported as a result; history.json files
+    become a per-experiment table of every full run with its status and why."""
+    from torchlmu.experiments.report import write_report
+
+    old = tmp_path / "psmnist-parallel" / "history" / "old"
+    old.mkdir(parents=True)
+    (old / "results.json").write_text(json.dumps({"experiment": "psmnist-parallel"}))
+    run = {
+        "date": "2026-11-26",
+        "commit": "505058e",
+        "protocol": "constant lr",
+        "result": "test 98.18 ± 0.05 %",
+        "status": "superseded",
+        "why": "schedule changed",
+        "files": "`history/old`",
+    }
+    (tmp_path / "psmnist-parallel" / "history.json").write_text(
+        json.dumps({"experiment": "psmnist-parallel", "runs": [run], "notes": ["a note"]})
+    )
+    text = write_report(tmp_path).read_text()
+    assert "No results.json found" in text  # the superseded run is not a result
+    assert "## psmnist-parallel: history of every full run" in text
+    assert (
+        "| 1 | 2026-11-26, 505058e | constant lr | test 98.18 ± 0.05 % "
+        "| superseded: schedule changed | `history/old` |" in text
+    )
+    assert "- a note" in text and "`psmnist-parallel/history.json`" in text
+
+
+@pytest.mark.parametrize("clip, fraction", [(1e-6, 1.0), (1e6, 0.0)])
+def test_fit_records_how_often_clipping_fires(tmp_path, clip, fraction):
+    """With clip_grad_norm each epoch records the fraction of clipped steps and the median
+    pre-clipping norm (here checked against the norm computed by hand for one-step epochs)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: every epoch sees the same norm
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    loss = ((model(x) - y) ** 2).mean()
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    norm = float(torch.sqrt(sum((g**2).sum() for g in grads)))
+    res = fit(
+        model,
+        opt,
+        train_batches=lambda epoch: [(x, y)],
+        step_loss=lambda m, a, b: (((m(a) - b) ** 2).mean(), {}),
+        evaluate=lambda m: {"val_loss": 0.0},
+        epochs=2,
+        out=tmp_path,
+        progress=False,
+        clip_grad_norm=clip,
+    )
+    for row in res.history:
+        assert row["clipped_fraction"] == fraction
+        assert row["grad_norm_median"] == pytest.approx(norm, rel=1e-5)
+
+
+def test_psmnist_monitor_selects_by_validation_loss_when_asked(tmp_path, monkeypatch):
+    """Config.monitor = "val_loss" (the paper's rule) selects the lowest validation loss."""
+    from dataclasses import replace
+
+    from torchlmu.exceptions import ValidationError
+    from torchlmu.experiments import psmnist
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(model, optimizer, **kw):
+        seen.update(monitor=kw["monitor"], mode=kw["mode"])
+        raise Stop
+
+    monkeypatch.setattr(psmnist, "fit", fake_fit)
+    ctx = RunContext(out=tmp_path, threads=1, progress=False, log=lambda s: None)
+    splits = (list(range(10)), list(range(10)), list(range(10)))
+    for monitor, mode in (("val_acc", "max"), ("val_loss", "min")):
+        cfg = replace(psmnist.Config(), monitor=monitor)
+        with pytest.raises(Stop):
+            psmnist.train_classifier(torch.nn.Linear(1, 1), splits, cfg, ctx, tmp_path, "t")
+        assert seen == {"monitor": monitor, "mode": mode}
+    with pytest.raises(ValidationError, match="monitor"):
+        cfg = replace(psmnist.Config(), monitor="val_auc")
+        psmnist.train_classifier(torch.nn.Linear(1, 1), splits, cfg, ctx, tmp_path, "t")
