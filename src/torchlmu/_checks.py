@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._tracing import tracing
 from .exceptions import DTypeError, ValidationError
 
 
@@ -43,7 +44,7 @@ def prepare_sequence(
         raise ValidationError(
             name, f"shape {layout} or (T, I) with I = input_size = {input_size}", tuple(x.shape)
         )
-    if not _tracing() and x.shape[0 if x.dim() == 2 or not batch_first else 1] == 0:
+    if not tracing() and x.shape[0 if x.dim() == 2 or not batch_first else 1] == 0:
         raise ValidationError(name, "at least one time step", tuple(x.shape))
     if x.dim() == 2:
         return x.unsqueeze(1), False
@@ -65,14 +66,10 @@ def prepare_lengths(
     lt = lt.reshape(-1) if lt.dim() == 0 else lt
     if lt.shape != (B,):
         raise ValidationError(name, f"shape ({B},) (one length per sequence)", tuple(lt.shape))
-    if lt.device.type == "cpu" and not _tracing():
+    if lt.device.type == "cpu" and not tracing():
         if bool((lt < 1).any()) or bool((lt > T).any()):
             raise ValidationError(name, f"values in [1, {T}]", lt.tolist())
     return lt.to(device=device, dtype=torch.long)
-
-
-def _tracing() -> bool:
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def check_input_step(name: str, x: object, input_size: int, dtype: torch.dtype) -> Tensor:

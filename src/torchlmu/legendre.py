@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._tracing import tracing
 from .exceptions import ValidationError
 
 __all__ = [
@@ -200,11 +201,7 @@ def apply_powers(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
     Returns:
         ``(length, ..., d)``.
     """
-    if (  # a possibly symbolic length: one graph for every length
-        isinstance(length, torch.SymInt)
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
-    ):
+    if isinstance(length, torch.SymInt) or tracing():  # possibly symbolic: one graph for all
         return _powers_op(x0, Ad, length)
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
         raise ValidationError("length", "an integer >= 0", repr(length))

@@ -34,6 +34,7 @@ from ._checks import (
     prepare_lengths,
     prepare_sequence,
 )
+from ._tracing import tracing
 from .exceptions import UnstableDiscretizationWarning, ValidationError
 
 __all__ = ["LegendreMemory", "lecun_uniform_"]
@@ -51,12 +52,6 @@ def lecun_uniform_(w: Tensor) -> Tensor:
 def _accept_old_state_dict(module, state_dict, prefix, *args) -> None:
     """State dicts saved before the configuration was (no ``_extra_state``) load unchecked."""
     state_dict.setdefault(prefix + "_extra_state", module.get_extra_state())
-
-
-def _tracing() -> bool:
-    """Inside torch.compile or torch.export: no memo may be read or written (they would be
-    baked in as constants or filled with fake tensors), and shapes may be symbolic."""
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 class LegendreMemory(nn.Module):
@@ -259,7 +254,7 @@ class LegendreMemory(nn.Module):
         """``build()`` memoised under ``key`` where that is sound: a fixed θ (else the weights
         depend on the graph), eagerly (a compiled or exported graph builds them itself). The
         memo is emptied whenever θ, dt, the device or the dtype change."""
-        if self.log_theta is not None or _tracing():
+        if self.log_theta is not None or tracing():
             return build()
         val = self._memo.get(key)
         if val is None:

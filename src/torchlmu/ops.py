@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._tracing import tracing
 from .exceptions import ValidationError
 from .legendre import apply_powers
 
@@ -180,11 +181,7 @@ def chunk_size(T: int, d: int) -> int:
 def _symbolic(T: int) -> bool:
     """Whether T may be symbolic (inside torch.compile or torch.export): then no choice may
     depend on its value, so that one graph serves every length."""
-    return (
-        isinstance(T, torch.SymInt)
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
-    )
+    return isinstance(T, torch.SymInt) or tracing()
 
 
 def _divisor_near(T: int, base: int) -> int:
@@ -270,7 +267,7 @@ def _block_carries(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
     The sequential part of the blocked memory, as the custom operator
     ``torchlmu::block_carries`` when a gradient is needed or a graph is traced (one node for any
     number of blocks); twin: :func:`block_carries_reference`."""
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if tracing():
         return _block_carries_op(E, AL, S0)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (E, AL, S0)):
         return _block_carries_op(E, AL, S0)
@@ -554,12 +551,7 @@ def split_nonfinite(u: Tensor) -> tuple[Tensor, Tensor | None]:
     :func:`poison` marks the steps a step loop would have made non-finite. Eagerly on the CPU,
     where it costs no device synchronisation, a finite u returns (u, None) without a copy.
     """
-    if (
-        u.device.type == "cpu"
-        and not torch.compiler.is_compiling()
-        and not torch.compiler.is_exporting()
-        and bool(torch.isfinite(u).all())
-    ):
+    if u.device.type == "cpu" and not tracing() and bool(torch.isfinite(u).all()):
         return u, None
     finite = torch.isfinite(u)
     after = torch.cummax((~finite).to(torch.uint8), 0).values.bool()

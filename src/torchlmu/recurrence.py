@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._tracing import tracing
+
 __all__ = [
     "ACTIVATIONS",
     "CELL_KINDS",
@@ -233,21 +235,17 @@ def elman_scan(
     if not torch.is_grad_enabled() or not (
         pre.requires_grad or h0.requires_grad or W.requires_grad
     ):
-        if _tracing():
+        if tracing():
             Hs, last = _elman_scan_op(pre, h0, W, act)
         else:
             with torch.no_grad():
                 Hs = _elman_forward(pre, h0, W, act, pre if inplace else torch.empty_like(pre))
                 last = Hs[-1].clone()
-    elif inplace and not _tracing():
+    elif inplace and not tracing():
         Hs, last = _ElmanScan.apply(pre, h0, W, act)
     else:
         Hs, last = _elman_scan_op(pre, h0, W, act)
     return (Hs, last) if return_last else Hs
-
-
-def _tracing() -> bool:
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 # ---------------------------------------------------------------- fully recurrent LMU (Elman)
@@ -502,7 +500,7 @@ def lmu_elman_scan(
         memory states ``(T, B, C·d)`` and hidden states ``(T, B, H)`` (and the last of each).
     """
     args = (xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh)
-    if _tracing() or (
+    if tracing() or (
         torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in args)
     ):
         out = _lmu_elman_op(*args, act)[:4]
@@ -686,7 +684,7 @@ def cell_scan(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """:func:`cell_scan_reference`, as the operator ``torchlmu::cell_scan`` inside a compiled or
     exported graph (eagerly, the loop itself)."""
-    if not _tracing():
+    if not tracing():
         return cell_scan_reference(kind, pre, h0, c0, W_hh, b_hh, lengths)
     ys, h, c = _cell_scan_op(kind, pre, h0, c0, W_hh, b_hh, lengths)
     return ys, h, (None if c0 is None else c)
