@@ -38,6 +38,14 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 # no intersphinx: CI builds offline (only package registries are reachable)
 
+# MathJax comes from its CDN by default; for reading offline point TORCHLMU_MATHJAX at a local
+# MathJax 2 (e.g. Debian's libjs-mathjax: /usr/share/javascript/mathjax/MathJax.js).
+if os.environ.get("TORCHLMU_MATHJAX"):
+    mathjax_path = "file://" + os.environ["TORCHLMU_MATHJAX"] + "?config=TeX-AMS-MML_HTMLorMML"
+    myst_update_mathjax = False  # its MathJax 3 settings would stop MathJax 2 from loading
+    mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]}}
+autodoc_typehints_description_target = "documented_params"  # no bare "name (type)" entries
+
 html_theme = "furo"
 html_title = f"torchlmu {release}"
 html_static_path: list[str] = []

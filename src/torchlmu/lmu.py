@@ -550,10 +550,16 @@ def _fused_weights(cell: LMUCell) -> tuple[Tensor, Tensor]:
 class LMU(nn.Module):
     """The LMU sequence layer: the memory stage, then the hidden stage, over a whole sequence.
 
-    ``LMU(input_size, hidden_size, order, theta, **cell_options)``; the cell options are those of
-    :class:`LMUCell`, plus:
+    The remaining keyword options (``channels``, ``hidden_cell``, ``hidden_to_memory``,
+    ``memory_to_memory``, ``input_to_hidden``, ``bias``, ``memory_bias``, ``init``,
+    ``input_dropout``, ``recurrent_dropout``, ``method``, ``trainable_theta``, ``dt``, ``device``,
+    ``dtype``) are the cell's, as :class:`LMUCell` documents them.
 
     Args:
+        input_size: features of x.
+        hidden_size: H, units of the hidden part (None for ``hidden_cell=None``).
+        order: d, Legendre coefficients per memory channel.
+        theta: the memory's window θ in steps (in units of ``dt``).
         mode: ``"auto"`` (parallel whenever u depends on x alone), ``"parallel"`` (an error when it
             does not apply) or ``"recurrent"`` (memory and hidden part step together).
         num_layers: layers stacked, each layer's output the next one's input (as ``nn.LSTM``).
