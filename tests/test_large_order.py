@@ -81,13 +81,15 @@ def test_explicit_chunk_at_a_large_order_warns_with_its_cost():
 
 
 def test_zoh_cost_estimate_and_warning(monkeypatch):
-    # order 4096, θ 784: ‖M‖₁ = 4096²/784 ≈ 21400, 13 squarings + 5 products
+    # order 4096, θ 784: d²h = 4096²/784 ≈ 21400; structured: ⌈log2(21400/4)⌉ = 13 squarings;
+    # matrix_exp: 5 + ⌈log2(21400/3.01)⌉ = 18 products
     products, flops = legendre.zoh_cost(4096, 1 / 784)
-    assert products == 18 and flops == pytest.approx(18 * 2 * 4097**3)
-    assert legendre.zoh_cost(4, 1.0)[0] == 8  # ‖M‖₁ = 16: 5 + ⌈log2(16/3.01)⌉ = 5 + 3
+    assert products == 13 and flops == pytest.approx(13 * 2 * 4097**3)
+    assert legendre.zoh_cost(4096, 1 / 784, structured=False)[0] == 18
+    assert legendre.zoh_cost(4, 1.0, structured=False)[0] == 8  # 5 + ⌈log2(16/3.01)⌉
     monkeypatch.setattr(memory_module, "_WARN_FLOPS", 1e3)
-    with pytest.warns(CostWarning, match="computed once, now: about 5 dense products"):
-        LegendreMemory(1, 8, 1000.0)
+    with pytest.warns(CostWarning, match="computed once, now: about 11 dense 8x8 products"):
+        LegendreMemory(1, 8, 0.01)  # d²h/4 = 1600: 11 squarings
     with pytest.warns(CostWarning, match="in every forward"):
         LegendreMemory(1, 8, 1000.0, trainable_theta=True)
 

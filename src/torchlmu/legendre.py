@@ -34,6 +34,7 @@ __all__ = [
     "apply_powers",
     "discretize",
     "impulse_response",
+    "input_vector",
     "is_stable",
     "kernel_from_discrete",
     "min_stable_theta",
@@ -41,6 +42,7 @@ __all__ = [
     "spectral_radius",
     "state_space",
     "steps_cheaper",
+    "zoh",
     "zoh_cost",
 ]
 
@@ -100,8 +102,15 @@ def state_space(
     # (−1)^k for integer k as 1 − 2·(k mod 2) (exact; pow of a negative base is not needed)
     sign = lambda k: 1 - 2 * torch.remainder(k, 2)  # noqa: E731
     A = (2 * i + 1) * torch.where(i < j, -torch.ones_like(i - j), sign(i - j + 1))
-    B = (2 * n + 1) * sign(n)
-    return A.to(dtype), B.to(dtype)
+    return A.to(dtype), input_vector(order, dtype, device)
+
+
+def input_vector(
+    order: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> Tensor:
+    """B of :func:`state_space` alone, B_i = (2i+1)(−1)^i ``(order,)`` (without A's d² work)."""
+    n = torch.arange(check_order(order), dtype=torch.float64, device=device)
+    return ((2 * n + 1) * (1 - 2 * torch.remainder(n, 2))).to(dtype)
 
 
 def apply_A(m: Tensor) -> Tensor:
@@ -118,12 +127,9 @@ def apply_A(m: Tensor) -> Tensor:
         ``(..., d)`` in m's dtype.
     """
     d = m.shape[-1]
-    i = torch.arange(d, device=m.device)
-    s = (1 - 2 * (i % 2)).to(m.dtype)
-    tail = m.flip(-1).cumsum(-1).flip(-1)  # Σ_{j>=i} m_j
-    sm = s * m
-    head = sm.cumsum(-1) - sm  # Σ_{j<i} s_j m_j
-    return -(2 * i + 1).to(m.dtype) * (tail + s * head)
+    i = torch.arange(d, device=m.device, dtype=m.dtype).unsqueeze(1)
+    s = 1 - 2 * torch.remainder(i, 2)
+    return _A_times(m.reshape(-1, d).T, -(2 * i + 1), s).T.reshape(m.shape)
 
 
 def _as_f64(x: Tensor | float, device: torch.device) -> Tensor:
@@ -190,13 +196,75 @@ def discretize(
     return Ad.to(dtype), Bd.to(dtype)
 
 
-def zoh_cost(order: int, h: float) -> tuple[int, float]:
-    """(dense products, flops) of the ZOH discretisation of order d with step h = dt/θ by
-    torch's matrix exponential (scaling and squaring, Bader, Blanes & Casas 2019): about
-    5 + ⌈log2(‖M‖₁/3.01)⌉ products of (d+1)² matrices for M = [[A, B], [0, 0]]·h, whose 1-norm
-    is d²·h (every column of A sums to d² in magnitude, as does B)."""
+def _A_times(P: Tensor, D: Tensor, s: Tensor) -> Tensor:
+    """c·(A @ P) for P ``(d, n)`` and D = −(2i+1)·c ``(d, 1)``, in O(d·n) with two temporaries.
+
+    (A P)_i = −(2i+1)(Σ_j P_j − Σ_{j<=i} P_j + s_i Σ_{j<=i} s_j P_j): :func:`apply_A`'s two
+    cumulative sums, with Σ_{j>=i} P_j written as the total minus the inclusive sum (s_i² = 1
+    folds the two P_i terms)."""
+    C = P.cumsum(0)
+    total = C[-1:].clone()
+    Q = (P * s).cumsum_(0).mul_(s).sub_(C).add_(total)
+    del C
+    return Q.mul_(D)
+
+
+def zoh(
+    order: int, h: float, dtype: torch.dtype = torch.float64, device=None
+) -> tuple[Tensor, Tensor]:
+    """(Ā, B̄) of the LMU's memory by zero-order hold with step h = dt/θ, without forming A.
+
+    exp([[A, B], [0, 0]]·h) by scaling and squaring: the Taylor series of the scaled matrix
+    X = [[A, B], [0, 0]]·h/2^s (‖X‖₁ <= 4, degree 30: truncation below 1e-16, rounding within
+    u·e⁴) by Horner's rule, whose products with A cost O(d²) each (:func:`apply_A`'s two
+    cumulative sums), then s squarings, the only d³ work: s = ⌈log2(d²h/4)⌉, against
+    :func:`zoh_cost`'s 5 + ⌈log2(d²h/3.01)⌉ products of ``torch.linalg.matrix_exp``, whose
+    reference twin this is (:func:`discretize`). Float64 inside; not differentiable in h (a
+    trainable θ uses :func:`discretize`).
+
+    Returns:
+        Ā ``(order, order)``, B̄ ``(order,)``.
+    """
     d = check_order(order)
-    products = 5 + max(0, math.ceil(math.log2(max(d * d * h / 3.01, 1.0))))
+    check_theta(h, "h")
+    f64 = {"dtype": torch.float64, "device": device}
+    sq = max(0, math.ceil(math.log2(max(d * d * h / 4.0, 1.0))))
+    g = h / 2**sq
+    i = torch.arange(d, **f64).unsqueeze(1)
+    D = -(2 * i + 1)
+    s = 1 - 2 * torch.remainder(i, 2)
+    B = ((2 * i + 1) * s).squeeze(1)
+    # P holds the top d rows of the Horner partial sum (its last row is always e_d); the
+    # bottom-right entry of X is 0, so X·P's top rows are g·(A P_top + B ⊗ e_d).
+    P = torch.zeros(d, d + 1, **f64)
+    P[:, :d].diagonal().fill_(1.0)  # P = I; then P <- I + X P / k for k = 30 … 1
+    for k in range(30, 0, -1):
+        P = _A_times(P, D * (g / k), s)  # (g/k)·A P_top
+        P[:, d] += B * (g / k)
+        P[:, :d].diagonal().add_(1.0)
+    Ad, Bd = P[:, :d].contiguous(), P[:, d].clone()
+    del P
+    buf = torch.empty_like(Ad)
+    for _ in range(sq):  # [[Ā, B̄], [0, 1]]² = [[Ā², Ā B̄ + B̄], [0, 1]]
+        Bd = torch.addmv(Bd, Ad, Bd)
+        torch.mm(Ad, Ad, out=buf)
+        Ad, buf = buf, Ad
+    return Ad.to(dtype), Bd.to(dtype)
+
+
+def zoh_cost(order: int, h: float, structured: bool = True) -> tuple[int, float]:
+    """(dense d×d products, flops) of the ZOH discretisation of order d with step h = dt/θ.
+
+    ``structured``: :func:`zoh`'s ⌈log2(d²h/4)⌉ squarings (its Taylor series costs O(d²) per
+    term). Else ``torch.linalg.matrix_exp`` (scaling and squaring, Bader, Blanes & Casas
+    2019; a trainable θ's path): about 5 + ⌈log2(‖M‖₁/3.01)⌉ products of (d+1)² matrices for
+    M = [[A, B], [0, 0]]·h, whose 1-norm is d²·h (every column of A sums to d² in magnitude,
+    as does B)."""
+    d = check_order(order)
+    if structured:
+        products = max(0, math.ceil(math.log2(max(d * d * h / 4.0, 1.0))))
+    else:
+        products = 5 + max(0, math.ceil(math.log2(max(d * d * h / 3.01, 1.0))))
     return products, products * 2.0 * (d + 1) ** 3
 
 

@@ -177,13 +177,14 @@ class LegendreMemory(nn.Module):
         if self.method != "zoh":
             return
         d = self.order
-        products, flops = legendre.zoh_cost(d, self._dt / self._theta)
+        h = self._dt / self._theta
+        products, flops = legendre.zoh_cost(d, h, structured=not self.trainable_theta)
         if flops < _WARN_FLOPS:
             return
         when = "in every forward (trainable theta)" if self.trainable_theta else "once, now"
         warnings.warn(
             f"order {d}: the ZOH discretisation is a {d + 1}x{d + 1} matrix exponential, computed "
-            f"{when}: about {products} dense products, {flops:.1e} flops "
+            f"{when}: about {products} dense {d}x{d} products, {flops:.1e} flops "
             f"(≈ {flops / 5e10:.0f} s of one core at 50 GFLOP/s)",
             CostWarning,
             stacklevel=stacklevel + 1,
@@ -271,15 +272,22 @@ class LegendreMemory(nn.Module):
         ``discretized64``, this θ's float64 (Ā, B̄) on any device, when given)."""
         self._memo.clear()
         p = self.input_encoders
-        self._A, self._B = legendre.state_space(self.order, device=p.device)
+        d = self.order
         if self.log_theta is None:
+            self._A = None  # A (d² numbers) is needed only to discretise a trainable θ
+            self._B = legendre.input_vector(d, device=p.device)
             if discretized64 is None:
                 h = self._dt / self._theta
-                discretized64 = legendre.discretize(self._A, self._B, h, self.method)
+                if self.method == "zoh":  # structured: fewer d³ products, a quarter the memory
+                    discretized64 = legendre.zoh(d, h, device=p.device)
+                else:
+                    A, B = legendre.state_space(d, device=p.device)
+                    discretized64 = legendre.discretize(A, B, h, self.method)
             Ad, Bd = (t.to(p.device) for t in discretized64)
             self._Ad64, self._Bd64 = Ad, Bd
             self._Ad, self._Bd = Ad.to(p.dtype), Bd.to(p.dtype)
         else:
+            self._A, self._B = legendre.state_space(d, device=p.device)
             self._Ad64 = self._Bd64 = self._Ad = self._Bd = None
 
     def _apply(self, fn, recurse=True):
@@ -338,6 +346,11 @@ class LegendreMemory(nn.Module):
             return tuple(w.to(dtype) for w in ops.chunk_weights(*self.discretized64(), L))
 
         return self._derived(("chunk", L), build)
+
+    def block_powers(self, L: int) -> tuple[Tensor, Tensor, Tensor]:
+        """:func:`ops.block_powers` for blocks of L steps, in the module's dtype (memoised for a
+        fixed θ: they do not depend on the projection W, which changes every training step)."""
+        return self._derived(("powers", L), lambda: ops.block_powers(*self.discretized(), L))
 
     # ------------------------------------------------------------------------------ stages
     def encode(self, x: Tensor) -> Tensor:
@@ -416,7 +429,8 @@ class LegendreMemory(nn.Module):
         conv = self._conv()
         if conv == "chunk":
             Ad, Bd = self.discretized()
-            y = ops.fused_chunked(u, Ad, Bd, W, m0)
+            L = ops.fused_block_size(T)
+            y = ops.fused_chunked(u, Ad, Bd, W, m0, L, self.block_powers(L))
         else:
             y = ops.fused_conv(u, ops.fused_kernel(self.kernel(T), W, C), conv)
             if m0 is not None:

@@ -28,8 +28,10 @@ __all__ = [
     "CONV_METHODS",
     "EULER_O_D_MIN_ORDER",
     "block_carries_reference",
+    "block_powers",
     "chunk_weights",
     "free_response",
+    "fused_block_size",
     "fused_chunked",
     "fused_conv",
     "fused_kernel",
@@ -241,13 +243,13 @@ def chunk_weights(Ad: Tensor, Bd: Tensor, L: int) -> tuple[Tensor, Tensor, Tenso
     carry from block to block; [[Toeplitz of H], [Ā¹ … Ā^L]] ``(L + d, L·d)``). Depends on Ā, B̄
     and L only, so a module may build it once (in float64) and reuse it."""
     d = Ad.shape[-1]
-    H, P, lag = _block_powers(Ad, Bd, L)
+    H, P, lag = block_powers(Ad, Bd, L)
     Htoe = (H[lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)).reshape(L, L * d)
     PL = P.permute(1, 0, 2).reshape(d, L * d)
     return H.flip(0), P[-1], torch.cat([Htoe, PL], 0)
 
 
-def _block_powers(Ad: Tensor, Bd: Tensor, L: int) -> tuple[Tensor, Tensor, Tensor]:
+def block_powers(Ad: Tensor, Bd: Tensor, L: int) -> tuple[Tensor, Tensor, Tensor]:
     """What both blocked kernels build on: H ``(L, d)`` (H[k] = Ā^k B̄), P ``(L, d, d)``
     (P[s] = (Ā^{s+1})ᵀ) and the lag matrix ``(L, L)`` ([i, s] = s − i) of a block's Toeplitz."""
     i = torch.arange(L, device=Ad.device)
@@ -393,8 +395,23 @@ def _(AL, S, g):
 _block_carries_op.register_autograd(_carries_backward, setup_context=_carries_setup)
 
 
+def fused_block_size(T: int) -> int:
+    """Block length of :func:`fused_chunked` for T steps: a divisor of T near 32.
+
+    Its carry costs T·d·G flops per sequence whatever L is; short blocks keep the Toeplitz part
+    (T·L·G) small (L = 32 measured fastest for T 784, d 256, G 212 on 2 CPU cores; a divisor of
+    T near it, 28 for T 784, avoids a padded tail)."""
+    return _divisor_near(T, 32 if _symbolic(T) else min(T, 32))
+
+
 def fused_chunked(
-    u: Tensor, Ad: Tensor, Bd: Tensor, W: Tensor, m0: Tensor | None = None, L: int | None = None
+    u: Tensor,
+    Ad: Tensor,
+    Bd: Tensor,
+    W: Tensor,
+    m0: Tensor | None = None,
+    L: int | None = None,
+    powers: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> Tensor:
     """y_t = W · flat(m_t) for all t by blocks of L steps, without the d-dimensional states.
 
@@ -404,22 +421,22 @@ def fused_chunked(
 
     Args:
         u: ``(T, ..., C)``.  Ad: ``(d, d)``.  Bd: ``(d,)``.  W: ``(G, C·d)`` on the flat
-        channel-major state.  m0: ``(..., C, d)`` or None.
+        channel-major state.  m0: ``(..., C, d)`` or None.  L: the block length (default
+        :func:`fused_block_size`).  powers: :func:`block_powers` of (Ad, Bd, L), if already
+        built (they depend on Ā, B̄ and L only, not on W: a module with a fixed θ keeps them).
     Returns:
         ``(T, ..., G)`` (a view of a sequence-contiguous tensor).
     """
     T, C = u.shape[0], u.shape[-1]
     d = Ad.shape[-1]
     G = W.shape[0]
-    # Its carry costs T·d·G flops per sequence whatever L is; short blocks keep the Toeplitz
-    # part (T·L·G) small (L = 32 measured fastest for T 784, d 256, G 212 on 2 CPU cores; a
-    # divisor of T near it, 28 for T 784, avoids a padded tail).
-    L = _divisor_near(T, 32 if _symbolic(T) else min(T, 32)) if L is None else L
+    L = fused_block_size(T) if L is None else L
     J = _blocks(T, L)
     x = u.reshape(T, _rows(u) // C, C).permute(1, 2, 0)  # (N, C, T)
     N = x.shape[0]
     x = _to_blocks(x, J, L)  # (N, C, J, L)
-    H, P, lag = _block_powers(Ad, Bd, L)  # (L, d), (L, d, d): P[s] = (Ā^{s+1})ᵀ, (L, L)
+    # (L, d), (L, d, d): P[s] = (Ā^{s+1})ᵀ, (L, L)
+    H, P, lag = block_powers(Ad, Bd, L) if powers is None else powers
     Wc = W.reshape(G, C, d)
     KH = torch.einsum("kd,gcd->ckg", H, Wc)  # (C, L, G): W·H per channel
     Ktoe = KH[:, lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(H.dtype)  # (C, L_i, L_s, G)
