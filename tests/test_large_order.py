@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import TOL, check_equal, rel
+from conftest import TOL, check_equal, rel, stream
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,13 +102,10 @@ def test_large_order_euler_stream_equals_the_parallel_states(trainable):
     assert mem._euler_o_d
     x = torch.randn(12, 3, 2, dtype=F64)
     seq, last = mem(x)
-    state, steps = None, []
-    for t in range(12):
-        y, state = mem.step(x[t], state)
-        steps.append(y)
-    check_equal([torch.stack(steps), state], [seq, last], TOL[F64], "O(d) stream")
+    steps, states = stream(mem, x, None, batched=True, batch_first=False)
+    check_equal([steps, states[-1]], [seq, last], TOL[F64], "O(d) stream")
     if trainable:
-        (torch.stack(steps).sum()).backward()
+        steps.sum().backward()
         assert mem.log_theta.grad is not None and torch.isfinite(mem.log_theta.grad)
 
 
