@@ -54,6 +54,9 @@ def run(label: str, args: list[str], tmp: Path) -> None:
         (tmp / "data").mkdir()
         (tmp / "data" / "mnist").symlink_to(MNIST)
         env["TORCHLMU_DATA"] = str(tmp / "data")
+    if label == "MNIST missing":  # a copy of the package outside any checkout (as a wheel)
+        shutil.copytree(SRC / "torchlmu", tmp / "site" / "torchlmu")
+        env["PYTHONPATH"] = str(tmp / "site")
     if label.startswith("MNIST corrupt"):
         bad = tmp / "data" / "mnist"
         bad.mkdir(parents=True)
@@ -79,7 +82,7 @@ def show(label: str, args: list[str], rc: int, err: str, tmp: Path) -> None:
     left = sorted(
         p.relative_to(tmp).as_posix()
         for p in tmp.rglob("*")
-        if not {"home", "data"} & set(p.relative_to(tmp).parts)
+        if not {"home", "data", "site"} & set(p.relative_to(tmp).parts)
     )
     print(f"## {label}\n$ torchlmu {' '.join(args)}")
     print(f"exit {rc}, {len(lines)} line(s) on stderr")

@@ -26,6 +26,7 @@ from . import distributed, psmnist
 from .harness import RunContext, atomic_write_json, mean_std_ci, provenance
 
 NAME = "psmnist-parallel"
+preflight = psmnist.preflight  # MNIST found and verified before anything is written
 TITLE = "Permuted sequential MNIST (parallel LMU, ICML 2021)"
 PAPER = {"test_acc": 98.49, "params": 165_000}
 
