@@ -15,7 +15,6 @@ trains through the hand-written BPTT of :func:`torchlmu.recurrence.lmu_elman_sca
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,14 +24,7 @@ import torch
 from torch import nn
 
 from .._install import source_root
-from ..data import (
-    DATASETS,
-    ENV_DATA_DIR,
-    DataNotFoundError,
-    default_data_dir,
-    mnist_files,
-    permuted_sequential_mnist,
-)
+from ..data import find_mnist, mnist_files, permuted_sequential_mnist
 from ..exceptions import ValidationError
 from ..lmu import LMU
 from . import distributed
@@ -109,48 +101,19 @@ class PaperModel(nn.Module):
         return self.out(self.lmu(x)[0])
 
 
-def data_candidates(cfg_root: str | None = None) -> list[Path]:
-    """The folders searched for MNIST, in order (the first holding all four files is used):
-
-    1. ``Config.data_root`` when set (``--set data_root=DIR``): that folder only;
-    2. else ``$TORCHLMU_DATA`` when set (``--data DIR`` sets it for one run): that folder or
-       its ``mnist`` subfolder only;
-    3. else the user cache, ``$XDG_CACHE_HOME/torchlmu/mnist`` (``~/.cache/torchlmu/mnist``),
-       then ``../shared/data/mnist`` beside the source checkout torchlmu runs from (this
-       project's machines; an installed wheel has no checkout and skips it).
-    """
-    if cfg_root:
-        return [Path(cfg_root).expanduser()]
-    env = os.environ.get(ENV_DATA_DIR)
-    if env:
-        return [Path(env).expanduser(), Path(env).expanduser() / "mnist"]
-    found = [default_data_dir("mnist")]
-    root = source_root()
-    if root is not None:
-        found.append(root.parent / "shared" / "data" / "mnist")
-    return found
-
-
 def data_root(cfg_root: str | None = None) -> Path:
-    """The first of :func:`data_candidates` that holds MNIST's four files; a one-line
-    :class:`DataNotFoundError` (where it looked, what to do) when none does."""
-    names = [f.name for f in DATASETS["mnist"].files.values()]
-    candidates = data_candidates(cfg_root)
-    for c in candidates:
-        if all((c / n).is_file() for n in names):
-            return c
-    raise DataNotFoundError(
-        f"MNIST: expected its four IDX files ({', '.join(names)}) in "
-        + " or ".join(str(c) for c in candidates)
-        + ", found them in none; pass --data DIR (or set TORCHLMU_DATA=DIR) naming a folder "
-        "that holds them"
-    )
+    """Where MNIST is: ``Config.data_root`` alone when set, else :func:`~torchlmu.data.find_mnist`'s
+    search (``--data DIR``, which sets ``$TORCHLMU_DATA`` for the run, else that variable,
+    else the user cache), and last ``../shared/data/mnist`` beside the source checkout
+    torchlmu runs from (this project's machines; an installed wheel has no checkout)."""
+    checkout = source_root()
+    return find_mnist(cfg_root, [] if checkout is None else [checkout.parent / "shared/data/mnist"])
 
 
 def preflight(cfg: Any) -> None:
     """Checked by ``torchlmu reproduce`` before anything is written: MNIST is found and every
     file matches its checksum."""
-    mnist_files("mnist", data_root(cfg.data_root))
+    mnist_files(data_root(cfg.data_root))
 
 
 def load(cfg: Any):
