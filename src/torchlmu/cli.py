@@ -112,8 +112,8 @@ def check_modules(name: str) -> None:
             f"torchlmu {'demo' if name == 'demo' else 'reproduce ' + name}",
             f"the Python packages {', '.join(about.modules)}",
             f"{', '.join(missing)} not installed",
-            hint=f"install the '{about.extra}' extra: pip install 'torchlmu[{about.extra}]' "
-            f"(from a checkout: pip install -e '.[{about.extra}]')",
+            hint=f"install the '{about.extra}' extra: pip install 'torchlmu[{about.extra}]', "
+            f"or pip install -e '.[{about.extra}]' in a checkout",
         )
 
 
