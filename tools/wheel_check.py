@@ -57,10 +57,20 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     print(f"python {sys.version.split()[0]} at {py}; repository {REPO}")
+    # --no-isolation builds with this interpreter's packages: they must meet build-system.requires
+    from importlib import metadata
+
     try:
-        import build  # noqa: F401
-        import setuptools  # noqa: F401
-    except ImportError as e:
+        import tomllib  # Python >= 3.11
+        from packaging.requirements import Requirement
+
+        metadata.version("build")
+        for req in tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]:
+            r = Requirement(req)
+            if metadata.version(r.name) not in r.specifier:
+                print(f"cannot build here: {r.name} {metadata.version(r.name)} does not meet {req}")
+                return 3
+    except (ImportError, metadata.PackageNotFoundError) as e:
         print(f"cannot build here: {e}")
         return 3
 
