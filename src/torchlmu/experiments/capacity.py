@@ -5,6 +5,7 @@ Input: 10 Hz band-limited white noise scaled into [−1, 1]; a window of 1 s sam
 100 training and 100 test sequences; error: test MSE per delay over steps t >= T.
 
 Models:
+
 - ``lstm``: LSTM(100) + Linear(5), 41,305 trainable parameters (one bias per gate, as Keras),
   Adam, MSE, batch 50, 500 epochs, best validation epoch (a separate validation set).
 - ``lmu0``: the untrained LMU memory, order 100, encoder 1, readout = the Legendre decoders of the

@@ -5,7 +5,7 @@ from m Poisson-spiking LIF neurons (max rates 20–40 Hz, as the paper), one ens
 coefficient, discrete NEF mapping onto a lowpass synapse τ, simulator step 0.1 ms (the paper's).
 It holds a 10 Hz sinusoid (the paper's input). For m from 100 to 20,000 (11 log-spaced values),
 several orders d and 5 seeds, the error is the RMS over time (after the first θ) of the norm of
-the difference between the network's represented state (normalised, |x_i| ≤ 1) and the exact
+the difference between the network's represented state (normalised, abs(x_i) ≤ 1) and the exact
 state of :class:`~torchlmu.LegendreMemory` on the same input (the network's state lags one
 simulator step, which is compared exactly). Also reported: the error of the decoded window
 u(t − rθ), r ∈ {0, ½, 1}, against the exact memory's decoded window.
