@@ -48,7 +48,7 @@ ABOUT: dict[str, About] = {
         "under 2 minutes on 2 CPU cores", "generated (no download)", ("matplotlib",), "experiments"
     ),
     "capacity": About(
-        "full size about 70 min on 1 CPU thread (results/capacity: 4,140 s); --quick about 20 s",
+        "full size about 70 min on 1 CPU thread (results/capacity: 4,140 s); --quick under 30 s",
         "generated band-limited white noise (no download)",
         ("matplotlib",),
         "experiments",
