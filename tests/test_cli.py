@@ -464,7 +464,10 @@ def test_set_values_are_checked_before_anything_is_written(tmp_path, capsys, nam
 
 
 def test_set_converts_to_the_field_type():
+    from dataclasses import dataclass
+
     from torchlmu.cli import _override
+    from torchlmu.exceptions import ValidationError
     from torchlmu.experiments import psmnist, psmnist_parallel, spiking
 
     cfg = _override(
@@ -474,6 +477,15 @@ def test_set_converts_to_the_field_type():
     assert _override(psmnist_parallel.Config(), ["seeds=7"]).seeds == (7,)
     assert _override(spiking.Config(), ["max_rates=[10, 20]"]).max_rates == (10.0, 20.0)
     assert _override(psmnist_parallel.Config(), ["weight_decay=0"]).weight_decay == 0.0
+
+    @dataclass
+    class New:  # an experiment's fields that the CLI's tables do not name
+        momentum: float = 0.0  # a default of 0: 0 is allowed, negatives are not
+        shift: int = -3  # a negative default: no range is assumed
+
+    assert _override(New(), ["momentum=0", "shift=-5"]) == New(0.0, -5)
+    with pytest.raises(ValidationError, match=r"--set momentum: expected float \(>= 0\)"):
+        _override(New(), ["momentum=-1"])
 
 
 def test_threads_and_device_are_one_line_errors(tmp_path, capsys):

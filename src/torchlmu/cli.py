@@ -93,7 +93,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "feature_norm": ("none", "batchnorm"),
     "models": ("lstm", "lmu", "hybrid"),
 }
-# numeric fields that may be 0 (every other number must be > 0); seeds are >= 0 too
+# numeric fields that may be 0 (every other number must be > 0, unless its default is 0 or
+# negative); seeds are >= 0 too
 _ZERO_OK = {"washout", "warmup_steps", "weight_decay", "dropout", "r", "saturation"}
 _BELOW_ONE = {"dropout"}  # a probability < 1
 _AT_MOST_ONE = {"r"}  # fractions of the window
@@ -134,7 +135,14 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def _range(name: str, kind: type, element: bool = False) -> tuple[bool, float | None, bool]:
+def _numbers(default: Any) -> list[float]:
+    items = default if isinstance(default, (tuple, list)) else [default]
+    return [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def _range(
+    name: str, kind: type, element: bool = False, default: Any = None
+) -> tuple[bool, float | None, bool]:
     """A numeric field's range, all above 0: (0 allowed, upper bound or None, bound allowed).
     ``element``: of a tuple field (``seeds=(0, 1)`` holds seeds; ``seeds=5`` is a count)."""
     if name in _BELOW_ONE:
@@ -142,24 +150,26 @@ def _range(name: str, kind: type, element: bool = False) -> tuple[bool, float | 
     if name in _AT_MOST_ONE:
         return True, 1.0, True
     seed = kind is int and (name.endswith("seed") or (element and name.endswith("seeds")))
-    return seed or name in _ZERO_OK, None, False
+    # a default of 0 shows that 0 is meaningful (a field added later need not be listed above)
+    return seed or name in _ZERO_OK or 0 in _numbers(default), None, False
 
 
-def _describe_range(name: str, kind: type, element: bool = False) -> str:
-    zero_ok, high, high_ok = _range(name, kind, element)
+def _describe_range(name: str, kind: type, element: bool = False, default: Any = None) -> str:
+    zero_ok, high, high_ok = _range(name, kind, element, default)
     text = ">= 0" if zero_ok else ">= 1" if kind is int else "> 0"
     if high is not None:
         text += f" and {'<=' if high_ok else '<'} {high:g}"
     return text
 
 
-def _convert(name: str, hint: Any, value: Any, element: bool = False) -> Any:
+def _convert(name: str, hint: Any, value: Any, element: bool = False, default: Any = None) -> Any:
     """``value`` as the field's type, or ValueError(what was expected)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if args and type(None) in args and origin is not tuple:  # X | None
         if value is None or value == "None" or value == "none":
             return None
-        return _convert(name, next(a for a in args if a is not type(None)), value, element)
+        inner = next(a for a in args if a is not type(None))
+        return _convert(name, inner, value, element, default)
     if origin is tuple:
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         if len(args) == 2 and args[1] is Ellipsis:
@@ -170,7 +180,7 @@ def _convert(name: str, hint: Any, value: Any, element: bool = False) -> Any:
             if len(items) != len(args):
                 raise ValueError(f"exactly {len(args)} elements")
             kinds = list(args)
-        return tuple(_convert(name, k, v, True) for k, v in zip(kinds, items, strict=True))
+        return tuple(_convert(name, k, v, True, default) for k, v in zip(kinds, items, strict=True))
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -183,12 +193,14 @@ def _convert(name: str, hint: Any, value: Any, element: bool = False) -> Any:
         if hint is int and not isinstance(value, int):
             raise ValueError("an integer")
         value = hint(value)
-        zero_ok, high, high_ok = _range(name, hint, element)
+        if any(v < 0 for v in _numbers(default)):
+            return value  # a field whose default is negative: no range known here
+        zero_ok, high, high_ok = _range(name, hint, element, default)
         ok = math.isfinite(value) and (value >= 0 if zero_ok else value > 0)
         if high is not None:
             ok = ok and (value <= high if high_ok else value < high)
         if not ok:
-            raise ValueError(_describe_range(name, hint, element))
+            raise ValueError(_describe_range(name, hint, element, default))
         return value
     if hint is str:
         value = str(value)
@@ -198,7 +210,7 @@ def _convert(name: str, hint: Any, value: Any, element: bool = False) -> Any:
     return value
 
 
-def _expected(name: str, hint: Any) -> str:
+def _expected(name: str, hint: Any, default: Any = None) -> str:
     """What a field accepts, in words: its type, range and choices."""
     inner = hint
     args = typing.get_args(hint)
@@ -207,8 +219,8 @@ def _expected(name: str, hint: Any) -> str:
     base = _type_name(hint)
     element = typing.get_origin(inner) is tuple
     leaf = typing.get_args(inner)[0] if element else inner
-    if leaf in (int, float):
-        base += f" ({_describe_range(name, leaf, element)})"
+    if leaf in (int, float) and not any(v < 0 for v in _numbers(default)):
+        base += f" ({_describe_range(name, leaf, element, default)})"
     if name in CHOICES:
         base += f" (one of {', '.join(CHOICES[name])})"
     return base
@@ -237,12 +249,12 @@ def _override(cfg, items: list[str], experiment: str = "the experiment"):
             value = raw.strip()
         hint = hints[key]
         try:
-            changes[key] = _convert(key, hint, value)
+            changes[key] = _convert(key, hint, value, default=getattr(cfg, key))
         except ValueError:
             default = getattr(cfg, key)
             raise ValidationError(
                 f"--set {key}",
-                _expected(key, hint),
+                _expected(key, hint, getattr(cfg, key)),
                 repr(raw),
                 hint=f"e.g. --set {key}={default!r}, its default".replace("'", "")
                 if not isinstance(default, str)
@@ -266,7 +278,8 @@ def _fields_help(name: str) -> str:
     for f in dataclasses.fields(cfg):
         full, small = getattr(cfg, f.name), getattr(quick, f.name)
         default = f"{full!r}" + (f"  (--quick: {small!r})" if small != full else "")
-        rows.append(f"  {f.name:<18} {_expected(f.name, hints[f.name]):<30} {default}")
+        kind = _expected(f.name, hints[f.name], full)
+        rows.append(f"  {f.name:<18} {kind:<30} {default}")
     return "\n".join(rows)
 
 
