@@ -628,7 +628,9 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, m
 
 def test_ctrl_c_prints_the_command_that_resumes(tmp_path):
     out = tmp_path / "run"
-    args = ["reproduce", "capacity", "--out", str(out), "--threads", "1", "--no-progress"]
+    # full size (500 epochs: still training when interrupted), the long untrained part skipped
+    args = ["reproduce", "capacity", "--out", str(out), "--threads", "1", "--no-progress",
+            "--set", "lmu0_steps=[100]"]  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "torchlmu", *args],
         env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
