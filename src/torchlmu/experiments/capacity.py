@@ -464,13 +464,15 @@ def figure(results: dict[str, Any], path: Path) -> None:
     for name, T, e in _rows(results):
         if name.startswith("LMU readout trained"):
             continue
-        ax.loglog(
-            fr[1:],
-            [max(v, 1e-20) for v in e[1:]],
+        # every delay, 0 included (a log axis would drop it); the error spans decades: log y
+        ax.semilogy(
+            fr,
+            [max(v, 1e-20) for v in e],
             styles.get(name, ".-"),
             label=f"{name}, T={int(T):,}",
             alpha=0.85,
         )
+    ax.set_xticks(fr, [f"{f:g}" for f in fr])
     ax.set_xlabel("delay (fraction of the window θ)")
     ax.set_ylabel("test MSE (t ≥ T)")
     ax.set_title("Memory capacity: test MSE vs delay")

@@ -25,7 +25,6 @@ The full run takes about 4 minutes on one core.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import time
@@ -83,35 +82,17 @@ class Config:
 
 # ------------------------------------------------------------------------------- BLAS threads
 def limit_blas_threads(n: int) -> int:
-    """Set the thread count of every OpenBLAS already loaded (NumPy's, SciPy's); returns how many.
+    """Limit every BLAS library loaded in this process (NumPy's, SciPy's: OpenBLAS, MKL or BLIS)
+    to ``n`` threads for the rest of the process, through threadpoolctl; returns how many.
 
     Nengo solves decoders with NumPy/SciPy; on a shared machine a multi-threaded OpenBLAS waiting
     for busy cores made a 750×750 Cholesky take 1 s instead of 7 ms (measured), so ``--threads``
-    limits BLAS too. Best effort: libraries without the symbol are left alone.
+    limits BLAS too.
     """
-    done = 0
-    try:
-        maps = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return 0
-    paths = {ln.split()[-1] for ln in maps if "openblas" in ln.lower() and ".so" in ln}
-    for p in sorted(paths):
-        try:
-            lib = ctypes.CDLL(p)
-        except OSError:
-            continue
-        for sym in (
-            "openblas_set_num_threads",
-            "openblas_set_num_threads64_",
-            "scipy_openblas_set_num_threads",
-            "scipy_openblas_set_num_threads64_",
-        ):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn(int(n))
-                done += 1
-                break
-    return done
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(limits=int(n), user_api="blas")  # not a context: kept for the whole run
+    return sum(1 for lib in threadpool_info() if lib["user_api"] == "blas")
 
 
 # ---------------------------------------------------------------------------------- one cell
