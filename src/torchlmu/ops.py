@@ -420,10 +420,14 @@ def fused_chunked(
     state entering block j (a recurrence over the T/L blocks on the block-end states).
 
     Args:
-        u: ``(T, ..., C)``.  Ad: ``(d, d)``.  Bd: ``(d,)``.  W: ``(G, C·d)`` on the flat
-        channel-major state.  m0: ``(..., C, d)`` or None.  L: the block length (default
-        :func:`fused_block_size`).  powers: :func:`block_powers` of (Ad, Bd, L), if already
-        built (they depend on Ā, B̄ and L only, not on W: a module with a fixed θ keeps them).
+        u: ``(T, ..., C)``.
+        Ad: ``(d, d)``.
+        Bd: ``(d,)``.
+        W: ``(G, C·d)`` on the flat channel-major state.
+        m0: ``(..., C, d)`` or None.
+        L: the block length (default :func:`fused_block_size`).
+        powers: :func:`block_powers` of (Ad, Bd, L), if already built (they depend on Ā, B̄
+            and L only, not on W: a module with a fixed θ keeps them).
     Returns:
         ``(T, ..., G)`` (a view of a sequence-contiguous tensor).
     """
