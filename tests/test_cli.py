@@ -270,7 +270,7 @@ def test_set_overrides_config_fields():
         _override(psmnist.Config(), ["epochs"])
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+needs_cuda = pytest.mark.gpu  # skipped without CUDA (conftest); run by benchmarks/gpu_check.sh
 
 
 def test_device_option_is_checked_before_any_work(tmp_path):
