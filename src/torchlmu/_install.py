@@ -31,25 +31,31 @@ def source_root() -> Path | None:
 
 @functools.lru_cache(maxsize=1)
 def install_kind() -> str:
-    """``"wheel"``, ``"editable"`` or ``"source"`` (see the module's docstring)."""
-    try:
-        dist = metadata.distribution("torchlmu")
-    except metadata.PackageNotFoundError:
+    """``"wheel"``, ``"editable"`` or ``"source"`` (see the module's docstring).
+
+    Decided by where the imported package lies, then by the installed distributions: a
+    checkout's ``src/torchlmu`` is never a wheel, even where a build left a
+    ``src/torchlmu.egg-info`` beside it (``pip install -e`` does: on ``PYTHONPATH=src`` that
+    metadata is found first and would pass for an installed distribution)."""
+    root = source_root()
+    dists = list(metadata.distributions(name="torchlmu"))
+    if root is None:  # imported from an installed copy
+        for dist in dists:
+            installed = Path(str(dist.locate_file("torchlmu/__init__.py"))).resolve()
+            if installed == (_PACKAGE / "__init__.py"):
+                return "wheel"
         return "source"
-    try:
-        direct = json.loads(dist.read_text("direct_url.json") or "{}")
-    except json.JSONDecodeError:
-        direct = {}
-    if direct.get("dir_info", {}).get("editable"):
+    for dist in dists:
+        try:
+            direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        except json.JSONDecodeError:
+            continue
         url = direct.get("url", "")
-        root = source_root()
-        if root is not None and url.startswith("file://"):
+        if direct.get("dir_info", {}).get("editable") and url.startswith("file://"):
             # the editable install's project is the checkout imported here
             if Path(url[len("file://") :]).resolve() == root.resolve():
                 return "editable"
-        return "source"
-    installed = Path(str(dist.locate_file("torchlmu/__init__.py"))).resolve()
-    return "wheel" if installed == (_PACKAGE / "__init__.py") else "source"
+    return "source"
 
 
 def describe() -> str:
