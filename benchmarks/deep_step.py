@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -22,12 +23,13 @@ from torchlmu.models import DeepLMU
 from torchlmu.runtime import configure_cpu
 
 CANDIDATES = {
-    # name: (d_model, num_blocks, order, channels)
-    "S": (64, 4, 64, 4),
-    "M": (128, 4, 64, 4),
-    "L": (128, 6, 128, 4),
-    "S3": (64, 3, 64, 4),
-    "W2": (96, 2, 128, 8),
+    # name: (d_model, num_blocks, order, channels, pooling)
+    "S": (64, 4, 64, 4, "last"),
+    "S-mean": (64, 4, 64, 4, "mean"),
+    "S3": (64, 3, 64, 4, "last"),
+    "W2": (96, 2, 128, 8, "last"),
+    "M": (128, 4, 64, 4, "last"),
+    "L": (128, 6, 128, 4, "last"),
 }
 
 
@@ -62,12 +64,12 @@ def main() -> None:
     configure_cpu(a.threads)
     T, n_train = 784, 50_000
     for name in a.candidates:
-        D, N, d, C = CANDIDATES[name]
+        D, N, d, C, pooling = CANDIDATES[name]
         for conv in a.convs:
             torch.manual_seed(0)
             model = DeepLMU(
                 1, 10, d_model=D, num_blocks=N, order=d, theta=784.0, channels=C,
-                dropout=0.1, batch_first=True, conv=conv,
+                dropout=0.1, batch_first=True, conv=conv, pooling=pooling,
             )  # fmt: skip
             params = sum(p.numel() for p in model.parameters() if p.requires_grad)
             times = time_step(model, a.batch, T, a.steps, a.warmup)
@@ -79,6 +81,7 @@ def main() -> None:
                 "num_blocks": N,
                 "order": d,
                 "channels": C,
+                "pooling": pooling,
                 "conv": conv,
                 "params": params,
                 "batch": a.batch,
@@ -86,10 +89,12 @@ def main() -> None:
                 "step_median_s": med,
                 "epoch_estimate_s": med * steps_per_epoch,
                 "threads": a.threads,
+                # the machine is shared: its load while this ran (1, 5, 15 min averages)
+                "load_average": os.getloadavg(),
                 "provenance": provenance(a.threads),
             }
             print(
-                f"{name} D={D} N={N} d={d} C={C} {conv}: {params:,} params, "
+                f"{name} D={D} N={N} d={d} C={C} {pooling} {conv}: {params:,} params, "
                 f"step {med:.3f} s (min {min(times):.3f}), epoch ≈ {med * steps_per_epoch / 60:.1f} min",
                 flush=True,
             )
