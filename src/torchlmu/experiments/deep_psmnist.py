@@ -157,17 +157,7 @@ def run(cfg: Config, ctx: RunContext, name: str = NAME, title: str = TITLE) -> d
 
 def table(results: dict[str, Any], references=REFERENCES) -> str:
     """One row per seed (test accuracy only in a final run), then the published references."""
-    rows = [
-        "| model | test acc (%) | best val acc (%) | best epoch | params | s/epoch |",
-        "|---|---|---|---|---|---|",
-    ]
-    for s, r in results["results"]["seeds"].items():
-        spe = sum(r["seconds_per_epoch"]) / max(1, len(r["seconds_per_epoch"]))
-        test = "not computed (tuning)" if r.get("test_acc") is None else f"{r['test_acc']:.2f}"
-        rows.append(
-            f"| deep LMU, seed {s} | {test} | {r['best_val_acc']:.2f} | {r['best_epoch']} "
-            f"| {r['params']:,} | {spe:.0f} |"
-        )
+    rows = psmnist.seed_rows(results)
     for label, acc, params in references:
         rows.append(f"| {label} (published) | {acc:.2f} | | | {_count(params)} | |")
     return "\n".join(rows)
