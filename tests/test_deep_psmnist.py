@@ -4,12 +4,14 @@ protocol; a tuning run reads no test sequence. About 10 s each on one thread (MN
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
+import torch
 
 from torchlmu.exceptions import ValidationError
 from torchlmu.experiments import deep_psmnist, deep_smnist, get, psmnist
-from torchlmu.experiments.harness import RunContext
+from torchlmu.experiments.harness import RunContext, n_params
 
 needs_mnist = pytest.mark.skipif(
     psmnist.data_root(None) is None,
@@ -24,6 +26,17 @@ def test_registered_and_configured():
     assert model.num_blocks == 4 and model.d_model == 64 and model.pooling == "last"
     with pytest.raises(ValidationError, match=r"Config\.dataset"):
         deep_psmnist.load(deep_smnist.Config(dataset="cifar"))
+
+
+def test_lstm_baseline_has_the_deep_models_size():
+    cfg = deep_psmnist.Config(model="lstm")
+    lstm = deep_psmnist.build_model(cfg)
+    deep = n_params(deep_psmnist.build_model(deep_psmnist.Config()))
+    assert abs(n_params(lstm) - deep) / deep < 0.01, (n_params(lstm), deep)
+    assert lstm(torch.rand(3, 20, 1)).shape == (3, 10)
+    assert deep_psmnist.build_model(replace(cfg, lstm_hidden=7)).lstm.hidden_size == 7
+    with pytest.raises(ValidationError, match=r"Config\.model"):
+        deep_psmnist.build_model(replace(cfg, model="gru"))
 
 
 @needs_mnist

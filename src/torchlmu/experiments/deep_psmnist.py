@@ -9,15 +9,22 @@ experiment without the pixel permutation.
 
 The model: ``Linear(1, D)``, N residual LMU blocks (LayerNorm, Legendre memory of order d and
 window θ over C channels projected to D, GELU, GLU, tied dropout), LayerNorm, pooling, head.
-The defaults are the smallest candidate measured for the CPU budget (results/deep-psmnist/PLAN.md),
-not a tuned configuration.
+The defaults are candidate B of the CPU budget (results/deep-psmnist/PLAN.md), not a tuned
+configuration. ``Config.model = "lstm"`` trains the baseline instead: one ``nn.LSTM`` layer of
+the deep model's parameter count (±1 %) under the same protocol. Sequential Fashion-MNIST is
+``Config.dataset = "fashion-mnist"`` with ``permute=False`` (data from Debian's
+``dataset-fashion-mnist`` or ``$TORCHLMU_DATA/fashion-mnist``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+import torch
+from torch import nn
 
 from ..data import DataNotFoundError, sequential_mnist
 from ..exceptions import ValidationError
@@ -41,6 +48,10 @@ PAPER = {"test_acc": 98.49, "params": 165_000}  # the LMU family's record, to be
 
 @dataclass
 class Config:
+    # "deep-lmu", or "lstm": the baseline, one nn.LSTM layer whose last hidden state feeds
+    # Linear(H, 10), H chosen (lstm_hidden None) for the deep model's parameter count
+    model: str = "deep-lmu"
+    lstm_hidden: int | None = None
     d_model: int = 64
     num_blocks: int = 4
     order: int = 64
@@ -74,8 +85,34 @@ class Config:
         )  # fmt: skip
 
 
-def build_model(cfg: Config) -> DeepLMU:
+class LSTMClassifier(nn.Module):
+    """The baseline: ``nn.LSTM(1, H)``, its last hidden state, ``Linear(H, 10)``; input
+    ``(B, T, 1)``."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(x)[1][0][-1])
+
+
+def lstm_size_for(params: int) -> int:
+    """The LSTM width H whose classifier has about ``params`` parameters:
+    4H(1 + H + 2) + 10H + 10 = 4H² + 22H + 10 (two bias vectors, as nn.LSTM)."""
+    return max(1, round((-22 + math.sqrt(22**2 + 16 * (params - 10))) / 8))
+
+
+def build_model(cfg: Config) -> nn.Module:
     """The classifier of ``cfg`` (10 classes from one pixel per step)."""
+    if cfg.model not in ("deep-lmu", "lstm"):
+        raise ValidationError("Config.model", "'deep-lmu' or 'lstm'", repr(cfg.model))
+    if cfg.model == "lstm":
+        hidden = cfg.lstm_hidden or lstm_size_for(
+            n_params(build_model(replace(cfg, model="deep-lmu")))
+        )
+        return LSTMClassifier(hidden)
     return DeepLMU(
         1,
         10,
