@@ -63,6 +63,46 @@ def test_streaming_equals_parallel(dtype, pooling, conv):
             check_equal([got[-1]], [model(x)], TOL[dtype], f"last step {pooling}")
 
 
+def test_streaming_with_trainable_theta_and_mlp():
+    model = build(pooling="mean", trainable_theta=True, ffn="mlp", activation="tanh")
+    with torch.no_grad():
+        for b in model.blocks:
+            b.memory.log_theta.add_(0.3)  # a θ moved by training
+    x = torch.randn(25, 2, 2, dtype=F64)
+    with torch.no_grad():
+        check_equal([streamed(model, x)], [prefix_outputs(model, x)], TOL[F64], "trainable θ")
+
+
+class StreamingStep(torch.nn.Module):
+    """(x_t, *memories) -> (y_t, *memories): DeepLMU.step with its state as plain tensors."""
+
+    def __init__(self, model: DeepLMU) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, *memories):
+        y, state = self.model.step_(x, DeepLMUState(tuple(memories)))
+        return (y, *state.memories)
+
+
+def test_export_streaming_step():
+    model = build(torch.float32, d_model=6, num_blocks=2, order=5, theta=16.0, channels=2)
+    mems = model.initial_state(3).memories
+    B = torch.export.Dim("B")
+    ep = torch.export.export(
+        StreamingStep(model),
+        (torch.randn(3, 2), *mems),
+        dynamic_shapes=({0: B}, tuple({0: B} for _ in mems)),
+    )
+    x = torch.randn(30, 4, 2)
+    state, ys = model.initial_state(4).memories, []
+    for t in range(30):
+        y, *state = ep.module()(x[t], *state)
+        ys.append(y)
+    with torch.no_grad():
+        check_equal([ys[-1]], [model(x)], TOL[torch.float32], "exported stream")
+
+
 def test_block_step_equals_forward_unbatched_and_batched():
     torch.manual_seed(1)
     block = LMUBlock(3, 6, 11.0, 5, channels=2, ffn="mlp", dtype=F64).eval()
