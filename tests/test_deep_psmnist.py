@@ -54,6 +54,7 @@ def test_final_quick_run_tests_once(tmp_path):
     assert json.loads((tmp_path / "partial.json").read_text())["seeds_done"] == ["0"]
     assert (tmp_path / "deep_curves.png").exists()
     assert "S4 (published) | 98.70" in deep_psmnist.table(results)
+    assert "deep_curves.png" in deep_psmnist.report_section(results, prefix="x/")
 
 
 @needs_mnist
@@ -78,3 +79,4 @@ def test_tuning_run_never_reads_the_test_set(tmp_path, monkeypatch):
     assert saved["mode"] == "tuning" and saved["experiment"] == "deep-smnist"
     assert saved["config"]["permute"] is False
     assert "not computed (tuning)" in deep_smnist.table(results)
+    assert deep_smnist.report_section(results).startswith("## Sequential MNIST (deep LMU")
