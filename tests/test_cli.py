@@ -46,6 +46,14 @@ def test_demo_end_to_end(tmp_path):
     assert "| LMU-0 (untrained) | 1,000 |" in p.stdout and "| LSTM | 100 |" in p.stdout
     r = json.loads((out / "results.json").read_text())
     assert r["provenance"]["threads"] == 1 and r["provenance"]["torch"] == torch.__version__
+    from torchlmu import __version__
+    from torchlmu._install import install_kind
+
+    assert r["provenance"]["torchlmu"] == __version__
+    assert r["provenance"]["install"] == install_kind() != "wheel"  # the tests run a checkout
+    assert r["provenance"]["git_commit"]  # and a checkout has a commit
+    assert not list(out.rglob("*.pt"))  # the demo's checkpoints are removed at the end
+    assert list(out.rglob("log.jsonl"))  # its training logs are kept
     lmu0 = r["results"]["lmu0/1000"]["test_mse"]
     assert max(lmu0) < 1e-5  # the untrained memory at T = 1,000 (measured ~1e-6 at delay T)
     assert (out / "capacity_mse.png").stat().st_size > 10_000
@@ -262,7 +270,7 @@ def test_set_overrides_config_fields():
         _override(psmnist.Config(), ["epochs"])
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+needs_cuda = pytest.mark.gpu  # skipped without CUDA (conftest); run by benchmarks/gpu_check.sh
 
 
 def test_device_option_is_checked_before_any_work(tmp_path):
@@ -410,3 +418,229 @@ def test_fit_cuda_graph_off_the_gpu_trains_eagerly(tmp_path):
     (m1, _), (m2, lines) = run(False), run(True)
     assert any("training eagerly (the model is not on a GPU)" in s for s in lines)
     assert torch.equal(m1.weight, m2.weight)
+
+
+# ------------------------------------------------------------------ user errors: one line, exit 2
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+needs_mnist = pytest.mark.skipif(
+    not (MNIST / "t10k-labels-idx1-ubyte.gz").exists(), reason="no MNIST beside the repository"
+)
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run the command as the shell would; the error's single stderr line."""
+    assert main(argv, raise_errors=False) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("torchlmu: error: "), err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("name", "item", "expected"),
+    [
+        (
+            "psmnist",
+            "lr=abc",
+            "--set lr: expected float (> 0), received 'abc' (e.g. --set lr=0.001",
+        ),
+        ("capacity", "epochs=-1", "--set epochs: expected int (>= 1), received '-1'"),
+        ("capacity", "epochs=2.5", "--set epochs: expected int (>= 1), received '2.5'"),
+        ("capacity", "lr=0", "--set lr: expected float (> 0), received '0'"),
+        ("capacity", "lstm_steps=[]", "expected tuple of int (>= 1)"),
+        ("psmnist", "monitor=acc", "expected str (one of val_acc, val_loss), received 'acc'"),
+        ("psmnist", "cuda_graph=maybe", "--set cuda_graph: expected bool"),
+        ("psmnist-parallel", "dropout=1", "expected float (>= 0 and < 1)"),
+        ("psmnist-parallel", "seeds=[0, -1]", "expected tuple of int (>= 0)"),
+        ("spiking", "seeds=0", "--set seeds: expected int (>= 1)"),
+        ("capacity", "nope=1", "FIELD one of capacity's Config fields (n_train, n_val,"),
+        ("capacity", "epochs", "received 'epochs' (torchlmu reproduce capacity --help lists"),
+    ],
+)
+def test_set_values_are_checked_before_anything_is_written(tmp_path, capsys, name, item, expected):
+    out = tmp_path / "o"
+    err = one_line_error(capsys, ["reproduce", name, "--quick", "--out", str(out), "--set", item])
+    assert expected in err
+    assert not out.exists()
+
+
+def test_set_converts_to_the_field_type():
+    from dataclasses import dataclass
+
+    from torchlmu.cli import _override
+    from torchlmu.exceptions import ValidationError
+    from torchlmu.experiments import psmnist, psmnist_parallel, spiking
+
+    cfg = _override(
+        psmnist.Config(), ["cuda_graph=false", "clip_grad_norm=None", "n_train=300", "lr=2"]
+    )
+    assert (cfg.cuda_graph, cfg.clip_grad_norm, cfg.n_train, cfg.lr) == (False, None, 300, 2.0)
+    assert _override(psmnist_parallel.Config(), ["seeds=7"]).seeds == (7,)
+    assert _override(spiking.Config(), ["max_rates=[10, 20]"]).max_rates == (10.0, 20.0)
+    assert _override(psmnist_parallel.Config(), ["weight_decay=0"]).weight_decay == 0.0
+
+    @dataclass
+    class New:  # an experiment's fields that the CLI's tables do not name
+        momentum: float = 0.0  # a default of 0: 0 is allowed, negatives are not
+        shift: int = -3  # a negative default: no range is assumed
+
+    assert _override(New(), ["momentum=0", "shift=-5"]) == New(0.0, -5)
+    with pytest.raises(ValidationError, match=r"--set momentum: expected float \(>= 0\)"):
+        _override(New(), ["momentum=-1"])
+
+
+def test_threads_and_device_are_one_line_errors(tmp_path, capsys):
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "capacity", "--quick", "--out", str(out), "--threads", "0"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.count("\n") == 0
+    assert "--threads: expected a positive integer (1 or more), received '0'" in err
+    err = one_line_error(capsys, ["reproduce", "capacity", "--quick", "--out", str(out),
+                                  "--device", "tpu"])  # fmt: skip
+    assert "device: expected cpu, cuda or cuda:N, received 'tpu'" in err
+    if not torch.cuda.is_available():
+        err = one_line_error(capsys, ["reproduce", "capacity", "--quick", "--out", str(out),
+                                      "--device", "cuda"])  # fmt: skip
+        assert "no CUDA here" in err
+    assert not out.exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from torchlmu.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="--set lr"):
+        main(["reproduce", "capacity", "--quick", "--set", "lr=x", "--debug"], raise_errors=False)
+
+
+def test_missing_mnist_is_one_line_naming_the_option_that_exists(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCHLMU_DATA", str(tmp_path / "empty"))
+    out = tmp_path / "o"
+    err = one_line_error(capsys, ["reproduce", "psmnist", "--quick", "--out", str(out)])
+    assert "MNIST: expected its four IDX files" in err and str(tmp_path / "empty") in err
+    assert "--data DIR" in err and "download=True" not in err
+    err = one_line_error(
+        capsys, ["reproduce", "psmnist", "--quick", "--out", str(out), "--data", "/nonexistent"]
+    )
+    assert "--data: expected a folder holding MNIST's four IDX .gz files" in err
+    assert not out.exists()
+
+
+@needs_mnist
+def test_corrupt_mnist_is_one_line_and_data_is_found_in_its_order(tmp_path, capsys, monkeypatch):
+    from torchlmu.experiments.psmnist import data_root
+
+    monkeypatch.delenv("TORCHLMU_DATA", raising=False)
+    data = tmp_path / "data"
+    (data / "mnist").mkdir(parents=True)
+    for f in MNIST.glob("*.gz"):
+        (data / "mnist" / f.name).symlink_to(f)
+    monkeypatch.setenv("TORCHLMU_DATA", str(data))
+    assert data_root() == data / "mnist"  # TORCHLMU_DATA holding mnist/
+    monkeypatch.setenv("TORCHLMU_DATA", str(data / "mnist"))
+    assert data_root() == data / "mnist"  # or the files themselves
+    assert data_root(str(MNIST)) == MNIST  # Config.data_root first
+    (data / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    (data / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b damaged")
+    out = tmp_path / "o"
+    err = one_line_error(
+        capsys, ["reproduce", "psmnist", "--quick", "--out", str(out), "--data", str(data)]
+    )
+    assert "checksum of" in err and "t10k-labels-idx1-ubyte.gz" in err
+    assert not out.exists()
+
+
+def test_report_on_a_folder_without_results_is_an_error(tmp_path, capsys):
+    err = one_line_error(capsys, ["report", str(tmp_path / "nowhere")])
+    assert "which does not exist" in err and not (tmp_path / "nowhere").exists()
+    (tmp_path / "empty").mkdir()
+    err = one_line_error(capsys, ["report", str(tmp_path / "empty")])
+    assert "which holds none" in err and not (tmp_path / "empty" / "REPORT.md").exists()
+
+
+def test_missing_package_names_the_extra(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "nengo" else real(n, *a)
+    )
+    err = one_line_error(capsys, ["reproduce", "spiking", "--quick", "--out", str(tmp_path / "o")])
+    assert "nengo not installed" in err and "pip install 'torchlmu[spiking]'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_reproduce_help_lists_duration_data_packages_and_fields(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "psmnist", "--help"])
+    text = capsys.readouterr().out
+    assert e.value.code == 0
+    for want in ("duration: full size (10 epochs)", "data: MNIST's four IDX .gz files",
+                 "needs: matplotlib (pip install 'torchlmu[experiments]')",
+                 "epochs             int (>= 1)", "10  (--quick: 1)", "0.001"):  # fmt: skip
+        assert want in text, want
+
+
+def test_version_is_the_package_version(capsys):
+    from importlib import metadata
+
+    import torchlmu
+    from torchlmu._install import install_kind
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"torchlmu {torchlmu.__version__} ({install_kind()} install, ")
+    if install_kind() in ("wheel", "editable"):  # pyproject reads the one version
+        assert metadata.version("torchlmu") == torchlmu.__version__
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, monkeypatch):
+    from dataclasses import dataclass
+
+    import torchlmu.experiments as experiments
+    from torchlmu.exceptions import ValidationError
+
+    @dataclass
+    class Cfg:
+        n: int = 1
+
+        def quick(self):
+            return self
+
+    class Failing:
+        Config = Cfg
+
+        @staticmethod
+        def run(cfg, ctx):
+            (ctx.out / "part").mkdir()
+            raise ValidationError("x", "y", "z")
+
+    monkeypatch.setattr(experiments, "get", lambda name: Failing)
+    out = tmp_path / "o"
+    assert main(["reproduce", "capacity", "--out", str(out)], raise_errors=False) == 2
+    assert not out.exists()
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")  # a folder the user had: never removed
+    assert main(["reproduce", "capacity", "--out", str(out), "--force"], raise_errors=False) == 2
+    assert (out / "mine.txt").read_text() == "kept"
+
+
+def test_ctrl_c_prints_the_command_that_resumes(tmp_path):
+    out = tmp_path / "run"
+    # full size (500 epochs: still training when interrupted), the long untrained part skipped
+    args = ["reproduce", "capacity", "--out", str(out), "--threads", "1", "--no-progress",
+            "--set", "lmu0_steps=[100]"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torchlmu", *args],
+        env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.rglob("last.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err
+    assert last.endswith(f"torchlmu {' '.join(args)} --resume"), last

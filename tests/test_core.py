@@ -140,7 +140,7 @@ def test_theta_and_dt_setters_refresh_and_check():
     with pytest.warns(match="unstable"):
         LegendreMemory(1, 32, 1000.0, method="euler").theta = 100.0
     # a dtype round trip rebuilds Ā in float64 instead of casting the float32 one back
-    exact = legendre.discretize(*legendre.state_space(6), 1 / 20.0)
+    exact = legendre.zoh(6, 1 / 20.0)  # a fixed θ's ZOH (twin of discretize: test_legendre)
     mem.float().double()
     check_equal(list(mem.discretized64()), list(exact), 0.0, "float/double round trip")
     assert mem.discretized()[0].dtype == F64

@@ -1,4 +1,4 @@
-"""MNIST / Fashion-MNIST loading and (permuted) sequential MNIST on the real files."""
+"""MNIST loading (local, checksummed) and (permuted) sequential MNIST on the real files."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from torchlmu.data import (
-    DATASETS,
+    MNIST_FILES,
     ChecksumError,
     DataNotFoundError,
     SequentialMNIST,
     default_data_dir,
-    file_digests,
+    file_sha1,
+    find_mnist,
     load_mnist,
-    mnist_files,
     permuted_sequential_mnist,
     psmnist_permutations,
     sequential_mnist,
@@ -26,14 +26,9 @@ from torchlmu.data import (
 from torchlmu.exceptions import ValidationError
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 needs_mnist = pytest.mark.skipif(
-    not all((MNIST_DIR / f.name).is_file() for f in DATASETS["mnist"].files.values()),
+    not all((MNIST_DIR / f.name).is_file() for f in MNIST_FILES.values()),
     reason=f"MNIST files not found in {MNIST_DIR}",
-)
-needs_fashion = pytest.mark.skipif(
-    not (FASHION_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-    reason=f"Fashion-MNIST not installed in {FASHION_DIR} (Debian: dataset-fashion-mnist)",
 )
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # SOURCE.md
@@ -51,8 +46,8 @@ def train_raw():
 
 @needs_mnist
 def test_shipped_files_match_the_known_digests():
-    for spec in DATASETS["mnist"].files.values():
-        assert spec.matches(file_digests(MNIST_DIR / spec.name)), spec.name
+    for spec in MNIST_FILES.values():
+        assert file_sha1(MNIST_DIR / spec.name) in spec.sha1, spec.name
 
 
 @needs_mnist
@@ -138,11 +133,14 @@ def test_plain_sequential_mnist_and_other_seed(train_raw):
 @needs_mnist
 def test_local_corruption_and_missing_files(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHLMU_DATA", str(tmp_path / "empty"))
-    with pytest.raises(DataNotFoundError, match="download=True"):
+    with pytest.raises(DataNotFoundError, match=r"TORCHLMU_DATA.*torchvision") as e:
         load_mnist("test")
-    name = DATASETS["mnist"].files["test_labels"].name
+    assert str(tmp_path / "empty" / "mnist") in str(e.value)  # every folder searched is named
+    for spec in MNIST_FILES.values():
+        (tmp_path / spec.name).symlink_to(MNIST_DIR / spec.name)
+    name = MNIST_FILES["test_labels"].name
+    (tmp_path / name).unlink()
     shutil.copy(MNIST_DIR / name, tmp_path / name)
-    shutil.copy(MNIST_DIR / "t10k-images-idx3-ubyte.gz", tmp_path)
     assert load_mnist("test", root=tmp_path)[1].shape == (10000,)
     data = bytearray((tmp_path / name).read_bytes())
     data[100] ^= 1
@@ -151,31 +149,39 @@ def test_local_corruption_and_missing_files(tmp_path, monkeypatch):
         load_mnist("test", root=tmp_path)
 
 
+@needs_mnist
+def test_search_order(tmp_path, monkeypatch):
+    """root alone; else $TORCHLMU_DATA (the files, or its mnist folder) alone; else the cache;
+    then the folders the caller adds."""
+    data = tmp_path / "data"
+    (data / "mnist").mkdir(parents=True)
+    for spec in MNIST_FILES.values():
+        (data / "mnist" / spec.name).symlink_to(MNIST_DIR / spec.name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCHLMU_DATA", str(data))
+    assert find_mnist() == data / "mnist"
+    monkeypatch.setenv("TORCHLMU_DATA", str(data / "mnist"))
+    assert find_mnist() == data / "mnist"
+    assert find_mnist(MNIST_DIR) == MNIST_DIR  # root first
+    with pytest.raises(DataNotFoundError):  # an explicit folder: no fallback
+        find_mnist(tmp_path / "nowhere", also=[MNIST_DIR])
+    with pytest.raises(DataNotFoundError, match="nowhere"):
+        find_mnist(tmp_path / "nowhere")  # a root given is the only place looked at
+    monkeypatch.delenv("TORCHLMU_DATA")
+    with pytest.raises(DataNotFoundError, match=str(tmp_path / "cache")):
+        find_mnist()
+    assert find_mnist(also=[MNIST_DIR]) == MNIST_DIR
+
+
 def test_default_folder_and_argument_checks(monkeypatch, tmp_path):
     monkeypatch.delenv("TORCHLMU_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert default_data_dir("fashion-mnist") == tmp_path / "torchlmu" / "fashion-mnist"
+    assert default_data_dir() == tmp_path / "torchlmu" / "mnist"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_data_dir() == Path.home() / ".cache" / "torchlmu" / "mnist"
-    with pytest.raises(ValidationError, match="dataset"):
-        load_mnist("test", dataset="cifar")
     with pytest.raises(ValidationError, match="split"):
         load_mnist("valid", root=tmp_path)
-    with pytest.raises(ValidationError, match="mirrors"):
-        mnist_files(root=tmp_path, download=True, mirrors="http://example.invalid/")
     with pytest.raises(ValidationError, match="permutation"):
         SequentialMNIST(torch.zeros(2, 2, 2, dtype=torch.uint8), torch.zeros(2), torch.ones(4))
     with pytest.raises(ValidationError, match="images"):
         SequentialMNIST(torch.zeros(2, 2, 2), torch.zeros(2))
-
-
-@needs_fashion
-def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCHLMU_DATA", str(tmp_path))  # nothing there: the system folder is used
-    files = mnist_files("fashion-mnist", keys=("test_images", "test_labels"))
-    assert files["test_images"].parent == FASHION_DIR
-    images, labels = load_mnist("test", dataset="fashion-mnist")
-    assert images.shape == (10000, 28, 28) and images.dtype == torch.uint8
-    assert torch.bincount(labels.long(), minlength=10).tolist() == [1000] * 10
-    _, train_labels = load_mnist("train", dataset="fashion-mnist")
-    assert torch.bincount(train_labels.long(), minlength=10).tolist() == [6000] * 10

@@ -278,6 +278,13 @@ def test_final_run_of_a_committed_protocol_tests_and_cites_it(repo, tmp_path):
     assert r["config"]["epochs"] == 1 and r["config"]["n_train"] == 300
     seed = r["results"]["seeds"]["0"]
     assert 0 <= seed["test_acc"] <= 100 and "refit" in seed
+    # the report says what this small protocol did: 300 images refit, one seed, no nan cell
+    from torchlmu.experiments import psmnist_parallel
+
+    assert seed["refit"]["train_images"] == 300
+    text = psmnist_parallel.table(r)
+    assert "Test accuracy over 1 seed:" in text and "Refit on 300 training images" in text
+    assert "60,000" not in text and "nan" not in text
     with pytest.raises(TorchLMUError, match="finished run"):
         main([*base, "--threads", "1"])  # the finished final run is not overwritten
 

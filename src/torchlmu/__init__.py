@@ -2,6 +2,7 @@
 
 from . import data, hidden, legendre, ops, runtime
 from .exceptions import (
+    CostWarning,
     DTypeError,
     LMUWarning,
     ModeError,
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LMU",
+    "CostWarning",
     "DTypeError",
     "LMUCell",
     "LMUState",

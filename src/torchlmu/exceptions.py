@@ -43,3 +43,8 @@ class LMUWarning(UserWarning):
 
 class UnstableDiscretizationWarning(LMUWarning, RuntimeWarning):
     """The discretised memory has a spectral radius > 1: its state grows without bound."""
+
+
+class CostWarning(LMUWarning, RuntimeWarning):
+    """A configuration whose cost grows steeply with its size (a large order with a method
+    that scales badly there); the message gives the expected cost and the cheaper choice."""

@@ -2,16 +2,16 @@
 
 One type per kind of hidden part, chosen once when the layer is built (:func:`make_hidden`):
 
-==========================  ============================================  =====================
-type                        y_t                                           state after memory
-==========================  ============================================  =====================
-:class:`ElmanHidden`        f(W_m m_t + W_x x_t + W_h h_{t−1} + b)        (h,)
-:class:`TorchCellHidden`    ``nn.RNNCell``/``LSTMCell``/``GRUCell``       (h,) or (h, c)
-                            on z_t = [m_t, x_t]
-:class:`CustomCellHidden`   your cell (the :class:`HiddenCell` protocol)  your tuple
-:class:`PositionwiseHidden` module(z_t) (feed-forward)                    (y_T,)
-:class:`NoHidden`           z_t                                           ()
-==========================  ============================================  =====================
+============================  ============================================  ==================
+type                          y_t                                           state after memory
+============================  ============================================  ==================
+:class:`ElmanHidden`          f(W_m m_t + W_x x_t + W_h h_{t−1} + b)        (h,)
+:class:`TorchCellHidden`      ``nn.RNNCell``/``LSTMCell``/``GRUCell``       (h,) or (h, c)
+                              on z_t = [m_t, x_t]
+:class:`CustomCellHidden`     your cell (the :class:`HiddenCell` protocol)  your tuple
+:class:`PositionwiseHidden`   module(z_t) (feed-forward)                    (y_T,)
+:class:`NoHidden`             z_t                                           ()
+============================  ============================================  ==================
 
 Each type owns its weights and its step; a recurrent type whose input is a linear map of z_t
 (Elman and the torch cells) exposes that map (:meth:`HiddenPart.input_weights`), so that the

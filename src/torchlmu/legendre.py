@@ -30,15 +30,20 @@ from .exceptions import ValidationError
 
 __all__ = [
     "METHODS",
+    "apply_A",
     "apply_powers",
     "discretize",
     "impulse_response",
+    "input_vector",
     "is_stable",
     "kernel_from_discrete",
     "min_stable_theta",
     "readout",
     "spectral_radius",
     "state_space",
+    "steps_cheaper",
+    "zoh",
+    "zoh_cost",
 ]
 
 #: Discretisation methods: zero-order hold (exact for piecewise-constant input), forward Euler,
@@ -97,8 +102,34 @@ def state_space(
     # (−1)^k for integer k as 1 − 2·(k mod 2) (exact; pow of a negative base is not needed)
     sign = lambda k: 1 - 2 * torch.remainder(k, 2)  # noqa: E731
     A = (2 * i + 1) * torch.where(i < j, -torch.ones_like(i - j), sign(i - j + 1))
-    B = (2 * n + 1) * sign(n)
-    return A.to(dtype), B.to(dtype)
+    return A.to(dtype), input_vector(order, dtype, device)
+
+
+def input_vector(
+    order: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> Tensor:
+    """B of :func:`state_space` alone, B_i = (2i+1)(−1)^i ``(order,)`` (without A's d² work)."""
+    n = torch.arange(check_order(order), dtype=torch.float64, device=device)
+    return ((2 * n + 1) * (1 - 2 * torch.remainder(n, 2))).to(dtype)
+
+
+def apply_A(m: Tensor) -> Tensor:
+    """A·m along m's last dimension (d = m.shape[-1]) in O(d), without forming A.
+
+    A = −D(U + s sᵀ ∘ L̃) with D = diag(2i+1), s_i = (−1)^i, U the upper triangle with the
+    diagonal and L̃ the strict lower triangle, all of ones (the entries of :func:`state_space`:
+    −(2i+1) for j >= i, (2i+1)(−1)^(i−j+1) = −(2i+1) s_i s_j for j < i). So two cumulative sums
+    give it: (A m)_i = −(2i+1) (Σ_{j>=i} m_j + s_i Σ_{j<i} s_j m_j).
+
+    Args:
+        m: ``(..., d)``.
+    Returns:
+        ``(..., d)`` in m's dtype.
+    """
+    d = m.shape[-1]
+    i = torch.arange(d, device=m.device, dtype=m.dtype).unsqueeze(1)
+    s = 1 - 2 * torch.remainder(i, 2)
+    return _A_times(m.reshape(-1, d).T, -(2 * i + 1), s).T.reshape(m.shape)
 
 
 def _as_f64(x: Tensor | float, device: torch.device) -> Tensor:
@@ -165,6 +196,78 @@ def discretize(
     return Ad.to(dtype), Bd.to(dtype)
 
 
+def _A_times(P: Tensor, D: Tensor, s: Tensor) -> Tensor:
+    """c·(A @ P) for P ``(d, n)`` and D = −(2i+1)·c ``(d, 1)``, in O(d·n) with two temporaries.
+
+    (A P)_i = −(2i+1)(Σ_j P_j − Σ_{j<=i} P_j + s_i Σ_{j<=i} s_j P_j): :func:`apply_A`'s two
+    cumulative sums, with Σ_{j>=i} P_j written as the total minus the inclusive sum (s_i² = 1
+    folds the two P_i terms)."""
+    C = P.cumsum(0)
+    total = C[-1:].clone()
+    Q = (P * s).cumsum_(0).mul_(s).sub_(C).add_(total)
+    del C
+    return Q.mul_(D)
+
+
+def zoh(
+    order: int, h: float, dtype: torch.dtype = torch.float64, device=None
+) -> tuple[Tensor, Tensor]:
+    """(Ā, B̄) of the LMU's memory by zero-order hold with step h = dt/θ, without forming A.
+
+    exp([[A, B], [0, 0]]·h) by scaling and squaring: the Taylor series of the scaled matrix
+    X = [[A, B], [0, 0]]·h/2^s (‖X‖₁ <= 4, degree 30: truncation below 1e-16, rounding within
+    u·e⁴) by Horner's rule, whose products with A cost O(d²) each (:func:`apply_A`'s two
+    cumulative sums), then s squarings, the only d³ work: s = ⌈log2(d²h/4)⌉, against
+    :func:`zoh_cost`'s 5 + ⌈log2(d²h/3.01)⌉ products of ``torch.linalg.matrix_exp``, whose
+    reference twin this is (:func:`discretize`). Float64 inside; not differentiable in h (a
+    trainable θ uses :func:`discretize`).
+
+    Returns:
+        Ā ``(order, order)``, B̄ ``(order,)``.
+    """
+    d = check_order(order)
+    check_theta(h, "h")
+    f64 = {"dtype": torch.float64, "device": device}
+    sq = max(0, math.ceil(math.log2(max(d * d * h / 4.0, 1.0))))
+    g = h / 2**sq
+    i = torch.arange(d, **f64).unsqueeze(1)
+    D = -(2 * i + 1)
+    s = 1 - 2 * torch.remainder(i, 2)
+    B = ((2 * i + 1) * s).squeeze(1)
+    # P holds the top d rows of the Horner partial sum (its last row is always e_d); the
+    # bottom-right entry of X is 0, so X·P's top rows are g·(A P_top + B ⊗ e_d).
+    P = torch.zeros(d, d + 1, **f64)
+    P[:, :d].diagonal().fill_(1.0)  # P = I; then P <- I + X P / k for k = 30 … 1
+    for k in range(30, 0, -1):
+        P = _A_times(P, D * (g / k), s)  # (g/k)·A P_top
+        P[:, d] += B * (g / k)
+        P[:, :d].diagonal().add_(1.0)
+    Ad, Bd = P[:, :d].contiguous(), P[:, d].clone()
+    del P
+    buf = torch.empty_like(Ad)
+    for _ in range(sq):  # [[Ā, B̄], [0, 1]]² = [[Ā², Ā B̄ + B̄], [0, 1]]
+        Bd = torch.addmv(Bd, Ad, Bd)
+        torch.mm(Ad, Ad, out=buf)
+        Ad, buf = buf, Ad
+    return Ad.to(dtype), Bd.to(dtype)
+
+
+def zoh_cost(order: int, h: float, structured: bool = True) -> tuple[int, float]:
+    """(dense d×d products, flops) of the ZOH discretisation of order d with step h = dt/θ.
+
+    ``structured``: :func:`zoh`'s ⌈log2(d²h/4)⌉ squarings (its Taylor series costs O(d²) per
+    term). Else ``torch.linalg.matrix_exp`` (scaling and squaring, Bader, Blanes & Casas
+    2019; a trainable θ's path): about 5 + ⌈log2(‖M‖₁/3.01)⌉ products of (d+1)² matrices for
+    M = [[A, B], [0, 0]]·h, whose 1-norm is d²·h (every column of A sums to d² in magnitude,
+    as does B)."""
+    d = check_order(order)
+    if structured:
+        products = max(0, math.ceil(math.log2(max(d * d * h / 4.0, 1.0))))
+    else:
+        products = 5 + max(0, math.ceil(math.log2(max(d * d * h / 3.01, 1.0))))
+    return products, products * 2.0 * (d + 1) ** 3
+
+
 def readout(
     order: int, r: Sequence[float] | Tensor | float, dtype: torch.dtype = torch.float64
 ) -> Tensor:
@@ -196,6 +299,11 @@ def apply_powers(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
     products instead of k: the rounding error does not grow with the length as a step
     recurrence's does. Computed in the inputs' dtype; differentiable.
 
+    The doubling squares Ā about log2(length) times (d³ flops each). Where those squarings
+    would cost far more than the products with x0 themselves (large orders, few rows, short
+    lengths: see :func:`steps_cheaper`), the powers are stepped instead, out[k+1] = Ā out[k],
+    accumulated in float64 so that the rounding of a float32 input does not grow with k.
+
     Args:
         x0: ``(..., d)``.  Ad: ``(d, d)``.
     Returns:
@@ -208,7 +316,34 @@ def apply_powers(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
     return _apply_powers(x0, Ad, int(length))
 
 
+def steps_cheaper(order: int, rows: int, length: int) -> bool:
+    """Whether stepping ``rows`` vectors through ``length`` powers of a ``(order, order)`` Ā
+    (length·rows·d² flops) beats doubling, whose ≈log2(length) squarings cost d³ each: when the
+    squarings would cost more than 8× the products that are needed anyway (at order 4096 and
+    length 100, one vector: 7 squarings of 1.4·10¹¹ flops against 100 products of 3.4·10⁷)."""
+    return length > 1 and (length - 1).bit_length() * order > 8 * length * max(1, rows)
+
+
+def _step_powers(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
+    """out[k] = Ā^k x0 by the recurrence (float64 accumulation), for :func:`apply_powers`."""
+    A64 = Ad.to(torch.float64).mT
+    m = x0.to(torch.float64)
+    out = [m]
+    for _ in range(length - 1):
+        m = m @ A64
+        out.append(m)
+    return torch.stack(out, 0).to(torch.promote_types(x0.dtype, Ad.dtype))
+
+
 def _apply_powers(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
+    d = Ad.shape[-1]
+    if steps_cheaper(d, x0.numel() // max(1, d), length):
+        return _step_powers(x0, Ad, length)
+    return _double_powers(x0, Ad, length)
+
+
+def _double_powers(x0: Tensor, Ad: Tensor, length: int) -> Tensor:
+    """out[k] = Ā^k x0 by doubling, for :func:`apply_powers`."""
     out = x0.unsqueeze(0)
     P = Ad  # Ā^n, n = len(out)
     while out.shape[0] < length:
@@ -310,8 +445,8 @@ def _eigvals(order: int) -> np.ndarray:
 def min_stable_theta(order: int, method: str = "euler") -> float:
     """Smallest θ/dt for which the discretised memory is stable (0 for ZOH and bilinear).
 
-    Forward Euler maps each eigenvalue λ of A to 1 + λ·dt/θ; |1 + λ/x| < 1 iff
-    x > −|λ|² / (2 Re λ). (The folk rule "θ > 4·order" is wrong for large orders: order 256
+    Forward Euler maps each eigenvalue λ of A to 1 + λ·dt/θ; ``|1 + λ/x| < 1`` iff
+    ``x > −|λ|² / (2 Re λ)``. (The folk rule "θ > 4·order" is wrong for large orders: order 256
     needs several thousand steps.) Eigenvalues come from NumPy in float64; for orders in the
     hundreds they carry a few digits of error, which this bound inherits.
     """
@@ -330,5 +465,5 @@ def is_stable(order: int, theta: float, method: str = "zoh", dt: float = 1.0) ->
 
 
 def spectral_radius(Ad: Tensor) -> float:
-    """Largest |eigenvalue| of a discrete state matrix (computed in float64)."""
+    """Largest absolute eigenvalue of a discrete state matrix (computed in float64)."""
     return float(torch.linalg.eigvals(Ad.detach().to(torch.float64).cpu()).abs().max())

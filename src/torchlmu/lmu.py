@@ -23,6 +23,7 @@ recurrence, others by the step loop).
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import warnings
 from collections.abc import Mapping
@@ -549,10 +550,16 @@ def _fused_weights(cell: LMUCell) -> tuple[Tensor, Tensor]:
 class LMU(nn.Module):
     """The LMU sequence layer: the memory stage, then the hidden stage, over a whole sequence.
 
-    ``LMU(input_size, hidden_size, order, theta, **cell_options)``; the cell options are those of
-    :class:`LMUCell`, plus:
+    The remaining keyword options (``channels``, ``hidden_cell``, ``hidden_to_memory``,
+    ``memory_to_memory``, ``input_to_hidden``, ``bias``, ``memory_bias``, ``init``,
+    ``input_dropout``, ``recurrent_dropout``, ``method``, ``trainable_theta``, ``dt``, ``device``,
+    ``dtype``) are the cell's, as :class:`LMUCell` documents them.
 
     Args:
+        input_size: features of x.
+        hidden_size: H, units of the hidden part (None for ``hidden_cell=None``).
+        order: d, Legendre coefficients per memory channel.
+        theta: the memory's window θ in steps (in units of ``dt``).
         mode: ``"auto"`` (parallel whenever u depends on x alone), ``"parallel"`` (an error when it
             does not apply) or ``"recurrent"`` (memory and hidden part step together).
         num_layers: layers stacked, each layer's output the next one's input (as ``nn.LSTM``).
@@ -563,8 +570,9 @@ class LMU(nn.Module):
         batch_first: input and output ``(B, T, ·)`` instead of ``(T, B, ·)``.
         return_sequences: return every output ``(T, B, H)``; else only the last ``(B, H)``
             (parallel: the memory's last state by one matmul, nothing else materialised).
-        conv: ``"chunk"`` (blocked matmuls; default), ``"fft"`` or ``"direct"``: how the memory's
-            states, or their projection into a recurrent hidden, are computed in parallel.
+        conv: ``"auto"`` (default: ``"chunk"`` up to order 512, ``"fft"`` above), ``"chunk"``
+            (blocked matmuls), ``"fft"`` or ``"direct"``: how the memory's states, or their
+            projection into a recurrent hidden, are computed in parallel.
 
     ``forward(x, state=None, lengths=None) -> (y, state)``: x ``(T, B, I)`` (``(B, T, I)``),
     unbatched ``(T, I)`` or a ``PackedSequence`` (then y is one too); ``lengths`` ``(B,)`` makes
@@ -592,7 +600,7 @@ class LMU(nn.Module):
         dropout: float = 0.0,
         batch_first: bool = False,
         return_sequences: bool = True,
-        conv: str = "chunk",
+        conv: str = "auto",
         **cell_options,
     ) -> None:
         super().__init__()
@@ -625,7 +633,7 @@ class LMU(nn.Module):
                 "mode='parallel' needs a memory input that depends on x alone: "
                 "set hidden_to_memory=False and memory_to_memory=False, or use mode='auto'"
             )
-        self.conv = check_choice("conv", conv, ops.CONV_METHODS)
+        self.conv = check_choice("conv", conv, ("auto", *ops.CONV_METHODS))
         self.cell.memory.conv = self.conv
         self.cell.memory.mode = "recurrent" if self.resolved_mode() == "recurrent" else "parallel"
         self.input_size = self.cell.input_size
@@ -716,6 +724,24 @@ class LMU(nn.Module):
     def forward(
         self, x: Tensor, state: LMUState | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, LMUState]:
+        """Run the layer over a sequence.
+
+        Args:
+            x: ``(T, B, I)`` (``(B, T, I)`` with ``batch_first``), unbatched ``(T, I)``, or a
+                ``PackedSequence``.
+            state: an :class:`LMUState` to continue from (None: zeros), as returned by a
+                previous call (see the class docstring for a stack's layout).
+            lengths: ``(B,)`` valid lengths in [1, T]; padding past them changes neither the
+                outputs (zero there) nor the final state.
+
+        Returns:
+            ``(y, state)``: y ``(T, B, H)`` (``(B, T, H)`` with ``batch_first``; ``(B, H)``
+            without ``return_sequences``; ``2H`` features when bidirectional; a
+            ``PackedSequence`` for a packed input) and the final :class:`LMUState`.
+
+        Raises:
+            ValidationError: a wrong shape, dtype, state or lengths (before any work).
+        """
         if isinstance(x, PackedSequence):
             return self._forward_packed(x, state, lengths, reference=False)
         if self.layers is not None:
@@ -940,3 +966,19 @@ class LMU(nn.Module):
         if not self.return_sequences:
             s += "return_sequences=False, "
         return s.rstrip(", ")
+
+
+def _merged_signature() -> inspect.Signature:
+    """LMU(...)'s signature with LMUCell's keyword options spelled out (one source for their
+    defaults: the cell's), so that help(LMU), IDEs and the API reference show them all."""
+    own = inspect.signature(LMU.__init__)
+    cell = inspect.signature(LMUCell.__init__)
+    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in params}
+    params += [
+        p for p in cell.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name not in names
+    ]
+    return own.replace(parameters=params)
+
+
+LMU.__init__.__signature__ = _merged_signature()  # type: ignore[attr-defined]

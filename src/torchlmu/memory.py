@@ -35,11 +35,12 @@ from ._checks import (
     prepare_sequence,
 )
 from ._tracing import tracing
-from .exceptions import UnstableDiscretizationWarning, ValidationError
+from .exceptions import CostWarning, UnstableDiscretizationWarning, ValidationError
 
 __all__ = ["LegendreMemory", "lecun_uniform_"]
 
 _MEMO_SIZE = 8
+_WARN_FLOPS = 2.5e11  # about 5 s of one core at 50 GFLOP/s: below it, no CostWarning
 
 
 def lecun_uniform_(w: Tensor) -> Tensor:
@@ -73,8 +74,15 @@ class LegendreMemory(nn.Module):
             state) or ``"recurrent"`` (the step loop).
         batch_first: input ``(B, T, I)`` instead of ``(T, B, I)``.
         return_sequences: return all states; else only the last (computed by one matmul).
-        conv: how all states are computed in parallel: ``"chunk"`` (blocked matmuls, default),
-            ``"fft"`` or ``"direct"`` (conv1d).
+        conv: how all states are computed in parallel: ``"chunk"`` (blocked matmuls), ``"fft"``,
+            ``"direct"`` (conv1d) or ``"auto"`` (default: ``"chunk"`` up to order
+            :data:`~torchlmu.ops.CHUNK_MAX_ORDER`, ``"fft"`` above, where the blocked kernels'
+            powers of Ā would cost more than the sequence).
+
+    Large orders: the ZOH discretisation is a matrix exponential of a ``(d+1, d+1)`` matrix
+    (about 18 dense products at order 4096: ≈ 2.5·10¹² flops), computed once for a fixed θ and
+    in every forward for a trainable one; a :class:`~torchlmu.exceptions.CostWarning` gives the
+    estimate where it exceeds a few seconds of one core.
 
     Shapes:
         input ``(T, B, I)``, ``(B, T, I)`` or unbatched ``(T, I)``; state ``(B, C·d)`` or ``(C·d,)``.
@@ -94,7 +102,7 @@ class LegendreMemory(nn.Module):
         mode: str = "auto",
         batch_first: bool = False,
         return_sequences: bool = True,
-        conv: str = "chunk",
+        conv: str = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -106,7 +114,6 @@ class LegendreMemory(nn.Module):
         legendre.check_theta(theta)
         legendre.check_theta(dt, "dt")
         self.mode = check_choice("mode", mode, ("auto", "parallel", "recurrent"))
-        self.conv = check_choice("conv", conv, ops.CONV_METHODS)
         self._dt = float(dt)
         self.batch_first = bool(batch_first)
         self.return_sequences = bool(return_sequences)
@@ -126,6 +133,11 @@ class LegendreMemory(nn.Module):
             self.register_buffer(name, None, persistent=False)
         self._memo: dict = {}
         self.register_load_state_dict_pre_hook(_accept_old_state_dict)
+        self.conv = conv
+        # Forward Euler's step without Ā where it wins: A·m by two cumulative sums, O(d).
+        self._euler_o_d = self.method == "euler" and self.order >= ops.EULER_O_D_MIN_ORDER
+        self._warn_cost(stacklevel=3)
+        self._refresh()
         self.reset_parameters()
         self.check(stacklevel=3)
 
@@ -138,7 +150,45 @@ class LegendreMemory(nn.Module):
         if self.log_theta is not None:
             with torch.no_grad():
                 self.log_theta.fill_(math.log(self._theta_init))
-        self._refresh()
+            self._refresh()  # (a fixed θ's discretisation does not change: not rebuilt)
+
+    @property
+    def conv(self) -> str:
+        """The parallel method asked for (``"auto"``, ``"chunk"``, ``"fft"`` or ``"direct"``);
+        setting it re-chooses the kernel."""
+        return self._conv_choice
+
+    @conv.setter
+    def conv(self, value: str) -> None:
+        self._conv_choice = check_choice("conv", value, ("auto", *ops.CONV_METHODS))
+        self._parallel = ops.parallel_method(value, self.order)
+        if value == "chunk" and self.order > ops.CHUNK_MAX_ORDER:
+            d = self.order
+            warnings.warn(
+                f"conv='chunk' at order {d} builds up to {d} powers of the {d}x{d} state matrix "
+                f"(up to {d**3 * 8 / 2**30:.1f} GiB in float64 and {2 * d**4:.1e} flops) before "
+                f"any step; conv='auto' or 'fft' computes only the impulse response there",
+                CostWarning,
+                stacklevel=3,
+            )
+
+    def _warn_cost(self, stacklevel: int) -> None:
+        """A CostWarning where the ZOH matrix exponential is large (:func:`legendre.zoh_cost`)."""
+        if self.method != "zoh":
+            return
+        d = self.order
+        h = self._dt / self._theta
+        products, flops = legendre.zoh_cost(d, h, structured=not self.trainable_theta)
+        if flops < _WARN_FLOPS:
+            return
+        when = "in every forward (trainable theta)" if self.trainable_theta else "once, now"
+        warnings.warn(
+            f"order {d}: the ZOH discretisation is a {d + 1}x{d + 1} matrix exponential, computed "
+            f"{when}: about {products} dense {d}x{d} products, {flops:.1e} flops "
+            f"(≈ {flops / 5e10:.0f} s of one core at 50 GFLOP/s)",
+            CostWarning,
+            stacklevel=stacklevel + 1,
+        )
 
     @property
     def state_size(self) -> int:
@@ -217,21 +267,36 @@ class LegendreMemory(nn.Module):
                 )
 
     # ------------------------------------------------------------- discretisation and weights
-    def _refresh(self) -> None:
-        """Rebuild the derived buffers from θ and dt on the parameters' device and dtype."""
+    def _refresh(self, discretized64: tuple[Tensor, Tensor] | None = None) -> None:
+        """Rebuild the derived buffers from θ and dt on the parameters' device and dtype (from
+        ``discretized64``, this θ's float64 (Ā, B̄) on any device, when given)."""
         self._memo.clear()
         p = self.input_encoders
-        self._A, self._B = legendre.state_space(self.order, device=p.device)
+        d = self.order
         if self.log_theta is None:
-            Ad, Bd = legendre.discretize(self._A, self._B, self._dt / self._theta, self.method)
+            self._A = None  # A (d² numbers) is needed only to discretise a trainable θ
+            self._B = legendre.input_vector(d, device=p.device)
+            if discretized64 is None:
+                h = self._dt / self._theta
+                if self.method == "zoh":  # structured: fewer d³ products, a quarter the memory
+                    discretized64 = legendre.zoh(d, h, device=p.device)
+                else:
+                    A, B = legendre.state_space(d, device=p.device)
+                    discretized64 = legendre.discretize(A, B, h, self.method)
+            Ad, Bd = (t.to(p.device) for t in discretized64)
             self._Ad64, self._Bd64 = Ad, Bd
             self._Ad, self._Bd = Ad.to(p.dtype), Bd.to(p.dtype)
         else:
+            self._A, self._B = legendre.state_space(d, device=p.device)
             self._Ad64 = self._Bd64 = self._Ad = self._Bd = None
 
-    def _apply(self, fn, recurse=True):  # .to(), .double(), .cuda(): rebuild, never cast Ā
+    def _apply(self, fn, recurse=True):
+        # .to(), .double(), .cuda(): the module-dtype Ā is re-derived from the float64 one, never
+        # cast from a lower precision; the float64 one moves (its matrix exponential, d³ flops,
+        # is not recomputed).
+        kept = (self._Ad64, self._Bd64)
         super()._apply(fn, recurse)
-        self._refresh()
+        self._refresh(None if kept[0] is None else kept)
         return self
 
     def discretized64(self) -> tuple[Tensor, Tensor]:
@@ -281,6 +346,11 @@ class LegendreMemory(nn.Module):
             return tuple(w.to(dtype) for w in ops.chunk_weights(*self.discretized64(), L))
 
         return self._derived(("chunk", L), build)
+
+    def block_powers(self, L: int) -> tuple[Tensor, Tensor, Tensor]:
+        """:func:`ops.block_powers` for blocks of L steps, in the module's dtype (memoised for a
+        fixed θ: they do not depend on the projection W, which changes every training step)."""
+        return self._derived(("powers", L), lambda: ops.block_powers(*self.discretized(), L))
 
     # ------------------------------------------------------------------------------ stages
     def encode(self, x: Tensor) -> Tensor:
@@ -359,7 +429,8 @@ class LegendreMemory(nn.Module):
         conv = self._conv()
         if conv == "chunk":
             Ad, Bd = self.discretized()
-            y = ops.fused_chunked(u, Ad, Bd, W, m0)
+            L = ops.fused_block_size(T)
+            y = ops.fused_chunked(u, Ad, Bd, W, m0, L, self.block_powers(L))
         else:
             y = ops.fused_conv(u, ops.fused_kernel(self.kernel(T), W, C), conv)
             if m0 is not None:
@@ -383,9 +454,9 @@ class LegendreMemory(nn.Module):
         """The parallel method: this module's, except that torch.export traces the FFT form of
         the blocked one (its block count, ⌈T/L⌉, is a floor division of the symbolic length
         that the exporter cannot prove its slices against; torch.compile keeps the blocks)."""
-        if self.conv == "chunk" and torch.compiler.is_exporting():
+        if self._parallel == "chunk" and torch.compiler.is_exporting():
             return "fft"
-        return self.conv
+        return self._parallel
 
     def _all_states(self, u: Tensor, m0: Tensor | None) -> Tensor:
         """Every state ``(T, B, C', d)`` of a finite u ``(T, B, C')`` by this module's parallel
@@ -423,9 +494,14 @@ class LegendreMemory(nn.Module):
     def advance(self, m: Tensor, u: Tensor) -> Tensor:
         """m_t = Ā m_{t−1} + B̄ u_t per channel, for a flat state m ``(..., C·d)`` and an encoded
         input u ``(..., C)`` (a cell's step, whose u may also depend on its state)."""
-        Ad, Bd = self.discretized()
         lead = m.shape[:-1]
-        m = ops.memory_step(m.reshape(*lead, self.channels, self.order), u, Ad, Bd)
+        m = m.reshape(*lead, self.channels, self.order)
+        if self._euler_o_d:
+            B = self._B.to(self.input_encoders.dtype)
+            m = ops.memory_step_euler(m, u, B, self._dt / self.theta_tensor())
+        else:
+            Ad, Bd = self.discretized()
+            m = ops.memory_step(m, u, Ad, Bd)
         return m.reshape(*lead, self.state_size)
 
     def forward(

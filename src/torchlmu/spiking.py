@@ -24,8 +24,8 @@ make the neurons' noise independent across coefficients, so each coefficient car
 to solve (O(E²·n) per ensemble with E evaluation points), and every corner of the state's box is
 represented (a d-dimensional ensemble represents the unit ball, on which typical states have
 coordinates ~1/√d). The represented state is normalised: x_i = m_i / s_i with, by default,
-s_i = Σ_k |(Ā^k B̄)_i| (``scale="l1"``): the exact largest |m_i| over all inputs with |u| ≤ 1,
-so that |x_i| ≤ 1 = the ensembles' radius. The recurrent matrices act on x (S⁻¹A'S, S⁻¹B'),
+s_i = Σ_k abs((Ā^k B̄)_i) (``scale="l1"``): the exact largest abs(m_i) over all inputs with
+abs(u) ≤ 1, so that abs(x_i) ≤ 1 = the ensembles' radius. The recurrent matrices act on x (S⁻¹A'S, S⁻¹B'),
 and the decoders of the memory and of the window undo the scaling (m = S x).
 
 Nengo is an optional dependency (``pip install torchlmu[spiking]``), imported when a function
@@ -94,9 +94,9 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
 
 # -------------------------------------------------------------------------------------- math
 def l1_scale(order: int, theta: float, dt: float, horizon: float = 4.0) -> np.ndarray:
-    """Per-coefficient bound s_i = Σ_k |(Ā^k B̄)_i| (ZOH, step dt/θ) over ``horizon``·θ.
+    """Per-coefficient bound s_i = Σ_k abs((Ā^k B̄)_i) (ZOH, step dt/θ) over ``horizon``·θ.
 
-    s_i is the largest |m_i| that any input with |u| ≤ 1 can produce (the l∞ gain of the
+    s_i is the largest abs(m_i) that any input with abs(u) ≤ 1 can produce (the l∞ gain of the
     memory's coefficient i); the impulse response has decayed to < 1e-3 of its L1 norm after
     3θ, so the default horizon of 4θ gives the bound to about 3 digits. For θ/dt > 2000 the
     sum is taken on a grid of θ/2000 (the continuous L1 norm, which the discrete one tends to).
@@ -223,7 +223,7 @@ def memory_network(
             clip(500·dims, 750, 2500) (Nengo's default without its 2·n term, which would make
             the solve O(n³) for large ensembles).
         solver: a Nengo solver for the decoders; default Nengo's (``LstsqL2(reg=0.1)``).
-        scale: ``"l1"`` (default; |x_i| ≤ 1 for |u| ≤ 1, see :func:`l1_scale`), ``"none"``,
+        scale: ``"l1"`` (default; abs(x_i) ≤ 1 for abs(u) ≤ 1, see :func:`l1_scale`), ``"none"``,
             or per-coefficient scales s (``(d,)``, or one number): the ensembles represent m/s.
         r: delays (fractions of θ in [0, 1]) at which the ``window`` node decodes
             u(t − r·θ) through the Legendre readout; None for no window.

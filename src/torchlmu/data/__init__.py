@@ -5,21 +5,13 @@
 * :func:`mackey_glass_euler` (the LMU paper's generator), :func:`mackey_glass_rk4` (accurate),
   :func:`mackey_glass_forecast`, :class:`MackeyGlassForecast` — chaotic time-series forecasting.
 * :func:`nrmse` — normalised RMSE, the convention always stated.
-* :func:`read_idx`, :func:`load_mnist`, :func:`mnist_files`, :func:`sequential_mnist`,
-  :func:`permuted_sequential_mnist`, :class:`SequentialMNIST` — (Fashion-)MNIST, checksummed,
-  optionally downloaded, as pixel sequences.
+* :func:`read_idx`, :func:`find_mnist`, :func:`load_mnist`, :func:`mnist_files`,
+  :func:`sequential_mnist`, :func:`permuted_sequential_mnist`, :class:`SequentialMNIST` — MNIST
+  from local files, checksummed, as pixel sequences (nothing is downloaded).
 """
 
 from .delay import DelayDataset, capacity_delays, capacity_task, delay_targets, delay_task
-from .download import (
-    ChecksumError,
-    DataNotFoundError,
-    DownloadError,
-    FileSpec,
-    download_file,
-    file_digests,
-    verify_file,
-)
+from .files import ChecksumError, DataNotFoundError, FileSpec, file_sha1, verify_file
 from .idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx, read_idx_images, read_idx_labels
 from .mackey_glass import (
     MackeyGlassForecast,
@@ -29,12 +21,12 @@ from .mackey_glass import (
 )
 from .metrics import NRMSE_CONVENTIONS, nrmse
 from .mnist import (
-    DATASETS,
     ENV_DATA_DIR,
-    MNISTSpec,
+    MNIST_FILES,
     MNISTSplits,
     SequentialMNIST,
     default_data_dir,
+    find_mnist,
     load_mnist,
     mnist_files,
     permuted_sequential_mnist,
@@ -44,17 +36,15 @@ from .mnist import (
 from .noise import white_noise, white_noise_np
 
 __all__ = [
-    "DATASETS",
     "ENV_DATA_DIR",
     "IDX_IMAGES_MAGIC",
     "IDX_LABELS_MAGIC",
+    "MNIST_FILES",
     "NRMSE_CONVENTIONS",
     "ChecksumError",
     "DataNotFoundError",
     "DelayDataset",
-    "DownloadError",
     "FileSpec",
-    "MNISTSpec",
     "MNISTSplits",
     "MackeyGlassForecast",
     "SequentialMNIST",
@@ -63,8 +53,8 @@ __all__ = [
     "default_data_dir",
     "delay_targets",
     "delay_task",
-    "download_file",
-    "file_digests",
+    "file_sha1",
+    "find_mnist",
     "load_mnist",
     "mackey_glass_euler",
     "mackey_glass_forecast",

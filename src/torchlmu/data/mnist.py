@@ -1,15 +1,11 @@
-"""MNIST and Fashion-MNIST: checksummed local files, optional download, (permuted) sequential MNIST.
+"""MNIST from local files, checksummed, as (permuted) sequential MNIST.
 
-Where files are looked for (each of the four files separately, first hit wins):
-
-1. ``root`` when given (the four files directly in that folder); otherwise
-2. ``$TORCHLMU_DATA/<dataset>`` if the environment variable is set, else
-   ``$XDG_CACHE_HOME/torchlmu/<dataset>`` or ``~/.cache/torchlmu/<dataset>``;
-3. system folders: Debian's ``dataset-fashion-mnist`` package installs Fashion-MNIST in
-   ``/usr/share/datasets/fashion-mnist``.
-
-Every file is checked against known digests before use. With ``download=True`` missing files are
-fetched from the mirrors into ``root`` (or the folder of step 2), atomically and verified.
+The four original files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
+``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``) are read where
+:func:`find_mnist` finds them: ``root`` when given, else ``$TORCHLMU_DATA`` (the files in it or
+in its ``mnist`` folder), else ``$XDG_CACHE_HOME/torchlmu/mnist`` (``~/.cache/torchlmu/mnist``).
+Every file is checked against its known SHA-1 before use. Nothing is downloaded (see
+:mod:`.files`).
 
 Permuted sequential MNIST follows the LMU paper, which took it from the NRU code base:
 ``rng = numpy.random.RandomState(50)``; ``order = rng.permutation(60000)`` orders the training
@@ -24,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,16 +30,16 @@ from torch.utils.data import Dataset
 
 from ..exceptions import ValidationError
 from ._checks import check_float_dtype, check_int
-from .download import DataNotFoundError, FileSpec, download_file, verify_file
+from .files import DataNotFoundError, FileSpec, verify_file
 from .idx import read_idx_images, read_idx_labels
 
 __all__ = [
-    "DATASETS",
     "ENV_DATA_DIR",
-    "MNISTSpec",
+    "MNIST_FILES",
     "MNISTSplits",
     "SequentialMNIST",
     "default_data_dir",
+    "find_mnist",
     "load_mnist",
     "mnist_files",
     "permuted_sequential_mnist",
@@ -52,101 +47,73 @@ __all__ = [
     "sequential_mnist",
 ]
 
-#: Environment variable naming the root folder of torchlmu's data sets.
+#: Environment variable naming the folder of torchlmu's data (MNIST's files, or mnist/).
 ENV_DATA_DIR = "TORCHLMU_DATA"
 
 _KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
-
-@dataclass(frozen=True)
-class MNISTSpec:
-    """An MNIST-format data set: its four files, download mirrors and system folders."""
-
-    name: str
-    files: dict[str, FileSpec]
-    mirrors: tuple[str, ...]
-    system_dirs: tuple[str, ...] = ()
-
-
-#: Known data sets. MNIST's digests are those of the original distribution files (LeCun,
-#: Cortes & Burges). Fashion-MNIST (Zalando) accepts its upstream files (published MD5) and
-#: Debian's recompressed copies (SHA-1 of package dataset-fashion-mnist 0.0~git20200523).
-DATASETS: dict[str, MNISTSpec] = {
-    "mnist": MNISTSpec(
-        name="mnist",
-        files={
-            "train_images": FileSpec(
-                "train-images-idx3-ubyte.gz",
-                sha1=("6c95f4b05d2bf285e1bfb0e7960c31bd3b3f8a7d",),
-                md5=("f68b3c2dcbeaaa9fbdd348bbdeb94873",),
-            ),
-            "train_labels": FileSpec(
-                "train-labels-idx1-ubyte.gz",
-                sha1=("2a80914081dc54586dbdf242f9805a6b8d2a15fc",),
-                md5=("d53e105ee54ea40749a09fcbcd1e9432",),
-            ),
-            "test_images": FileSpec(
-                "t10k-images-idx3-ubyte.gz",
-                sha1=("c3a25af1f52dad7f726cce8cacb138654b760d48",),
-                md5=("9fb629c4189551a2d022fa330f9573f3",),
-            ),
-            "test_labels": FileSpec(
-                "t10k-labels-idx1-ubyte.gz",
-                sha1=("763e7fa3757d93b0cdec073cef058b2004252c17",),
-                md5=("ec29112dd5afa0611ce80d1b7f02629c",),
-            ),
-        },
-        mirrors=(
-            "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            "https://storage.googleapis.com/cvdf-datasets/mnist/",
-            "http://yann.lecun.com/exdb/mnist/",
-        ),
+#: MNIST's four files and the SHA-1 digests of the original distribution (LeCun, Cortes &
+#: Burges), as every mirror and torchvision serve them.
+MNIST_FILES: dict[str, FileSpec] = {
+    "train_images": FileSpec(
+        "train-images-idx3-ubyte.gz", ("6c95f4b05d2bf285e1bfb0e7960c31bd3b3f8a7d",)
     ),
-    "fashion-mnist": MNISTSpec(
-        name="fashion-mnist",
-        files={
-            "train_images": FileSpec(
-                "train-images-idx3-ubyte.gz",
-                sha1=("f3b839f14745c4e79b8fd3c612c99de71320e861",),
-                md5=("8d4fb7e6c68d591d4c3dfef9ec88bf0d",),
-            ),
-            "train_labels": FileSpec(
-                "train-labels-idx1-ubyte.gz",
-                sha1=("f4909103fbdc4fa0d25c24c0ef242affd5e6311d",),
-                md5=("25c81989df183df01b3e8a0aad5dffbe",),
-            ),
-            "test_images": FileSpec(
-                "t10k-images-idx3-ubyte.gz",
-                sha1=("5273a894aa97b4c0880e0d709e6afbdc770d05e3",),
-                md5=("bef4ecab320f06d8554ea6380940ec79",),
-            ),
-            "test_labels": FileSpec(
-                "t10k-labels-idx1-ubyte.gz",
-                sha1=("9317cfa0b855692f9538dd9e8821f97222088aa9",),
-                md5=("bb300cfdad3c16e7a12a480ee83cd310",),
-            ),
-        },
-        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        system_dirs=("/usr/share/datasets/fashion-mnist",),
+    "train_labels": FileSpec(
+        "train-labels-idx1-ubyte.gz", ("2a80914081dc54586dbdf242f9805a6b8d2a15fc",)
+    ),
+    "test_images": FileSpec(
+        "t10k-images-idx3-ubyte.gz", ("c3a25af1f52dad7f726cce8cacb138654b760d48",)
+    ),
+    "test_labels": FileSpec(
+        "t10k-labels-idx1-ubyte.gz", ("763e7fa3757d93b0cdec073cef058b2004252c17",)
     ),
 }
 
 
-def _spec(dataset: str) -> MNISTSpec:
-    if dataset not in DATASETS:
-        raise ValidationError("dataset", f"one of {tuple(DATASETS)}", repr(dataset))
-    return DATASETS[dataset]
+def default_data_dir() -> Path:
+    """The user cache's MNIST folder: ``$XDG_CACHE_HOME/torchlmu/mnist`` (default
+    ``~/.cache/torchlmu/mnist``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(cache).expanduser() / "torchlmu" / "mnist"
 
 
-def default_data_dir(dataset: str = "mnist") -> Path:
-    """The default folder of a data set: ``$TORCHLMU_DATA/<dataset>``, else the user cache
-    (``$XDG_CACHE_HOME/torchlmu/<dataset>``, default ``~/.cache/torchlmu/<dataset>``)."""
-    _spec(dataset)
+def mnist_dirs(root: str | os.PathLike | None = None) -> list[Path]:
+    """The folders :func:`find_mnist` searches, in order: ``root`` alone when given; else
+    ``$TORCHLMU_DATA`` and its ``mnist`` folder when the variable is set; else the user cache."""
+    if root is not None:
+        return [Path(root).expanduser()]
     env = os.environ.get(ENV_DATA_DIR)
     if env:
-        return Path(env).expanduser() / dataset
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(cache).expanduser() / "torchlmu" / dataset
+        return [Path(env).expanduser(), Path(env).expanduser() / "mnist"]
+    return [default_data_dir()]
+
+
+def find_mnist(
+    root: str | os.PathLike | None = None, also: Sequence[str | os.PathLike] = ()
+) -> Path:
+    """The first folder of :func:`mnist_dirs` holding MNIST's four files.
+
+    Args:
+        root: the folder to use (the only one looked at).
+        also: fallback folders, searched after the user cache, only when neither ``root`` nor
+            ``$TORCHLMU_DATA`` names a folder (an explicit choice is never second-guessed).
+
+    Raises:
+        DataNotFoundError: none does; one line naming every folder searched and what to do.
+    """
+    explicit = root is not None or bool(os.environ.get(ENV_DATA_DIR))
+    dirs = [*mnist_dirs(root), *([] if explicit else map(Path, also))]
+    names = [f.name for f in MNIST_FILES.values()]
+    for d in dirs:
+        if all((d / n).is_file() for n in names):
+            return d
+    raise DataNotFoundError(
+        f"MNIST: expected its four IDX files ({', '.join(names)}) in "
+        + " or ".join(str(d) for d in dirs)
+        + ", found them in none; name the folder holding them (--data DIR in the command, "
+        f"root= in Python, or ${ENV_DATA_DIR}), e.g. the MNIST/raw folder of a torchvision "
+        "MNIST download"
+    )
 
 
 def _check_split(split: str) -> str:
@@ -156,24 +123,12 @@ def _check_split(split: str) -> str:
 
 
 def mnist_files(
-    dataset: str = "mnist",
-    root: str | os.PathLike | None = None,
-    *,
-    download: bool = False,
-    mirrors: Sequence[str] | None = None,
-    timeout: float = 30.0,
-    keys: Sequence[str] = _KEYS,
+    root: str | os.PathLike | None = None, *, keys: Sequence[str] = _KEYS
 ) -> dict[str, Path]:
-    """Locate (and optionally download) a data set's files, each verified by checksum.
+    """Locate MNIST's files (see :func:`find_mnist`), each verified by checksum.
 
     Args:
-        dataset: ``"mnist"`` or ``"fashion-mnist"``.
-        root: folder holding the files; ``None`` searches the default folder
-            (:func:`default_data_dir`) and then the system folders.
-        download: fetch missing files into ``root`` (or the default folder).
-        mirrors: base URLs to try in order (file names are appended); default: the data
-            set's known mirrors.
-        timeout: seconds any network operation may wait.
+        root: the folder holding the files; None searches :func:`mnist_dirs`.
         keys: which files: any of ``"train_images"``, ``"train_labels"``, ``"test_images"``,
             ``"test_labels"`` (default: all four).
 
@@ -181,67 +136,33 @@ def mnist_files(
         ``{key: path}`` of verified files.
 
     Raises:
-        DataNotFoundError: a file is missing and ``download`` is False.
-        ChecksumError: a local file does not match its known digests.
-        DownloadError: a download failed (nothing is left behind).
+        DataNotFoundError: no folder searched holds the four files.
+        ChecksumError: a file does not match its known digest.
     """
-    spec = _spec(dataset)
     for key in keys:
-        if key not in spec.files:
+        if key not in MNIST_FILES:
             raise ValidationError("keys", f"a subset of {_KEYS}", repr(key))
-    target = Path(root).expanduser() if root is not None else default_data_dir(dataset)
-    search = [target] if root is not None else [target, *map(Path, spec.system_dirs)]
-    if mirrors is None:
-        mirrors = spec.mirrors
-    elif isinstance(mirrors, str) or not all(isinstance(m, str) for m in mirrors) or not mirrors:
-        raise ValidationError("mirrors", "a non-empty sequence of base URLs", repr(mirrors))
-    found: dict[str, Path] = {}
-    for key in keys:
-        fspec = spec.files[key]
-        path = next((d / fspec.name for d in search if (d / fspec.name).is_file()), None)
-        if path is None:
-            if not download:
-                raise DataNotFoundError(
-                    f"{dataset} file {fspec.name} not found in "
-                    + ", ".join(str(d) for d in search)
-                    + f"; pass download=True, or put the file there, or set ${ENV_DATA_DIR}"
-                )
-            urls = [m if m.endswith("/") else m + "/" for m in mirrors]
-            path = download_file(
-                [u + fspec.name for u in urls], target / fspec.name, spec=fspec, timeout=timeout
-            )
-        verify_file(path, fspec)
-        found[key] = path
+    folder = find_mnist(root)
+    found = {key: folder / MNIST_FILES[key].name for key in keys}
+    for key, path in found.items():
+        verify_file(path, MNIST_FILES[key])
     return found
 
 
 def load_mnist(
-    split: str = "train",
-    *,
-    dataset: str = "mnist",
-    root: str | os.PathLike | None = None,
-    download: bool = False,
-    mirrors: Sequence[str] | None = None,
-    timeout: float = 30.0,
+    split: str = "train", *, root: str | os.PathLike | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Load one split of MNIST or Fashion-MNIST as uint8 tensors.
+    """Load one split of MNIST as uint8 tensors.
 
     Args:
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000).
-        dataset, root, download, mirrors, timeout: as in :func:`mnist_files`.
+        root: as in :func:`mnist_files`.
 
     Returns:
         ``(images, labels)``: uint8 tensors of shapes ``(N, 28, 28)`` and ``(N,)``.
     """
     split = _check_split(split)
-    files = mnist_files(
-        dataset,
-        root,
-        download=download,
-        mirrors=mirrors,
-        timeout=timeout,
-        keys=(f"{split}_images", f"{split}_labels"),
-    )
+    files = mnist_files(root, keys=(f"{split}_images", f"{split}_labels"))
     images = read_idx_images(files[f"{split}_images"])
     labels = read_idx_labels(files[f"{split}_labels"])
     if images.shape[0] != labels.shape[0]:
@@ -375,13 +296,9 @@ class MNISTSplits(NamedTuple):
 def sequential_mnist(
     root: str | os.PathLike | None = None,
     *,
-    dataset: str = "mnist",
     permute: bool = False,
     seed: int = 50,
     n_valid: int = 10000,
-    download: bool = False,
-    mirrors: Sequence[str] | None = None,
-    timeout: float = 30.0,
     dtype: torch.dtype = torch.float32,
 ) -> MNISTSplits:
     """Sequential MNIST (``permute=False``) or permuted sequential MNIST (``permute=True``).
@@ -391,7 +308,7 @@ def sequential_mnist(
     set tests. With ``permute`` the pixels follow ``psmnist_permutations(seed)[1]``.
 
     Args:
-        root, dataset, download, mirrors, timeout: as in :func:`mnist_files`.
+        root: as in :func:`mnist_files`.
         permute: apply the pixel permutation.
         seed: the RandomState seed (protocol: 50).
         n_valid: size of the validation split (protocol: 10,000).
@@ -400,12 +317,8 @@ def sequential_mnist(
     Returns:
         :class:`MNISTSplits` ``(train, valid, test)``; each item is ``(x (784, 1), y)``.
     """
-    train_images, train_labels = load_mnist(
-        "train", dataset=dataset, root=root, download=download, mirrors=mirrors, timeout=timeout
-    )
-    test_images, test_labels = load_mnist(
-        "test", dataset=dataset, root=root, download=download, mirrors=mirrors, timeout=timeout
-    )
+    train_images, train_labels = load_mnist("train", root=root)
+    test_images, test_labels = load_mnist("test", root=root)
     n_train = train_images.shape[0]
     n_valid = check_int(n_valid, "n_valid", minimum=0)
     if n_valid >= n_train:
@@ -425,23 +338,9 @@ def sequential_mnist(
 def permuted_sequential_mnist(
     root: str | os.PathLike | None = None,
     *,
-    dataset: str = "mnist",
     seed: int = 50,
     n_valid: int = 10000,
-    download: bool = False,
-    mirrors: Sequence[str] | None = None,
-    timeout: float = 30.0,
     dtype: torch.dtype = torch.float32,
 ) -> MNISTSplits:
     """Permuted sequential MNIST with the LMU paper's protocol (see :func:`sequential_mnist`)."""
-    return sequential_mnist(
-        root,
-        dataset=dataset,
-        permute=True,
-        seed=seed,
-        n_valid=n_valid,
-        download=download,
-        mirrors=mirrors,
-        timeout=timeout,
-        dtype=dtype,
-    )
+    return sequential_mnist(root, permute=True, seed=seed, n_valid=n_valid, dtype=dtype)

@@ -5,6 +5,7 @@ Input: 10 Hz band-limited white noise scaled into [−1, 1]; a window of 1 s sam
 100 training and 100 test sequences; error: test MSE per delay over steps t >= T.
 
 Models:
+
 - ``lstm``: LSTM(100) + Linear(5), 41,305 trainable parameters (one bias per gate, as Keras),
   Adam, MSE, batch 50, 500 epochs, best validation epoch (a separate validation set).
 - ``lmu0``: the untrained LMU memory, order 100, encoder 1, readout = the Legendre decoders of the
@@ -463,13 +464,15 @@ def figure(results: dict[str, Any], path: Path) -> None:
     for name, T, e in _rows(results):
         if name.startswith("LMU readout trained"):
             continue
-        ax.loglog(
-            fr[1:],
-            [max(v, 1e-20) for v in e[1:]],
+        # every delay, 0 included (a log axis would drop it); the error spans decades: log y
+        ax.semilogy(
+            fr,
+            [max(v, 1e-20) for v in e],
             styles.get(name, ".-"),
             label=f"{name}, T={int(T):,}",
             alpha=0.85,
         )
+    ax.set_xticks(fr, [f"{f:g}" for f in fr])
     ax.set_xlabel("delay (fraction of the window θ)")
     ax.set_ylabel("test MSE (t ≥ T)")
     ax.set_title("Memory capacity: test MSE vs delay")

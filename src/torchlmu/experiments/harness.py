@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._install import install_kind, source_root
 from ..exceptions import TorchLMUError, ValidationError
 from ..runtime import configure_cpu, reusing_large_allocations
 from . import distributed as _dist
@@ -99,8 +100,12 @@ def _json_default(o: Any) -> Any:
 @functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
     """The commit (``-dirty`` if tracked code differs) when first asked: a run asks at its start
-    (:class:`RunContext`), so later commits made while it trains do not relabel its results."""
-    root = Path(__file__).resolve().parents[3]
+    (:class:`RunContext`), so later commits made while it trains do not relabel its results.
+    None outside a source checkout: an installed wheel is identified by its version (git would
+    otherwise answer for whatever repository happens to enclose site-packages)."""
+    root = source_root()
+    if root is None:
+        return None
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
@@ -140,11 +145,18 @@ def _cpu_model() -> str:
 
 
 def provenance(threads: int, device: str = "cpu") -> dict[str, Any]:
-    """Where and how a result was made: command, commit, versions, threads, device, machine."""
+    """Where and how a result was made: command, commit, versions, threads, device, machine.
+
+    ``torchlmu`` is the version and ``install`` the install kind (``"wheel"``, ``"editable"``,
+    ``"source"``: see :mod:`torchlmu._install`); ``git_commit`` is None outside a checkout."""
+    from .. import __version__
+
     return {
         "command": " ".join(["torchlmu", *sys.argv[1:]])
         if Path(sys.argv[0]).name in ("torchlmu", "__main__.py")
         else " ".join(sys.argv),
+        "torchlmu": __version__,
+        "install": install_kind(),
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -165,7 +177,9 @@ def provenance_line(results: dict[str, Any]) -> str:
     correction written by hand after the run, when there is one)."""
     pv = results["provenance"]
     line = (
-        f"Provenance: `{pv['command']}`, commit {pv['git_commit']}, torch {pv['torch']}, "
+        f"Provenance: `{pv['command']}`, "
+        + (f"torchlmu {pv['torchlmu']} ({pv.get('install')} install), " if "torchlmu" in pv else "")
+        + f"commit {pv['git_commit']}, torch {pv['torch']}, "
         f"{pv['threads']} threads, {pv['cpu']}"
         + (f", on {pv['cuda']}" if str(pv.get("device", "cpu")).startswith("cuda") else "")
         + f", wall {results['wall_seconds']:.0f} s."
@@ -252,16 +266,17 @@ class RunContext:
         }
 
     def __post_init__(self) -> None:
+        # every check before the folder is made: a refused run leaves nothing behind
         self.device = _check_device(self.device)
         self.out = Path(self.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        # Threads; denormals flushed to zero (they slow float32 training several times on
+        # CPUs); large freed tensors kept for reuse instead of page-faulted in at every step.
+        self.threads = int(configure_cpu(self.threads)["threads"])
         # Under torchrun: join the process group; only rank 0 logs and shows progress.
         if _dist.init_from_env(self.device) and not _dist.is_main():
             self.log = lambda s: None
             self.progress = False
-        # Threads; denormals flushed to zero (they slow float32 training several times on
-        # CPUs); large freed tensors kept for reuse instead of page-faulted in at every step.
-        self.threads = int(configure_cpu(self.threads)["threads"])
+        self.out.mkdir(parents=True, exist_ok=True)
         _git_commit()  # pin the provenance to the code this run started with
 
     def claim(self, identity: dict[str, Any], force: bool = False) -> None:

@@ -15,7 +15,6 @@ trains through the hand-written BPTT of :func:`torchlmu.recurrence.lmu_elman_sca
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DataNotFoundError, permuted_sequential_mnist
+from .._install import source_root
+from ..data import find_mnist, mnist_files, permuted_sequential_mnist
 from ..exceptions import ValidationError
 from ..lmu import LMU
 from . import distributed
@@ -101,27 +101,23 @@ class PaperModel(nn.Module):
         return self.out(self.lmu(x)[0])
 
 
-def data_root(cfg_root: str | None) -> Path | None:
-    """Where MNIST is: the config, ``$TORCHLMU_DATA/mnist``, the user cache, or ``shared/data/mnist``
-    beside this repository (the project's machines); None lets the loader give its own error."""
-    candidates = [
-        cfg_root,
-        os.environ.get("TORCHLMU_DATA") and Path(os.environ["TORCHLMU_DATA"]) / "mnist",
-    ]
-    candidates.append(Path(__file__).resolve().parents[4] / "shared" / "data" / "mnist")
-    for c in candidates:
-        if c and (Path(c) / "t10k-labels-idx1-ubyte.gz").exists():
-            return Path(c)
-    return None
+def data_root(cfg_root: str | None = None) -> Path:
+    """Where MNIST is: ``Config.data_root`` alone when set, else :func:`~torchlmu.data.find_mnist`'s
+    search (``--data DIR``, which sets ``$TORCHLMU_DATA`` for the run, else that variable,
+    else the user cache), and last ``../shared/data/mnist`` beside the source checkout
+    torchlmu runs from (this project's machines; an installed wheel has no checkout)."""
+    checkout = source_root()
+    return find_mnist(cfg_root, [] if checkout is None else [checkout.parent / "shared/data/mnist"])
+
+
+def preflight(cfg: Any) -> None:
+    """Checked by ``torchlmu reproduce`` before anything is written: MNIST is found and every
+    file matches its checksum."""
+    mnist_files(data_root(cfg.data_root))
 
 
 def load(cfg: Any):
-    try:
-        return permuted_sequential_mnist(data_root(cfg.data_root), seed=cfg.data_seed)
-    except DataNotFoundError as e:
-        raise DataNotFoundError(
-            f"{e}\nSet TORCHLMU_DATA to a folder holding mnist/ (the four IDX .gz files)."
-        ) from e
+    return permuted_sequential_mnist(data_root(cfg.data_root), seed=cfg.data_seed)
 
 
 def _monitor(cfg: Any) -> str:
@@ -246,13 +242,22 @@ def curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
 
     ep = [r["epoch"] for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
-    a.plot(ep, [r["val_loss"] for r in history], "s-", label="validation")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a, b):  # whole epochs; a one-epoch run shows its points centred, not on an edge
+        if len(ep) <= 12:
+            ax.set_xticks(ep)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(min(ep) - 0.5, max(ep) + 0.5)
+        ax.margins(y=0.15)
+    a.plot(ep, [r["train_loss"] for r in history], "o-", ms=6, label="train")
+    a.plot(ep, [r["val_loss"] for r in history], "s-", ms=6, label="validation")
     a.set_xlabel("epoch")
     a.set_ylabel("cross-entropy")
     a.legend()
-    b.plot(ep, [r["train_acc"] for r in history], "o-", label="train")
-    b.plot(ep, [r["val_acc"] for r in history], "s-", label="validation")
+    b.plot(ep, [r["train_acc"] for r in history], "o-", ms=6, label="train")
+    b.plot(ep, [r["val_acc"] for r in history], "s-", ms=6, label="validation")
     b.set_xlabel("epoch")
     b.set_ylabel("accuracy (%)")
     b.legend()
@@ -306,9 +311,8 @@ def seed_rows(results: dict[str, Any]) -> list[str]:
 def table(results: dict[str, Any]) -> str:
     rows = seed_rows(results)
     p = results["paper"]
-    rows.append(
-        f"| paper | {p['test_acc']:.2f} | {p.get('val_acc', float('nan')):.2f} | | {p['params']:,} | |"
-    )
+    paper_val = f"{p['val_acc']:.2f}" if "val_acc" in p else ""  # not every paper gives it
+    rows.append(f"| paper | {p['test_acc']:.2f} | {paper_val} | | {p['params']:,} | |")
     return "\n".join(rows)
 
 

@@ -26,6 +26,7 @@ from . import distributed, psmnist
 from .harness import RunContext, atomic_write_json, mean_std_ci, provenance
 
 NAME = "psmnist-parallel"
+preflight = psmnist.preflight  # MNIST found and verified before anything is written
 TITLE = "Permuted sequential MNIST (parallel LMU, ICML 2021)"
 PAPER = {"test_acc": 98.49, "params": 165_000}
 
@@ -152,12 +153,14 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             per_seed[str(ctx.seed)]["refit"] = {
                 "test_acc": r["test_acc"],
                 "test_loss": r["test_loss"],
-                "train_images": len(full),
+                # what the refit trained on (n_train caps it, as in a quick run)
+                "train_images": len(full) if cfg.n_train is None else min(cfg.n_train, len(full)),
                 "epochs": len(r["history"]),
                 "seconds_per_epoch": r["seconds_per_epoch"],
                 "history": r["history"],  # its val_* include training images: not a selection
             }
-            ctx.log(f"seed {ctx.seed} refit on {len(full):,}: test {r['test_acc']:.2f}%")
+            n_refit = per_seed[str(ctx.seed)]["refit"]["train_images"]
+            ctx.log(f"seed {ctx.seed} refit on {n_refit:,} images: test {r['test_acc']:.2f}%")
         # every finished seed at once: a run stopped between seeds still leaves its numbers
         # (a partial result, labelled so); results.json is written only when all seeds are done
         atomic_write_json(
@@ -225,41 +228,54 @@ def _interval(s: dict[str, Any], key: str) -> str:
     """``mean ± std %, 95 % interval [a, b]`` of ``s[key]`` (older results: flat fields only)."""
     d = s.get(key.removesuffix("_mean"))
     if isinstance(d, dict):
-        if not d.get("ci95"):  # one seed
-            return f"{d['mean']:.2f} % (one seed)"
+        if not d.get("ci95"):  # one seed (the sentence says so): no spread
+            return f"{d['mean']:.2f} %"
         lo, hi = d["ci95"]
         return f"{d['mean']:.2f} ± {d['std']:.2f} % (95 % t-interval {lo:.2f}–{hi:.2f})"
     return f"{s[key]:.2f} ± {s[key.replace('_mean', '_std')]:.2f} %"
 
 
-def _refit_line(s: dict[str, Any]) -> str:
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def _refit_images(results: dict[str, Any]) -> int:
+    """Training images of each refit: train + validation (60,000), capped by ``n_train``
+    (older results recorded 60,000 even when n_train capped it: the config decides)."""
+    n = results.get("config", {}).get("n_train")
+    return 60_000 if n is None else min(int(n), 60_000)
+
+
+def _refit_line(s: dict[str, Any], n_images: int) -> str:
     if "refit_test_acc_mean" not in s:
         return ""
+    what = "all 60,000 training images" if n_images == 60_000 else f"{n_images:,} training images"
     return (
-        " Refit on all 60,000 training images (same settings, final epoch): "
+        f" Refit on {what} (same settings, final epoch): "
         + _interval(s, "refit_test_acc_mean")
         + "."
     )
 
 
-def _summary_line(s: dict[str, Any]) -> str:
+def _summary_line(s: dict[str, Any], n_images: int = 60_000) -> str:
     if "test_acc_mean" not in s:  # a tuning run: validation only
         return (
             f"Tuning run (no test metric computed): best validation accuracy over "
-            f"{s['n_seeds']} seeds " + _interval(s, "best_val_acc_mean") + "."
+            f"{_seeds(s['n_seeds'])}: " + _interval(s, "best_val_acc_mean") + "."
         )
     return (
-        f"Test accuracy over {s['n_seeds']} seeds: "
+        f"Test accuracy over {_seeds(s['n_seeds'])}: "
         + _interval(s, "test_acc_mean")
         + f" (paper: {PAPER['test_acc']:.2f} %)."
-        + _refit_line(s)
+        + _refit_line(s, n_images)
     )
 
 
 def table(results: dict[str, Any]) -> str:
-    return psmnist.table(results) + "\n\n" + _summary_line(results["results"]["summary"])
+    summary = _summary_line(results["results"]["summary"], _refit_images(results))
+    return psmnist.table(results) + "\n\n" + summary
 
 
 def report_section(results: dict[str, Any], prefix: str = "") -> str:
     body = psmnist.report_section(results, prefix, TITLE, "psmnist_parallel_curves.png")
-    return body + "\n" + _summary_line(results["results"]["summary"]) + "\n"
+    return body + "\n" + _summary_line(results["results"]["summary"], _refit_images(results)) + "\n"

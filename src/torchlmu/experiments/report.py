@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import EXPERIMENTS, get
+from . import EXPERIMENTS
 from .harness import atomic_write_text
 
 HISTORY_DIR = "history"  # superseded runs live in folders of this name: listed, not reported
@@ -94,6 +94,8 @@ def _mode_note(r: dict, text: str) -> str:
 
 def write_report(root: Path) -> Path:
     """Write ``root/REPORT.md`` and return its path."""
+    from . import get  # looked up when called (tests replace it)
+
     root = Path(root)
     parts = ["# torchlmu: results beside the LMU paper's", ""]
     found = find_results(root)

@@ -5,7 +5,7 @@ from m Poisson-spiking LIF neurons (max rates 20–40 Hz, as the paper), one ens
 coefficient, discrete NEF mapping onto a lowpass synapse τ, simulator step 0.1 ms (the paper's).
 It holds a 10 Hz sinusoid (the paper's input). For m from 100 to 20,000 (11 log-spaced values),
 several orders d and 5 seeds, the error is the RMS over time (after the first θ) of the norm of
-the difference between the network's represented state (normalised, |x_i| ≤ 1) and the exact
+the difference between the network's represented state (normalised, abs(x_i) ≤ 1) and the exact
 state of :class:`~torchlmu.LegendreMemory` on the same input (the network's state lags one
 simulator step, which is compared exactly). Also reported: the error of the decoded window
 u(t − rθ), r ∈ {0, ½, 1}, against the exact memory's decoded window.
@@ -25,7 +25,6 @@ The full run takes about 4 minutes on one core.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import time
@@ -83,35 +82,17 @@ class Config:
 
 # ------------------------------------------------------------------------------- BLAS threads
 def limit_blas_threads(n: int) -> int:
-    """Set the thread count of every OpenBLAS already loaded (NumPy's, SciPy's); returns how many.
+    """Limit every BLAS library loaded in this process (NumPy's, SciPy's: OpenBLAS, MKL or BLIS)
+    to ``n`` threads for the rest of the process, through threadpoolctl; returns how many.
 
     Nengo solves decoders with NumPy/SciPy; on a shared machine a multi-threaded OpenBLAS waiting
     for busy cores made a 750×750 Cholesky take 1 s instead of 7 ms (measured), so ``--threads``
-    limits BLAS too. Best effort: libraries without the symbol are left alone.
+    limits BLAS too.
     """
-    done = 0
-    try:
-        maps = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return 0
-    paths = {ln.split()[-1] for ln in maps if "openblas" in ln.lower() and ".so" in ln}
-    for p in sorted(paths):
-        try:
-            lib = ctypes.CDLL(p)
-        except OSError:
-            continue
-        for sym in (
-            "openblas_set_num_threads",
-            "openblas_set_num_threads64_",
-            "scipy_openblas_set_num_threads",
-            "scipy_openblas_set_num_threads64_",
-        ):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn(int(n))
-                done += 1
-                break
-    return done
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(limits=int(n), user_api="blas")  # not a context: kept for the whole run
+    return sum(1 for lib in threadpool_info() if lib["user_api"] == "blas")
 
 
 # ---------------------------------------------------------------------------------- one cell
