@@ -10,6 +10,7 @@ from . import deep_psmnist
 from .harness import RunContext
 
 NAME = "deep-smnist"
+preflight = deep_psmnist.preflight
 TITLE = "Sequential MNIST (deep LMU network)"
 PAPER = {"test_acc": 99.5, "params": None}  # issue 19's goal, not a published result
 
