@@ -319,9 +319,9 @@ class DeepLMU(nn.Module):
         order, theta, channels: the memory of each block (one value, or one per block).
         pooling: ``"last"`` (the last step's features), ``"mean"`` (the mean over steps) or
             ``"none"`` (an output at every step: a sequence-to-sequence model).
-        ffn, expand, dropout, tie_dropout, activation, bidirectional, conv, trainable_theta,
-            method: of every block (see :class:`LMUBlock`); ``dropout`` also applies after the
-            encoder.
+        ffn, expand, dropout, tie_dropout, activation: of every block (see :class:`LMUBlock`);
+            ``dropout`` also applies after the encoder.
+        bidirectional, conv, trainable_theta, method: of every block (see :class:`LMUBlock`).
         batch_first: input ``(B, T, I)`` (and per-step output ``(B, T, O)``) instead of
             ``(T, B, I)``.
 
