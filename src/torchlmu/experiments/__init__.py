@@ -17,6 +17,8 @@ EXPERIMENTS: dict[str, str] = {
     "spiking": "torchlmu.experiments.spiking",
     "psmnist": "torchlmu.experiments.psmnist",
     "psmnist-parallel": "torchlmu.experiments.psmnist_parallel",
+    "deep-psmnist": "torchlmu.experiments.deep_psmnist",
+    "deep-smnist": "torchlmu.experiments.deep_smnist",
 }
 
 

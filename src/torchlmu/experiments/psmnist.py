@@ -293,7 +293,8 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
     return results
 
 
-def table(results: dict[str, Any]) -> str:
+def seed_rows(results: dict[str, Any]) -> list[str]:
+    """The table's header and one row per seed (test accuracy only in a final run)."""
     rows = [
         "| seed | test acc (%) | best val acc (%) | best epoch | params | s/epoch |",
         "|---|---|---|---|---|---|",
@@ -304,6 +305,11 @@ def table(results: dict[str, Any]) -> str:
         rows.append(
             f"| {s} | {test} | {r['best_val_acc']:.2f} | {r['best_epoch']} | {r['params']:,} | {spe:.1f} |"
         )
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = seed_rows(results)
     p = results["paper"]
     paper_val = f"{p['val_acc']:.2f}" if "val_acc" in p else ""  # not every paper gives it
     rows.append(f"| paper | {p['test_acc']:.2f} | {paper_val} | | {p['params']:,} | |")

@@ -1,0 +1,89 @@
+"""The deep-psmnist and deep-smnist experiments: a final quick run tests once and records its
+protocol; a tuning run reads no test sequence. About 10 s each on one thread (MNIST needed)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from torchlmu.data import DataNotFoundError
+from torchlmu.exceptions import ValidationError
+from torchlmu.experiments import deep_psmnist, deep_smnist, get, psmnist
+from torchlmu.experiments.harness import RunContext, n_params
+
+
+def _have_mnist() -> bool:
+    try:
+        return psmnist.data_root(None) is not None
+    except DataNotFoundError:
+        return False
+
+
+needs_mnist = pytest.mark.skipif(
+    not _have_mnist(), reason="MNIST not found (set TORCHLMU_DATA or add ../shared/data/mnist)"
+)
+
+
+def test_registered_and_configured():
+    assert get("deep-psmnist") is deep_psmnist and get("deep-smnist") is deep_smnist
+    assert deep_psmnist.Config().permute and not deep_smnist.Config().permute
+    model = deep_psmnist.build_model(deep_psmnist.Config())
+    assert model.num_blocks == 4 and model.d_model == 64 and model.pooling == "last"
+    assert deep_psmnist.preflight is psmnist.preflight
+
+
+def test_lstm_baseline_has_the_deep_models_size():
+    cfg = deep_psmnist.Config(model="lstm")
+    lstm = deep_psmnist.build_model(cfg)
+    deep = n_params(deep_psmnist.build_model(deep_psmnist.Config()))
+    assert abs(n_params(lstm) - deep) / deep < 0.01, (n_params(lstm), deep)
+    assert lstm(torch.rand(3, 20, 1)).shape == (3, 10)
+    assert deep_psmnist.build_model(replace(cfg, lstm_hidden=7)).lstm.hidden_size == 7
+    with pytest.raises(ValidationError, match=r"Config\.model"):
+        deep_psmnist.build_model(replace(cfg, model="gru"))
+
+
+@needs_mnist
+def test_final_quick_run_tests_once(tmp_path):
+    cite = {"path": "results/x/protocol.json", "sha256": "0" * 64, "commit": "c" * 40}
+    ctx = RunContext(
+        out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None, protocol=cite
+    )
+    results = deep_psmnist.run(deep_psmnist.Config().quick(), ctx)
+    r = results["results"]["seeds"]["0"]
+    assert r["test_acc"] > 15  # 2,000 images, two epochs: above chance (10 %)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["mode"] == "final" and saved["protocol"] == cite
+    assert saved["experiment"] == "deep-psmnist" and saved["config"]["permute"] is True
+    assert json.loads((tmp_path / "partial.json").read_text())["seeds_done"] == ["0"]
+    assert (tmp_path / "deep_curves.png").exists()
+    assert "S4 (published) | 98.70" in deep_psmnist.table(results)
+    assert "deep_curves.png" in deep_psmnist.report_section(results, prefix="x/")
+
+
+@needs_mnist
+def test_tuning_run_never_reads_the_test_set(tmp_path, monkeypatch):
+    real_load = deep_psmnist.load
+
+    def load(cfg):
+        s = real_load(cfg)
+
+        def refuse(idx):
+            raise AssertionError("a tuning run read the test set")
+
+        s.test.batch = refuse
+        return s
+
+    monkeypatch.setattr(deep_psmnist, "load", load)
+    ctx = RunContext(out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None)
+    results = deep_smnist.run(deep_smnist.Config().quick(), ctx)
+    r = results["results"]["seeds"]["0"]
+    assert r["test_acc"] is None and r["best_val_acc"] > 15
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["mode"] == "tuning" and saved["experiment"] == "deep-smnist"
+    assert saved["config"]["permute"] is False
+    assert "not computed (tuning)" in deep_smnist.table(results)
+    assert deep_smnist.report_section(results).startswith("## Sequential MNIST (deep LMU")
