@@ -150,6 +150,24 @@ def stream(model, x, state, batched, batch_first):
     return torch.stack(ys, tdim), states
 
 
+def _have_mnist() -> bool:
+    from torchlmu.data import DataNotFoundError
+    from torchlmu.experiments import psmnist
+
+    try:
+        psmnist.data_root(None)
+    except DataNotFoundError:
+        return False
+    return True
+
+
+#: Skips a test where the experiments cannot find MNIST (their own search: $TORCHLMU_DATA, the
+#: user cache, ../shared/data/mnist beside the checkout).
+needs_mnist = pytest.mark.skipif(
+    not _have_mnist(), reason="MNIST not found (set TORCHLMU_DATA or add ../shared/data/mnist)"
+)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -8,23 +8,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import needs_mnist
 
-from torchlmu.data import DataNotFoundError
 from torchlmu.exceptions import ValidationError
 from torchlmu.experiments import deep_psmnist, deep_smnist, get, psmnist
 from torchlmu.experiments.harness import RunContext, n_params
-
-
-def _have_mnist() -> bool:
-    try:
-        return psmnist.data_root(None) is not None
-    except DataNotFoundError:
-        return False
-
-
-needs_mnist = pytest.mark.skipif(
-    not _have_mnist(), reason="MNIST not found (set TORCHLMU_DATA or add ../shared/data/mnist)"
-)
 
 
 def test_registered_and_configured():

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import needs_mnist
 
 from torchlmu.exceptions import ValidationError
 from torchlmu.experiments import psmnist, psmnist_parallel
@@ -42,12 +43,6 @@ def test_parallel_model_paper_input_map():
     torch.testing.assert_close(model(x), ref)
     with pytest.raises(ValidationError, match="input_map"):
         psmnist_parallel.ParallelModel(replace(cfg, input_map="tanh"))
-
-
-needs_mnist = pytest.mark.skipif(
-    psmnist.data_root(None) is None,
-    reason="MNIST not found (set TORCHLMU_DATA or add ../shared/data/mnist)",
-)
 
 
 @needs_mnist
