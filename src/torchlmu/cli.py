@@ -327,8 +327,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
         type=_positive_int,
-        default=None,
-        help="torch (and BLAS) threads, 1 or more (default: torch's)",
+        default=1,
+        # One thread by default: measured on 2 cores (docs/performance.md, "Under load"), the
+        # demo took 7.5 s with 2 threads and 10.5 s with 1 when quiet, but beside one busy
+        # process 27.8 s with 2 (OpenMP's threads spin at every barrier while their partner
+        # waits for a core) and 10.2 s with 1; beside another 2-thread torch job, 800 s.
+        help="torch (and BLAS) threads, 1 or more (default 1: robust beside other jobs; "
+        "more help only on otherwise idle cores)",
     )
     p.add_argument(
         "--seed", type=int, default=None, help="random seed (default 0, or the protocol's)"
