@@ -22,11 +22,14 @@ TAU, A, B, POWER = 17.0, 0.2, 0.1, 10
 
 
 def _reference_euler(history: np.ndarray, n_samples: int, dt=0.1, substeps=10, x0=1.2):
-    """One sequence, written directly from the equation with a plain list of past values."""
+    """One sequence, written directly from the equation with a plain list of past values.
+
+    The original code's indexing: each sample is recorded after its ``substeps`` Euler steps,
+    so sample i is x at Euler index (i + 1)·substeps and x(0) = x0 is never a sample."""
     xs = [*history, x0]  # x at Euler indices -m .. 0
     m = len(history)
-    samples = [x0]
-    for _ in range((n_samples - 1) * substeps):
+    samples = []
+    for _ in range(n_samples * substeps):
         x, xd = xs[-1], xs[-1 - m]
         xs.append(x + dt * (A * xd / (1 + xd**POWER) - B * x))
         if (len(xs) - 1 - m) % substeps == 0:
@@ -43,6 +46,26 @@ def test_euler_matches_a_direct_implementation_of_the_paper_generator():
     expected -= expected.mean()
     assert out.shape == (n, length) and out.dtype == torch.float64
     np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_euler_records_each_sample_after_its_steps_as_the_original_code():
+    """Sample i is x((i + 1)·substeps·dt), not x(i·substeps·dt): the one-sample shift.
+
+    With a constant history c = x0 = 1.2 the delayed term is g = a·c/(1 + c^n) for the first
+    m = 170 Euler steps, so x_k = g/b + (x0 − g/b)(1 − b·dt)^k in closed form; sample i is
+    x_{10(i + 1)}, valid while 10(i + 1) <= 170 (i <= 16)."""
+    raw = mackey_glass_euler(
+        1, 17, washout=0, history_spread=0.0, transform=False, remove_mean=False, seed=0
+    )[0].numpy()
+    g = A * 1.2 / (1 + 1.2**POWER)
+    k = 10 * (np.arange(17) + 1)
+    np.testing.assert_allclose(raw, g / B + (1.2 - g / B) * (1 - B * 0.1) ** k, rtol=0, atol=1e-13)
+    assert raw[0] != 1.2  # x(0) is not a sample
+    # the washout drops whole samples of that same series
+    later = mackey_glass_euler(
+        1, 7, washout=10, history_spread=0.0, transform=False, remove_mean=False, seed=0
+    )[0].numpy()
+    np.testing.assert_array_equal(later, raw[10:])
 
 
 def test_euler_paper_size_is_fast_seeded_and_zero_mean():
@@ -63,8 +86,9 @@ def test_euler_paper_size_is_fast_seeded_and_zero_mean():
 
 def test_euler_is_first_order_against_rk4():
     """Constant history 1.2, 200 samples: max |Euler − RK4| measured 0.043 at dt = 0.1 and
-    0.021 at dt = 0.05 (first order: the error halves with the step)."""
-    ref = mackey_glass_rk4(200, history=1.2, steps_per_sample=20)
+    0.021 at dt = 0.05 (first order: the error halves with the step). Euler's sample i is
+    x(i + 1), RK4's x(i)."""
+    ref = mackey_glass_rk4(201, history=1.2, steps_per_sample=20)[:, 1:]
 
     def err(dt, substeps):
         e = mackey_glass_euler(

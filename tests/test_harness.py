@@ -22,6 +22,7 @@ from torchlmu.experiments.harness import (
     load_best,
     load_protocol,
     mean_std_ci,
+    random_windows,
     t_quantile_975,
 )
 
@@ -64,6 +65,78 @@ def test_fit_keeps_the_best_validation_epoch_not_the_last(tmp_path, mode):
     assert saved["epoch"] == 2 and torch.equal(saved["model"]["weight"], snapshots[1])
     load_best(model, res)
     assert torch.equal(model.weight, snapshots[1])
+
+
+def _scripted_fit(out, scripted, epochs, **kw):
+    """fit() of a linear model whose validation loss is ``scripted[epoch]``; returns the result
+    and how many epochs were evaluated."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    seen: list[int] = []
+
+    def evaluate(m):
+        seen.append(1)
+        return {"val_loss": scripted[len(seen) - 1]}
+
+    res = fit(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        train_batches=lambda epoch: [(x, y)],
+        step_loss=lambda m, a, b: (((m(a) - b) ** 2).mean(), {}),
+        evaluate=evaluate,
+        epochs=epochs,
+        out=out,
+        progress=False,
+        **kw,
+    )
+    return res, len(seen)
+
+
+def test_fit_stops_early_after_patience_epochs_without_improvement(tmp_path):
+    """Validation loss scripted to be best at epoch 3 of 10: patience 2 trains epochs 4 and 5,
+    then stops (epoch 5 is 2 epochs after the best), keeping epoch 3; a resume of the stopped
+    run trains nothing more; without patience all 10 epochs run."""
+    scripted = [5.0, 4.0, 1.0, 2.0, 1.5, 0.5, 3.0, 3.0, 3.0, 3.0]
+    res, n = _scripted_fit(tmp_path / "a", scripted, 10, patience=2)
+    assert n == 5 and res.best_epoch == 3 and res.stopped_early_after == 5
+    assert [r["epoch"] for r in res.history] == [1, 2, 3, 4, 5]
+    again, n = _scripted_fit(tmp_path / "a", scripted, 10, patience=2, resume=True)
+    assert n == 0 and again.best_epoch == 3 and again.stopped_early_after == 5
+    # a later improvement within the patience resets the count: best at 6, stop after 8
+    res, n = _scripted_fit(tmp_path / "b", scripted, 10, patience=3)
+    assert n == 9 and res.best_epoch == 6 and res.stopped_early_after == 9
+    res, n = _scripted_fit(tmp_path / "c", scripted, 10)
+    assert n == 10 and res.best_epoch == 6 and res.stopped_early_after is None
+    with pytest.raises(TorchLMUError, match="patience"):
+        _scripted_fit(tmp_path / "d", scripted, 10, patience=0)
+
+
+def test_random_windows_cut_aligned_windows_reproducibly():
+    n, T = 3, 50
+    x = torch.arange(n * T, dtype=torch.float32).reshape(n, T, 1)
+    y = x + 1000
+    make = random_windows(x, y, window=7, batch=4, steps=5, seed=3)
+    batches = list(make(0))
+    assert len(batches) == 5
+    starts = set()
+    for xb, yb in batches:
+        assert xb.shape == yb.shape == (4, 7, 1)
+        assert torch.equal(yb, xb + 1000)  # input and target windows aligned
+        d = xb[:, 1:, 0] - xb[:, :-1, 0]
+        assert torch.all(d == 1)  # consecutive steps of one sequence
+        first = xb[:, 0, 0].long()
+        assert torch.all(first % T <= T - 7)  # the window fits the sequence
+        starts |= set(first.tolist())
+    assert len(starts) > 10  # random starts and sequences
+    again = list(random_windows(x, y, window=7, batch=4, steps=5, seed=3)(0))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
+    other = list(make(1))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(batches, other, strict=True))
+    with pytest.raises(TorchLMUError, match="window"):
+        random_windows(x, y, window=51, batch=4, steps=5, seed=3)
+    with pytest.raises(TorchLMUError, match="steps"):
+        random_windows(x, y, window=5, batch=4, steps=0, seed=3)
 
 
 # ---------------------------------------------------------------------------- statistics

@@ -157,3 +157,59 @@ def test_resume_skips_finished_pieces(tmp_path):
     assert b["lstm/seed1"]["test_mse"] == pytest.approx(a["lstm/seed1"]["test_mse"], rel=1e-6)
     with pytest.raises(ValidationError, match="resume"):
         mg.run(replace(cfg, epochs=3), RunContext(out=tmp_path, progress=False, resume=True))
+
+
+def test_windowed_protocol_budget_lr_per_model_and_paired_differences(tmp_path):
+    """The converged protocol's options: random windows, validation every k steps, early
+    stopping, a learning rate per model, and the per-seed paired differences."""
+    torch.set_num_threads(1)
+    cfg = replace(
+        mg.Config().quick(),
+        models=("lstm", "lmu"),
+        seeds=(0, 1, 2),
+        length=80,
+        window=20,
+        batch=3,
+        val_every=2,
+        epochs=3,
+        patience=1,
+        lr_by_model={"lmu": 0.02},
+    )
+    assert cfg.lr_of("lmu") == 0.02 and cfg.lr_of("lstm") == cfg.lr
+    r = mg.run(mg.check_config(cfg), RunContext(out=tmp_path, progress=False, log=lambda s: None))
+    for key, piece in r["results"].items():
+        assert piece["lr"] == cfg.lr_of(key.split("/")[0])
+        assert piece["steps_per_epoch"] == 2 and piece["steps"] == 2 * piece["epochs"]
+        assert piece["best_step"] == 2 * piece["best_epoch"]
+        # patience 1: training stops at the first validation that does not improve
+        assert piece["stopped_early"] == (piece["epochs"] < cfg.epochs)
+        losses = [h["val_loss"] for h in piece["history"]]
+        assert piece["best_val_loss"] == min(losses)
+    d = r["paired"]["lstm-lmu"]
+    want = [
+        r["results"][f"lstm/seed{s}"]["test_nrmse"]["rms"]
+        - r["results"][f"lmu/seed{s}"]["test_nrmse"]["rms"]
+        for s in cfg.seeds
+    ]
+    assert d["seeds"] == [0, 1, 2] and d["differences"] == pytest.approx(want)
+    assert d["mean"] == pytest.approx(sum(want) / 3) and d["ci95"][0] < d["mean"] < d["ci95"][1]
+    assert r["summary"]["lmu"]["lr"] == [0.02]
+    text = mg.report_section(r)
+    assert "Windowed protocol: 3 windows of 20 steps" in text and "| LSTM − LMU | 3 |" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"window": 0}, "window"),
+        ({"window": 10**6}, "window"),
+        ({"val_every": 5}, "val_every"),  # without a window
+        ({"window": 100, "val_every": 0}, "val_every"),
+        ({"patience": 0}, "patience"),
+        ({"lr_by_model": {"gru": 1e-3}}, "lr_by_model"),
+        ({"lr_by_model": {"lmu": -1.0}}, "lr_by_model"),
+    ],
+)
+def test_bad_windowed_config(change, field):
+    with pytest.raises(ValidationError, match=rf"Config\.{field}"):
+        mg.check_config(replace(mg.Config(), **change))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -323,3 +324,32 @@ def test_experiment_error_metrics_are_the_documented_ones():
     assert got["state_rms_exact"] == pytest.approx(
         math.sqrt(float((ref**2).sum()) / len(k)), rel=1e-9
     )
+
+
+def test_across_runs_tabulates_the_d_exponent_by_tau_over_theta():
+    """Two synthetic runs with errors c·d^p/√m (p = 1.4 at τ/θ = 0.1, p = 1.0 at τ/θ = 0.01):
+    the table lists each run's slope vs d at every m >= m_min, sorted by τ/θ, and flags an m
+    whose per-coefficient error reaches the saturation level; one τ/θ alone gives no table."""
+    runs = []
+    for folder, tau, theta, p, c in (("a", 0.01, 0.1, 1.4, 20.0), ("b", 0.01, 1.0, 1.0, 3.0)):
+        cfg = exp.Config(
+            orders=(2, 4, 8), n_min=5000, n_max=20000, n_values=2, seeds=3, tau=tau,
+            theta=theta, bootstrap=100,
+        )  # fmt: skip
+        cells = [
+            {"order": d, "neurons": m, "seed": s, "state_rmse": c * d**p / math.sqrt(m),
+             "window_rmse": 0.1, "sim_seconds": 1.0, "signal_bytes": 1}
+            for d in cfg.orders for m in cfg.neurons() for s in range(cfg.seeds)
+        ]  # fmt: skip
+        r = {"config": asdict(cfg), "cells": cells, "fits": exp.analyse(cells, cfg, seed=0)}
+        runs.append((folder, r))
+    assert exp.across_runs(runs[:1]) is None
+    text = exp.across_runs(list(reversed(runs)))
+    rows = [ln for ln in text.splitlines() if ln.startswith("| 0.")]
+    assert len(rows) == 4
+    assert rows[0].startswith("| 0.01 | 10 ms | 1 s | 3,000 | 5,000 | 2/4/8 | +1.00")
+    assert rows[2].startswith("| 0.1 | 10 ms | 0.1 s | 3,000 | 5,000 | 2/4/8 | +1.40")
+    # run a at m = 5,000, d = 8: 20·8^1.4/√5000/√8 = 1.86 per coefficient: saturated
+    assert "(saturated)" in rows[2] and "(saturated)" not in rows[0]
+    assert "`b` |" in rows[0] and "`a` |" in rows[3]
+    assert exp.across_runs(runs, m_min=10**6) is None

@@ -7,8 +7,9 @@
 * :func:`mackey_glass_euler` — the generator of the LMU paper's experiment: forward Euler with
   step 0.1, one output sample every 10 steps (sample period 1), a random history
   ``1.2 + 0.2·(U − 0.5)`` (one value per Euler step over the τ before t = 0), ``x(0) = 1.2``,
-  the first 100 samples discarded (washout), output ``tanh(x − 1)`` with the mean over the
-  whole generated set removed. Vectorised over sequences.
+  each sample recorded after its 10 steps (sample ``i`` is ``x(i + 1)``, as the original code
+  indexes it), the first 100 samples discarded (washout), output ``tanh(x − 1)`` with the mean
+  over the whole generated set removed. Vectorised over sequences.
 * :func:`mackey_glass_rk4` — an accurate solver: classical Runge-Kutta 4 whose delayed term at
   the half step is a cubic Hermite interpolant of the stored solution (4th order, like RK4),
   the step chosen so that τ is a whole number of steps (the derivative discontinuities of the
@@ -83,7 +84,8 @@ def mackey_glass_euler(
     ``m = tau/dt`` Euler grid times ``−τ, −τ+dt, ..., −dt`` (drawn as
     ``rng.uniform(size=(n, m))``), then ``x(0) = x0`` and Euler steps
     ``x_{k+1} = x_k + dt·(a·x_{k−m} / (1 + x_{k−m}^power) − b·x_k)``. Sample ``i`` is
-    ``x(i · substeps · dt)``; samples ``0..washout−1`` are dropped.
+    ``x((i + 1) · substeps · dt)``, recorded after its ``substeps`` Euler steps as in the
+    original code (so ``x(0) = x0`` is not a sample); samples ``0..washout−1`` are dropped.
 
     Args:
         n: number of sequences.
@@ -125,9 +127,6 @@ def mackey_glass_euler(
     x = np.full(n, x0)
     k = 0
     for i in range(n_samples):
-        out[i] = x
-        if i == n_samples - 1:
-            break
         for _ in range(substeps):
             slot = k % m
             xd = ring[slot]  # x at index k - m
@@ -135,6 +134,9 @@ def mackey_glass_euler(
             ring[slot] = x  # x_k replaces x_{k-m}, which is no longer needed
             x = x + dt * dx
             k += 1
+        # The original generator records a sample after integrating its interval: sample i is
+        # x((i + 1)·substeps·dt), and x(0) itself is never a sample.
+        out[i] = x
     series = out[washout:].T
     if transform:
         series = np.tanh(series - 1.0)

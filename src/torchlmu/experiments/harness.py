@@ -43,6 +43,7 @@ __all__ = [
     "n_params",
     "provenance",
     "provenance_line",
+    "random_windows",
     "shuffled_batches",
 ]
 
@@ -458,6 +459,37 @@ def shuffled_batches(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int):
     return make
 
 
+def random_windows(
+    x: torch.Tensor, y: torch.Tensor, window: int, batch: int, steps: int, seed: int
+) -> Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]:
+    """``epoch -> steps batches`` of ``batch`` windows of ``window`` time steps cut at random
+    from the sequences ``x``, ``y`` (``(n, T, ...)``, windows aligned in both).
+
+    Each window takes a sequence uniformly and a start uniformly in ``0 … T − window``; the draw
+    depends only on (seed, epoch), so that a resumed run sees the same windows. Training on
+    short windows makes a step cost ``window / T`` of a whole-sequence step (a recurrent step
+    loop is sequential in time), so that many more steps fit a budget.
+    """
+    n, T = x.shape[0], x.shape[1]
+    if y.shape[:2] != (n, T):
+        raise ValidationError("y", f"shape starting {(n, T)} (as x)", tuple(y.shape))
+    for name, v, hi in (("window", window, T), ("batch", batch, None), ("steps", steps, None)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1 or (hi is not None and v > hi):
+            want = "a positive integer" + ("" if hi is None else f" <= {hi} (the length)")
+            raise ValidationError(name, want, repr(v))
+    offsets = torch.arange(window)
+
+    def make(epoch: int):
+        g = torch.Generator().manual_seed(seed * 10_007 + epoch)
+        for _ in range(steps):
+            seq = torch.randint(n, (batch,), generator=g)
+            start = torch.randint(T - window + 1, (batch,), generator=g)
+            t = start[:, None] + offsets  # (batch, window)
+            yield x[seq[:, None], t], y[seq[:, None], t]
+
+    return make
+
+
 class _GraphedStep:
     """The training step (forward, loss, backward, clipping, optimizer step) captured once as a
     CUDA graph and replayed for every batch of the captured shape: a recurrent cell's step loop
@@ -538,6 +570,8 @@ class FitResult:
     best: dict[str, Any]
     best_path: Path
     resumed_from: int | None = None
+    # the epoch after which early stopping ended training (``patience``), else None
+    stopped_early_after: int | None = None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -580,6 +614,7 @@ def fit(
     scheduler: Any = None,
     clip_grad_norm: float | None = None,
     cuda_graph: bool = False,
+    patience: int | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs; keep the best epoch by ``monitor`` on validation.
 
@@ -607,6 +642,9 @@ def fit(
             is baked into the graph), and the optimizer, if it has the option, was made with
             ``capturable=True``; otherwise (or if capture fails, logged) it trains eagerly.
             ``step_loss`` must then return its metrics as tensors (no host synchronisation).
+        patience: early stopping: training ends once ``patience`` epochs in a row have not
+            improved ``monitor`` on its best value (the best epoch is kept, as always); a
+            resumed run that had already stopped trains no further. None: all ``epochs``.
 
     Under ``torchrun`` (see :mod:`.distributed`) the model trains wrapped in
     ``DistributedDataParallel``: each rank takes its shard of every global batch, the loss is
@@ -618,6 +656,10 @@ def fit(
         :class:`FitResult` with the history (one row per epoch: train metrics, validation
         metrics, wall seconds) and the best epoch's validation metrics.
     """
+    if patience is not None and (
+        not isinstance(patience, int) or isinstance(patience, bool) or patience < 1
+    ):
+        raise ValidationError("patience", "a positive integer or None", repr(patience))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "log.jsonl"
@@ -672,8 +714,18 @@ def fit(
     graphed_logged = False
     bar = _progress(epochs, desc, progress, initial=start)
     done_here = 0
+    stopped_early_after = None
     for epoch in range(start, epochs):
         if stop_after is not None and done_here >= stop_after:
+            break
+        # ``epoch`` epochs are done; the best was epoch ``best_epoch`` (1-based)
+        if patience is not None and best_epoch > 0 and epoch - best_epoch >= patience:
+            stopped_early_after = epoch
+            if log:
+                log(
+                    f"{desc}: stopped early after epoch {epoch} ({patience} epochs without a "
+                    f"better {monitor}; best epoch {best_epoch})"
+                )
             break
         t0 = time.perf_counter()
         model.train()
@@ -780,7 +832,7 @@ def fit(
             )
     if bar is not None:
         bar.close()
-    return FitResult(history, best_epoch, best, best_path, resumed_from)
+    return FitResult(history, best_epoch, best, best_path, resumed_from, stopped_early_after)
 
 
 def _progress(total: int | None, desc: str, enabled: bool, leave: bool = True, initial: int = 0):

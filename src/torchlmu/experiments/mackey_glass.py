@@ -23,6 +23,15 @@ test NRMSE in the three conventions of :func:`~torchlmu.data.nrmse` (``"rms"`` i
 RMSE / RMS(target)), test MSE, seconds per epoch; mean ± sample standard deviation over
 ``Config.seeds`` (model initialisations; the data are the same for every seed).
 
+A cheaper converged protocol (issue 15, item 5; ``results/PLAN.md``) trains on random windows
+instead: ``window`` (steps per window, cut from the training sequences; ``batch`` windows per
+step), ``val_every`` (training steps between validations on the whole validation sequences;
+an "epoch" of the log is then one such round, so the step budget is ``epochs × val_every``,
+equal for every model), ``patience`` (early stopping after that many validations without a
+better validation MSE) and ``lr_by_model`` (a learning rate per model, chosen on validation).
+Results then also give, per pair of models, the per-seed differences of NRMSE with a 95 %
+t-interval (the seeds pair the models: seed s draws the same windows for every model).
+
 Every finished (model, seed) piece is saved in ``partial.json`` (and ``results.json`` is rewritten
 with what has finished), and every piece checkpoints each epoch, so ``--resume`` continues an
 interrupted run where it stopped.
@@ -49,10 +58,12 @@ from .harness import (
     atomic_write_json,
     fit,
     load_best,
+    mean_std_ci,
     model_device,
     n_params,
     provenance,
     provenance_line,
+    random_windows,
     shuffled_batches,
     to_device,
 )
@@ -95,6 +106,19 @@ class Config:
     theta: float = 4.0
     lmu_bias: bool = True
     plot_steps: int = 500
+    # The windowed, early-stopped protocol (module docstring); None / 1 / None / None: the paper's.
+    window: int | None = None
+    val_every: int = 1
+    patience: int | None = None
+    lr_by_model: dict[str, float] | None = None
+
+    def lr_of(self, name: str) -> float:
+        """The learning rate of model ``name``: ``lr_by_model[name]`` if given, else ``lr``."""
+        return float((self.lr_by_model or {}).get(name, self.lr))
+
+    def steps_per_epoch(self) -> int:
+        """Training steps between two validations (one "epoch" of the log)."""
+        return self.val_every if self.window is not None else -(-self.n_train // self.batch)
 
     def quick(self) -> Config:
         return replace(
@@ -125,6 +149,33 @@ def check_config(cfg: Config) -> Config:
         raise ValidationError("Config.seeds", "a non-empty tuple of distinct ints", cfg.seeds)
     if not (isinstance(cfg.lr, float) and cfg.lr > 0):
         raise ValidationError("Config.lr", "a positive float", repr(cfg.lr))
+
+    def positive_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if cfg.window is not None and not (positive_int(cfg.window) and cfg.window <= cfg.length):
+        raise ValidationError(
+            "Config.window", f"None or an integer in 1 … {cfg.length} (length)", repr(cfg.window)
+        )
+    if not positive_int(cfg.val_every) or (cfg.window is None and cfg.val_every != 1):
+        raise ValidationError(
+            "Config.val_every",
+            "a positive integer (1 unless Config.window is set: whole-sequence training "
+            "validates after every epoch)",
+            repr(cfg.val_every),
+        )
+    if cfg.patience is not None and not positive_int(cfg.patience):
+        raise ValidationError("Config.patience", "None or a positive integer", repr(cfg.patience))
+    if cfg.lr_by_model is not None and not (
+        isinstance(cfg.lr_by_model, dict)
+        and all(k in MODELS for k in cfg.lr_by_model)
+        and all(isinstance(v, float) and v > 0 for v in cfg.lr_by_model.values())
+    ):
+        raise ValidationError(
+            "Config.lr_by_model",
+            f"None or a dict {{model: positive float}} with models in {MODELS}",
+            repr(cfg.lr_by_model),
+        )
     return cfg
 
 
@@ -256,8 +307,16 @@ def train_one(
     """Train model ``name`` from initialisation ``seed``; the best validation epoch is tested."""
     ctx.seed_all(1_000 * seed + MODELS.index(name))
     model = build_model(name, cfg).to(ctx.device)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    lr = cfg.lr_of(name)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     xtr, ytr = data["train"]
+    # the same batch seed for every model: seed s sees the same data stream in each
+    batch_seed = ctx.seed * 1_000 + seed
+    batches = (
+        shuffled_batches(xtr, ytr, cfg.batch, batch_seed)
+        if cfg.window is None
+        else random_windows(xtr, ytr, cfg.window, cfg.batch, cfg.val_every, batch_seed)
+    )
     xv, yv = to_device(data["val"], model_device(model))
 
     def step_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor):
@@ -270,7 +329,7 @@ def train_one(
     res = fit(
         model,
         opt,
-        train_batches=shuffled_batches(xtr, ytr, cfg.batch, ctx.seed * 1_000 + seed),
+        train_batches=batches,
         step_loss=step_loss,
         evaluate=evaluate,
         epochs=cfg.epochs,
@@ -278,8 +337,9 @@ def train_one(
         resume=ctx.resume,
         progress=ctx.progress,
         desc=f"{LABELS[name]} seed {seed}",
-        n_batches=-(-xtr.shape[0] // cfg.batch),
+        n_batches=cfg.steps_per_epoch(),
         log=ctx.log,
+        patience=cfg.patience,
     )
     wall = time.perf_counter() - t0
     load_best(model, res)
@@ -301,6 +361,11 @@ def train_one(
         "best_epoch": res.best_epoch,
         "best_val_loss": res.best["val_loss"],
         "epochs": len(res.history),
+        "lr": lr,
+        "steps_per_epoch": cfg.steps_per_epoch(),
+        "best_step": res.best_epoch * cfg.steps_per_epoch(),
+        "steps": len(res.history) * cfg.steps_per_epoch(),
+        "stopped_early": res.stopped_early_after is not None,
         "seconds_per_epoch": sum(secs) / max(len(secs), 1),
         "train_seconds_per_epoch": sum(train_secs) / max(len(train_secs), 1),
         "wall_seconds_this_call": wall,
@@ -336,7 +401,32 @@ def summarise(pieces: dict[str, Any], cfg: Config) -> dict[str, Any]:
         s["seconds_per_epoch"] = _mean_std([r["seconds_per_epoch"] for r in runs])[0]
         s["train_seconds_per_epoch"] = _mean_std([r["train_seconds_per_epoch"] for r in runs])[0]
         s["params"] = runs[0]["params"]
+        s["lr"] = sorted({r.get("lr", cfg.lr) for r in runs})
+        s["best_val_loss_mean"] = _mean_std([r["best_val_loss"] for r in runs])[0]
+        if all("best_step" in r for r in runs):
+            s["best_step_mean"] = _mean_std([float(r["best_step"]) for r in runs])[0]
+            s["stopped_early"] = sum(bool(r["stopped_early"]) for r in runs)
         out[name] = s
+    return out
+
+
+def paired_differences(pieces: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    """Per pair of models ``"a-b"``: the per-seed differences NRMSE(a) − NRMSE(b) (``rms``,
+    the paper's) over the seeds both finished, with mean, sample std and 95 % t-interval
+    (:func:`~torchlmu.experiments.harness.mean_std_ci`); pairs with fewer than 2 such seeds
+    are left out. A negative difference: ``a`` predicts better."""
+    out: dict[str, Any] = {}
+    names = list(cfg.models)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            seeds = [s for s in cfg.seeds if _key(a, s) in pieces and _key(b, s) in pieces]
+            if len(seeds) < 2:
+                continue
+            d = [
+                pieces[_key(a, s)]["test_nrmse"]["rms"] - pieces[_key(b, s)]["test_nrmse"]["rms"]
+                for s in seeds
+            ]
+            out[f"{a}-{b}"] = {"seeds": seeds, "differences": d, **mean_std_ci(d)}
     return out
 
 
@@ -392,6 +482,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             },
             "params": {n: {"ours": c, "paper": PAPER[n]["params"]} for n, c in counts.items()},
             "summary": summarise(pieces, cfg),
+            "paired": paired_differences(pieces, cfg),
             "results": pieces,
             "wall_seconds": wall_before + time.perf_counter() - t_start,
             "threads": ctx.threads,
@@ -448,6 +539,47 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def protocol_lines(results: dict[str, Any]) -> list[str]:
+    """The windowed protocol's per-model training facts and the paired differences (Markdown
+    lines; none for a run of the paper's whole-sequence protocol)."""
+    cfg = results["config"]
+    if cfg.get("window") is None:
+        return []
+    split = results.get("evaluated_split", "test")
+    lines = [
+        f"Windowed protocol: {cfg['batch']} windows of {cfg['window']} steps per training step, "
+        f"validation every {cfg['val_every']} steps, budget {cfg['epochs'] * cfg['val_every']:,} "
+        f"steps per model, patience {cfg['patience']} validations.",
+        "",
+        "| model | learning rate | best step (mean) | stopped early | best val MSE (mean) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in results["summary"].items():
+        lines.append(
+            f"| {LABELS[name]} | {', '.join(f'{v:g}' for v in s['lr'])} "
+            f"| {s.get('best_step_mean', float('nan')):,.0f} "
+            f"| {s.get('stopped_early', 0)} of {s['n_seeds']} | {s['best_val_loss_mean']:.3e} |"
+        )
+    paired = results.get("paired") or {}
+    if paired:
+        lines += [
+            "",
+            f"Paired differences of {split} NRMSE (rms) over seeds (negative: the first model "
+            "is better), mean ± std and 95 % t-interval:",
+            "",
+            "| pair | seeds | mean difference | 95 % interval |",
+            "|---|---|---|---|",
+        ]
+        for pair, d in paired.items():
+            a, b = pair.split("-")
+            lo, hi = d["ci95"]
+            lines.append(
+                f"| {LABELS[a]} − {LABELS[b]} | {d['n']} | {d['mean']:+.4f} ± {d['std']:.4f} "
+                f"| [{lo:+.4f}, {hi:+.4f}] |"
+            )
+    return [*lines, ""]
+
+
 def report_section(results: dict[str, Any], prefix: str = "") -> str:
     """The report's Markdown section for this experiment."""
     status = (
@@ -465,6 +597,7 @@ def report_section(results: dict[str, Any], prefix: str = "") -> str:
             "RMSE / range(target) (`range`); mean ± sample std over seeds (model initialisations); "
             f"s/epoch: training step + validation, {results['threads']} thread(s). Status: {status}.",
             "",
+            *protocol_lines(results),
             f"![mackey-glass]({prefix}mackey_glass.png)",
             "",
             provenance_line(results),
