@@ -80,6 +80,20 @@ ABOUT: dict[str, About] = {
         ("matplotlib",),
         "experiments",
     ),
+    "deep-psmnist": About(
+        "a 4-epoch tuning pilot took 2,020-3,936 s on 1 CPU thread of a loaded machine "
+        "(results/deep-psmnist/tuning); the full size is not yet measured; --quick under a minute",
+        _MNIST,
+        ("matplotlib",),
+        "experiments",
+    ),
+    "deep-smnist": About(
+        "as deep-psmnist (the same model without the pixel permutation); not yet measured at "
+        "full size; --quick under a minute",
+        _MNIST,
+        ("matplotlib",),
+        "experiments",
+    ),
 }
 # an experiment added without an entry: the plain extra, no claim about its duration or data
 _UNKNOWN = About("not recorded", "see the experiment's module", ("matplotlib",), "experiments")
@@ -92,6 +106,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "input_map": ("identity", "affine_relu"),
     "feature_norm": ("none", "batchnorm"),
     "models": ("lstm", "lmu", "hybrid"),
+    "model": ("deep-lmu", "lstm"),
+    "ffn": ("glu", "mlp"),
+    "pooling": ("last", "mean"),
+    "conv": ("auto", "chunk", "fft", "direct"),
 }
 # numeric fields that may be 0 (every other number must be > 0, unless its default is 0 or
 # negative); seeds are >= 0 too
