@@ -447,3 +447,44 @@ def test_psmnist_monitor_selects_by_validation_loss_when_asked(tmp_path, monkeyp
     with pytest.raises(ValidationError, match="monitor"):
         cfg = replace(psmnist.Config(), monitor="val_auc")
         psmnist.train_classifier(torch.nn.Linear(1, 1), splits, cfg, ctx, tmp_path, "t")
+
+
+def test_psmnist_paper_model_lr_schedule(tmp_path, monkeypatch):
+    """Config.lr_schedule: "constant" (the paper) passes no scheduler; "cosine" passes one that
+    anneals the learning rate to 0 over cfg.epochs; anything else is refused by name."""
+    from dataclasses import replace
+
+    from torchlmu.exceptions import ValidationError
+    from torchlmu.experiments import psmnist
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(model, optimizer, **kw):
+        seen["scheduler"] = kw["scheduler"]
+        seen["optimizer"] = optimizer
+        raise Stop
+
+    monkeypatch.setattr(psmnist, "fit", fake_fit)
+    ctx = RunContext(out=tmp_path, threads=1, progress=False, log=lambda s: None)
+    splits = (list(range(10)), list(range(10)), list(range(10)))
+    assert psmnist.Config().lr_schedule == "constant"
+    with pytest.raises(Stop):
+        psmnist.train_classifier(
+            torch.nn.Linear(1, 1), splits, psmnist.Config(), ctx, tmp_path, "t"
+        )
+    assert seen["scheduler"] is None
+    cfg = replace(psmnist.Config(), lr_schedule="cosine", epochs=4, lr=1e-3)
+    with pytest.raises(Stop):
+        psmnist.train_classifier(torch.nn.Linear(1, 1), splits, cfg, ctx, tmp_path, "t")
+    lrs = []
+    for _ in range(4):
+        lrs.append(seen["optimizer"].param_groups[0]["lr"])
+        seen["optimizer"].step()
+        seen["scheduler"].step()
+    assert lrs == pytest.approx([1e-3, 1e-3 * (1 + 2**-0.5) / 2, 5e-4, 1e-3 * (1 - 2**-0.5) / 2])
+    with pytest.raises(ValidationError, match="lr_schedule"):
+        cfg = replace(psmnist.Config(), lr_schedule="step")
+        psmnist.train_classifier(torch.nn.Linear(1, 1), splits, cfg, ctx, tmp_path, "t")

@@ -66,6 +66,8 @@ class Config:
     # The validation metric that selects the tested epoch: "val_acc" (highest accuracy), or
     # "val_loss" (lowest cross-entropy: the paper's checkpoint rule).
     monitor: str = "val_acc"
+    # "constant" (the paper: Adam at lr throughout) or "cosine" (annealed to 0 over the epochs).
+    lr_schedule: str = "constant"
     n_train: int | None = None  # None: all 50,000
     n_eval: int | None = None  # None: all 10,000 validation and test sequences
     data_root: str | None = None
@@ -146,7 +148,10 @@ def train_classifier(
     n_train = len(train) if cfg.n_train is None else min(cfg.n_train, len(train))
     n_eval = len(valid) if cfg.n_eval is None else min(cfg.n_eval, len(valid))
     wd = getattr(cfg, "weight_decay", 0.0)
-    cosine = getattr(cfg, "lr_schedule", "constant") == "cosine"
+    schedule = getattr(cfg, "lr_schedule", "constant")
+    if schedule not in ("constant", "cosine"):
+        raise ValidationError("Config.lr_schedule", "'constant' or 'cosine'", repr(schedule))
+    cosine = schedule == "cosine"
     # a CUDA graph bakes the learning rate in: only without a schedule
     graph = (
         getattr(cfg, "cuda_graph", False)
