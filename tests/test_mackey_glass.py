@@ -213,3 +213,58 @@ def test_windowed_protocol_budget_lr_per_model_and_paired_differences(tmp_path):
 def test_bad_windowed_config(change, field):
     with pytest.raises(ValidationError, match=rf"Config\.{field}"):
         mg.check_config(replace(mg.Config(), **change))
+
+
+def test_jobs_give_the_pieces_of_one_process(tmp_path):
+    """--jobs 2 trains the (model, seed) pieces in two spawned processes: every piece, its
+    history and the paired differences equal one process's, and partial.json stays seed-major."""
+    torch.set_num_threads(1)
+    cfg = replace(
+        mg.Config().quick(),
+        models=("lstm", "hybrid"),
+        seeds=(0, 1),
+        length=60,
+        window=20,
+        batch=2,
+        val_every=2,
+        epochs=2,
+    )
+    one = mg.run(cfg, RunContext(out=tmp_path / "one", threads=1, progress=False, log=print))
+    two = mg.run(
+        cfg, RunContext(out=tmp_path / "two", threads=1, jobs=2, progress=False, log=print)
+    )
+    assert (
+        list(one["results"])
+        == list(two["results"])
+        == [
+            "lstm/seed0",
+            "hybrid/seed0",
+            "lstm/seed1",
+            "hybrid/seed1",
+        ]
+    )
+    for key, a in one["results"].items():
+        b = two["results"][key]
+        assert a["history"] == b["history"], key
+        assert (a["test_mse"], a["best_epoch"]) == (b["test_mse"], b["best_epoch"]), key
+    assert one["paired"] == two["paired"]
+    partial = json.loads((tmp_path / "two" / "partial.json").read_text())
+    assert [k for k in partial if not k.startswith("_")] == list(one["results"])
+
+
+def test_jobs_are_refused_where_pieces_are_not_independent(tmp_path):
+    with pytest.raises(ValidationError, match="jobs"):
+        RunContext(out=tmp_path, jobs=0)
+    p = subprocess.run(
+        [
+            *(sys.executable, "-m", "torchlmu", "reproduce", "capacity", "--quick", "--jobs"),
+            *("2", "--out", str(tmp_path / "c")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        cwd=ROOT,
+    )
+    assert p.returncode == 2 and "--jobs" in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "c").exists()

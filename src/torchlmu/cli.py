@@ -443,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
             "it the run is a tuning run: metrics on the validation split, no test metric",
         )
         e.add_argument(
+            "--jobs",
+            type=_positive_int,
+            default=1,
+            help="worker processes, each with --threads threads (default 1; experiments made "
+            "of independent pieces only: mackey-glass trains its (model, seed) pieces in "
+            "parallel, with results equal to one process's)",
+        )
+        e.add_argument(
             "--set",
             action="append",
             default=[],
@@ -481,6 +489,7 @@ def _context(args, out: Path, quick: bool, resume: bool = False, protocol=None):
         quick=quick,
         device=args.device,
         protocol=protocol,
+        jobs=getattr(args, "jobs", 1),
     )
 
 
@@ -595,6 +604,12 @@ def reproduce(args) -> int:
         cfg = mod.Config().quick() if args.quick else mod.Config()
         cfg = _override(cfg, args.set, args.name)
     check_modules(args.name)
+    if args.jobs > 1 and not getattr(mod, "PARALLEL_PIECES", False):
+        raise ValidationError(
+            "--jobs",
+            "1 for this experiment (only mackey-glass trains independent pieces in parallel)",
+            str(args.jobs),
+        )
     if args.data is not None:
         if not args.data.is_dir():
             raise ValidationError(

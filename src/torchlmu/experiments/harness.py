@@ -246,6 +246,9 @@ class RunContext:
     # The committed protocol this run is the final run of (see :func:`load_protocol`), or None:
     # a tuning run, which evaluates on validation only and never touches the test set.
     protocol: dict[str, Any] | None = None
+    # Worker processes for experiments made of independent pieces (see :func:`map_pieces`);
+    # each worker runs ``threads`` threads.
+    jobs: int = 1
 
     @property
     def final(self) -> bool:
@@ -269,6 +272,12 @@ class RunContext:
     def __post_init__(self) -> None:
         # every check before the folder is made: a refused run leaves nothing behind
         self.device = _check_device(self.device)
+        if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
+            raise ValidationError("RunContext.jobs", "a positive integer", repr(self.jobs))
+        if self.jobs > 1 and self.device != "cpu":
+            raise ValidationError(
+                "RunContext.jobs", "1 on a GPU (worker processes are for the CPU)", repr(self.jobs)
+            )
         self.out = Path(self.out)
         # Threads; denormals flushed to zero (they slow float32 training several times on
         # CPUs); large freed tensors kept for reuse instead of page-faulted in at every step.
@@ -294,6 +303,44 @@ class RunContext:
         p = self.out / name
         p.mkdir(parents=True, exist_ok=True)
         return p
+
+    def for_worker(self) -> dict[str, Any]:
+        """The fields a worker process rebuilds this context from (no progress bars, one job,
+        logging to its stderr): ``RunContext(**ctx.for_worker())``."""
+        keep = ("out", "seed", "threads", "device", "resume", "quick", "protocol")
+        return {k: getattr(self, k) for k in keep} | {"progress": False, "jobs": 1}
+
+
+def map_pieces(
+    fn: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: int = 1
+) -> Iterable[tuple[int, Any]]:
+    """Yield ``(i, fn(*calls[i]))`` for every call: in order in this process when ``jobs`` is 1,
+    else in ``jobs`` fresh (spawned) processes as they finish.
+
+    For experiments made of independent pieces (one model and seed each) whose results depend
+    only on their arguments: a piece seeds itself, so its result does not depend on the process
+    or the order it ran in. ``fn`` must be a module-level function and its arguments picklable.
+    The caller records each piece as it arrives (so an interrupted run keeps what finished)."""
+    if jobs == 1:
+        for i, args in enumerate(calls):
+            yield i, fn(*args)
+        return
+    import concurrent.futures as cf
+    import multiprocessing
+
+    # spawn, not fork: a forked child inherits the parent's OpenMP and allocator state
+    with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(fn, *args): i for i, args in enumerate(calls)}
+        try:
+            for fut in cf.as_completed(futures):
+                yield futures[fut], fut.result()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+__all__ += ["map_pieces"]
 
 
 # --------------------------------------------------------------------- protocols and folders

@@ -58,6 +58,7 @@ from .harness import (
     atomic_write_json,
     fit,
     load_best,
+    map_pieces,
     mean_std_ci,
     model_device,
     n_params,
@@ -81,6 +82,10 @@ PAPER: dict[str, dict[str, float]] = {
     "lmu": {"nrmse": 0.0487, "params": 18_050, "tf_cpu_seconds_per_epoch": 5.4},
     "hybrid": {"nrmse": 0.0447, "params": 17_980, "tf_cpu_seconds_per_epoch": 5.7},
 }
+
+
+# The (model, seed) pieces are independent: ``--jobs N`` trains them in N processes.
+PARALLEL_PIECES = True
 
 
 @dataclass
@@ -497,22 +502,39 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         atomic_write_json(ctx.out / "results.json", results)
         return results
 
-    for seed in cfg.seeds:
-        for name in cfg.models:
-            key = _key(name, seed)
-            if key in res:
-                continue
-            piece = train_one(name, seed, data, cfg, ctx)
-            res[key] = piece
-            res["_wall_seconds"] = wall_before + time.perf_counter() - t_start
-            atomic_write_json(partial_path, res)
-            ctx.log(
-                f"{LABELS[name]} seed {seed}: {ctx.eval_split} NRMSE (rms) {piece['test_nrmse']['rms']:.4f}, "
-                f"MSE {piece['test_mse']:.3e}, best epoch {piece['best_epoch']}/{piece['epochs']}, "
-                f"{piece['seconds_per_epoch']:.2f} s/epoch"
-            )
-            publish()
+    pending = [(n, s) for s in cfg.seeds for n in cfg.models if _key(n, s) not in res]
+    if ctx.jobs == 1:
+        calls = [(n, s, data, cfg, ctx) for n, s in pending]
+        pieces = map_pieces(train_one, calls)
+    else:
+        calls = [(n, s, data, cfg, ctx.for_worker()) for n, s in pending]
+        pieces = map_pieces(_train_in_worker, calls, ctx.jobs)
+        ctx.log(f"mackey-glass: {len(calls)} pieces in {ctx.jobs} worker processes")
+    for i, piece in pieces:
+        name, seed = pending[i]
+        res[_key(name, seed)] = piece
+        # seed-major order whatever order the pieces finished in
+        res = {k: res[k] for k in sorted(res, key=_order(cfg))}
+        res["_wall_seconds"] = wall_before + time.perf_counter() - t_start
+        atomic_write_json(partial_path, res)
+        ctx.log(
+            f"{LABELS[name]} seed {seed}: {ctx.eval_split} NRMSE (rms) {piece['test_nrmse']['rms']:.4f}, "
+            f"MSE {piece['test_mse']:.3e}, best epoch {piece['best_epoch']}/{piece['epochs']}, "
+            f"{piece['seconds_per_epoch']:.2f} s/epoch"
+        )
+        publish()
     return publish()
+
+
+def _order(cfg: Config):
+    """Sort key of partial.json's entries: its private fields, then (seed, model) as configured."""
+    rank = {_key(n, s): i for i, (s, n) in enumerate((s, n) for s in cfg.seeds for n in cfg.models)}
+    return lambda k: (0, k) if k.startswith("_") else (1, rank.get(k, len(rank)))
+
+
+def _train_in_worker(name: str, seed: int, data, cfg: Config, ctx_fields: dict[str, Any]):
+    """:func:`train_one` in a worker process of :func:`~.harness.map_pieces`."""
+    return train_one(name, seed, data, cfg, RunContext(**ctx_fields))
 
 
 # ---------------------------------------------------------------------------------- output
