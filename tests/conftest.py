@@ -10,7 +10,8 @@ check is ||a − b|| <= 1e-5 · max(||b||, √numel), torch.allclose's rtol = at
 Compiled and exported programs against eager: 1e-6 (float32, other kernels' summation order).
 
 Markers: ``slow`` (minutes; deselect with ``-m "not slow"``), ``gpu`` (needs CUDA; skipped
-without it).
+without it). Skips: ``needs_mnist``, ``needs_fashion_mnist`` (the data set not found where the
+experiments look for it).
 """
 
 from __future__ import annotations
@@ -150,12 +151,12 @@ def stream(model, x, state, batched, batch_first):
     return torch.stack(ys, tdim), states
 
 
-def _have_mnist() -> bool:
+def _have(dataset: str) -> bool:
     from torchlmu.data import DataNotFoundError
     from torchlmu.experiments import psmnist
 
     try:
-        psmnist.data_root(None)
+        psmnist.data_root(None, dataset)
     except DataNotFoundError:
         return False
     return True
@@ -164,8 +165,32 @@ def _have_mnist() -> bool:
 #: Skips a test where the experiments cannot find MNIST (their own search: $TORCHLMU_DATA, the
 #: user cache, ../shared/data/mnist beside the checkout).
 needs_mnist = pytest.mark.skipif(
-    not _have_mnist(), reason="MNIST not found (set TORCHLMU_DATA or add ../shared/data/mnist)"
+    not _have("mnist"), reason="MNIST not found (set TORCHLMU_DATA or add ../shared/data/mnist)"
 )
+#: Skips a test where the experiments cannot find Fashion-MNIST (the same search, with
+#: /usr/share/datasets/fashion-mnist of the Debian package dataset-fashion-mnist before
+#: ../shared/data/fashion-mnist).
+needs_fashion_mnist = pytest.mark.skipif(
+    not _have("fashion-mnist"),
+    reason="Fashion-MNIST not found (apt install dataset-fashion-mnist, or set TORCHLMU_DATA)",
+)
+
+
+def refuse_test_reads(monkeypatch, module) -> None:
+    """Make ``module.load(cfg)`` return splits whose test split fails when read (``batch`` is
+    the only way ``psmnist.train_classifier`` reads test sequences): a tuning run must not."""
+    real_load = module.load
+
+    def load(cfg):
+        s = real_load(cfg)
+
+        def refuse(idx):
+            raise AssertionError("a tuning run read the test set")
+
+        s.test.batch = refuse
+        return s
+
+    monkeypatch.setattr(module, "load", load)
 
 
 def pytest_collection_modifyitems(config, items):

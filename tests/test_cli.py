@@ -521,7 +521,7 @@ def test_missing_mnist_is_one_line_naming_the_option_that_exists(tmp_path, capsy
     err = one_line_error(
         capsys, ["reproduce", "psmnist", "--quick", "--out", str(out), "--data", "/nonexistent"]
     )
-    assert "--data: expected a folder holding MNIST's four IDX .gz files" in err
+    assert "--data: expected a folder holding the data set's four IDX .gz files" in err
     assert not out.exists()
 
 

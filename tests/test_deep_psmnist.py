@@ -1,5 +1,6 @@
-"""The deep-psmnist and deep-smnist experiments: a final quick run tests once and records its
-protocol; a tuning run reads no test sequence. About 10 s each on one thread (MNIST needed)."""
+"""The deep-psmnist, deep-smnist and deep-sfmnist experiments: a final quick run tests once and
+records its protocol; a tuning run reads no test sequence. About 10 s each on one thread (MNIST
+or Fashion-MNIST needed)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import needs_mnist
+from conftest import needs_fashion_mnist, needs_mnist, refuse_test_reads
 
 from torchlmu.exceptions import ValidationError
-from torchlmu.experiments import deep_psmnist, deep_smnist, get, psmnist
+from torchlmu.experiments import deep_psmnist, deep_sfmnist, deep_smnist, get, psmnist
 from torchlmu.experiments.harness import RunContext, n_params
 
 
@@ -52,26 +53,24 @@ def test_final_quick_run_tests_once(tmp_path):
     assert "deep_curves.png" in deep_psmnist.report_section(results, prefix="x/")
 
 
-@needs_mnist
-def test_tuning_run_never_reads_the_test_set(tmp_path, monkeypatch):
-    real_load = deep_psmnist.load
-
-    def load(cfg):
-        s = real_load(cfg)
-
-        def refuse(idx):
-            raise AssertionError("a tuning run read the test set")
-
-        s.test.batch = refuse
-        return s
-
-    monkeypatch.setattr(deep_psmnist, "load", load)
+@pytest.mark.parametrize(
+    ("mod", "dataset"),
+    [
+        pytest.param(deep_smnist, "mnist", marks=needs_mnist),
+        pytest.param(deep_sfmnist, "fashion-mnist", marks=needs_fashion_mnist),
+    ],
+)
+def test_tuning_run_never_reads_the_test_set(tmp_path, monkeypatch, mod, dataset):
+    """deep-smnist and deep-sfmnist --quick: validation only, the variant's name and data."""
+    refuse_test_reads(monkeypatch, deep_psmnist)
     ctx = RunContext(out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None)
-    results = deep_smnist.run(deep_smnist.Config().quick(), ctx)
+    results = mod.run(mod.Config().quick(), ctx)
     r = results["results"]["seeds"]["0"]
-    assert r["test_acc"] is None and r["best_val_acc"] > 15
+    assert r["test_acc"] is None and r["best_val_acc"] > 15  # above chance (10 %)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["mode"] == "tuning" and saved["experiment"] == "deep-smnist"
-    assert saved["config"]["permute"] is False
-    assert "not computed (tuning)" in deep_smnist.table(results)
-    assert deep_smnist.report_section(results).startswith("## Sequential MNIST (deep LMU")
+    assert saved["mode"] == "tuning" and saved["experiment"] == mod.NAME
+    assert saved["evaluated_split"] == "val" and saved["paper"] == mod.PAPER
+    assert saved["config"]["permute"] is False and saved["config"]["dataset"] == dataset
+    assert "not computed (tuning)" in mod.table(results)
+    section = mod.report_section(results, prefix="x/")
+    assert section.startswith(f"## {mod.TITLE} (quick)") and "x/deep_curves.png" in section

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import needs_mnist
+from conftest import needs_mnist, refuse_test_reads
 
 from torchlmu.exceptions import ValidationError
 from torchlmu.experiments import psmnist, psmnist_parallel
@@ -75,18 +75,7 @@ def test_quick_run(tmp_path, mod):
 def test_tuning_run_never_reads_the_test_set(tmp_path, mod, monkeypatch):
     """Without a protocol the run is a tuning run: no test sequence is read (the test split's
     batch method fails if called), no test metric is in its results, validation is."""
-    real_load = psmnist.load
-
-    def load(cfg):
-        s = real_load(cfg)
-
-        def refuse(idx):
-            raise AssertionError("a tuning run read the test set")
-
-        s.test.batch = refuse  # the only way train_classifier reads test sequences
-        return s
-
-    monkeypatch.setattr(psmnist, "load", load)
+    refuse_test_reads(monkeypatch, psmnist)
     ctx = RunContext(out=tmp_path, threads=1, progress=False, quick=True, log=lambda s: None)
     results = mod.run(mod.Config().quick(), ctx)
     r = next(iter(results["results"]["seeds"].values()))

@@ -40,8 +40,14 @@ class About:
 
 _MNIST = (
     "MNIST's four IDX .gz files (train-images-idx3-ubyte.gz, ...; SHA-1 checked), from --data "
-    "DIR, else $TORCHLMU_DATA (DIR or DIR/mnist), else ~/.cache/torchlmu/mnist, else "
+    "DIR, else $TORCHLMU_DATA (DIR/mnist or DIR), else ~/.cache/torchlmu/mnist, else "
     "../shared/data/mnist beside a source checkout"
+)
+_FASHION_MNIST = (
+    "Fashion-MNIST's four IDX .gz files (train-images-idx3-ubyte.gz, ...; SHA-1 checked), from "
+    "--data DIR, else $TORCHLMU_DATA (DIR/fashion-mnist or DIR), else "
+    "~/.cache/torchlmu/fashion-mnist, else /usr/share/datasets/fashion-mnist (the Debian "
+    "package dataset-fashion-mnist), else ../shared/data/fashion-mnist beside a source checkout"
 )
 ABOUT: dict[str, About] = {
     "demo": About(
@@ -94,6 +100,13 @@ ABOUT: dict[str, About] = {
         ("matplotlib",),
         "experiments",
     ),
+    "deep-sfmnist": About(
+        "as deep-smnist (the same model and protocol on Fashion-MNIST); not yet measured at "
+        "full size; --quick under a minute",
+        _FASHION_MNIST,
+        ("matplotlib",),
+        "experiments",
+    ),
 }
 # an experiment added without an entry: the plain extra, no claim about its duration or data
 _UNKNOWN = About("not recorded", "see the experiment's module", ("matplotlib",), "experiments")
@@ -107,6 +120,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "feature_norm": ("none", "batchnorm"),
     "models": ("lstm", "lmu", "hybrid"),
     "model": ("deep-lmu", "lstm"),
+    "dataset": ("mnist", "fashion-mnist"),
     "ffn": ("glu", "mlp"),
     "pooling": ("last", "mean"),
     "conv": ("auto", "chunk", "fft", "direct"),
@@ -430,8 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
             type=Path,
             default=None,
             metavar="DIR",
-            help="where MNIST's four IDX .gz files are (psmnist experiments; overrides "
-            "$TORCHLMU_DATA for this run)",
+            help="where the data set's four IDX .gz files are (MNIST or Fashion-MNIST "
+            "experiments; overrides $TORCHLMU_DATA for this run)",
         )
         e.add_argument(
             "--protocol",
@@ -614,7 +628,7 @@ def reproduce(args) -> int:
         if not args.data.is_dir():
             raise ValidationError(
                 "--data",
-                "a folder holding MNIST's four IDX .gz files",
+                "a folder holding the data set's four IDX .gz files",
                 f"{str(args.data)!r}, which is not a folder",
                 hint="name the folder that holds train-images-idx3-ubyte.gz and the others",
             )

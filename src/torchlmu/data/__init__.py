@@ -7,7 +7,8 @@
 * :func:`nrmse` — normalised RMSE, the convention always stated.
 * :func:`read_idx`, :func:`find_mnist`, :func:`load_mnist`, :func:`mnist_files`,
   :func:`sequential_mnist`, :func:`permuted_sequential_mnist`, :class:`SequentialMNIST` — MNIST
-  from local files, checksummed, as pixel sequences (nothing is downloaded).
+  and Fashion-MNIST (``dataset=`` :data:`MNIST` or :data:`FASHION_MNIST`, or ``"mnist"``,
+  ``"fashion-mnist"``) from local files, checksummed, as pixel sequences (nothing is downloaded).
 """
 
 from .delay import DelayDataset, capacity_delays, capacity_task, delay_targets, delay_task
@@ -21,13 +22,20 @@ from .mackey_glass import (
 )
 from .metrics import NRMSE_CONVENTIONS, nrmse
 from .mnist import (
+    DATASETS,
     ENV_DATA_DIR,
+    FASHION_MNIST,
+    FASHION_MNIST_FILES,
+    MNIST,
     MNIST_FILES,
+    IDXDataset,
     MNISTSplits,
     SequentialMNIST,
+    dataset_spec,
     default_data_dir,
     find_mnist,
     load_mnist,
+    mnist_dirs,
     mnist_files,
     permuted_sequential_mnist,
     psmnist_permutations,
@@ -36,20 +44,26 @@ from .mnist import (
 from .noise import white_noise, white_noise_np
 
 __all__ = [
+    "DATASETS",
     "ENV_DATA_DIR",
+    "FASHION_MNIST",
+    "FASHION_MNIST_FILES",
     "IDX_IMAGES_MAGIC",
     "IDX_LABELS_MAGIC",
+    "MNIST",
     "MNIST_FILES",
     "NRMSE_CONVENTIONS",
     "ChecksumError",
     "DataNotFoundError",
     "DelayDataset",
     "FileSpec",
+    "IDXDataset",
     "MNISTSplits",
     "MackeyGlassForecast",
     "SequentialMNIST",
     "capacity_delays",
     "capacity_task",
+    "dataset_spec",
     "default_data_dir",
     "delay_targets",
     "delay_task",
@@ -59,6 +73,7 @@ __all__ = [
     "mackey_glass_euler",
     "mackey_glass_forecast",
     "mackey_glass_rk4",
+    "mnist_dirs",
     "mnist_files",
     "nrmse",
     "permuted_sequential_mnist",

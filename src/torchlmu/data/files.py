@@ -3,7 +3,8 @@
 torchlmu reads data sets from local files only and never downloads: a file is accepted when
 its SHA-1 digest is one of the known ones. (To fetch MNIST, ``torchvision.datasets.MNIST(root,
 download=True)`` leaves the four ``.gz`` files in ``root/MNIST/raw``; any copy of the original
-files does.)
+files does. Fashion-MNIST: the Debian package ``dataset-fashion-mnist`` installs its files in
+``/usr/share/datasets/fashion-mnist``, or any copy of Zalando's original files.)
 """
 
 from __future__ import annotations

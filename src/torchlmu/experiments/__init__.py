@@ -19,6 +19,7 @@ EXPERIMENTS: dict[str, str] = {
     "psmnist-parallel": "torchlmu.experiments.psmnist_parallel",
     "deep-psmnist": "torchlmu.experiments.deep_psmnist",
     "deep-smnist": "torchlmu.experiments.deep_smnist",
+    "deep-sfmnist": "torchlmu.experiments.deep_sfmnist",
 }
 
 

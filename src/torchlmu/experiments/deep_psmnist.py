@@ -11,14 +11,16 @@ The model: ``Linear(1, D)``, N residual LMU blocks (LayerNorm, Legendre memory o
 window θ over C channels projected to D, GELU, GLU, tied dropout), LayerNorm, pooling, head.
 The defaults are candidate B of the CPU budget (results/deep-psmnist/PLAN.md), not a tuned
 configuration. ``Config.model = "lstm"`` trains the baseline instead: one ``nn.LSTM`` layer of
-the deep model's parameter count (±1 %) under the same protocol. (Sequential Fashion-MNIST, the
-issue's third data set, is not here: the data module reads MNIST only.)
+the deep model's parameter count (±1 %) under the same protocol. ``Config.dataset`` chooses the
+images: ``"mnist"``, or ``"fashion-mnist"`` (sequential Fashion-MNIST, the issue's third data
+set, same order, splits and scaling; ``deep-sfmnist``, :mod:`.deep_sfmnist`).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -32,7 +34,7 @@ from . import distributed, psmnist, psmnist_parallel
 from .harness import RunContext, atomic_write_json, n_params, provenance, provenance_line
 
 NAME = "deep-psmnist"
-preflight = psmnist.preflight  # MNIST found and verified before anything is written
+preflight = psmnist.preflight  # the data found and verified before anything is written
 TITLE = "Permuted sequential MNIST (deep LMU network)"
 # Published psMNIST test accuracies (%) and parameter counts (None: not restated here), as
 # issue 19 lists them: the LMU family's best, and other long-convolution / state-space models.
@@ -70,6 +72,7 @@ class Config:
     monitor: str = "val_acc"
     seeds: tuple[int, ...] = (0,)
     permute: bool = True  # False: plain sequential MNIST
+    dataset: str = "mnist"  # or "fashion-mnist" (torchlmu.data.DATASETS)
     data_seed: int = 50
     n_train: int | None = None
     n_eval: int | None = None
@@ -129,14 +132,25 @@ def build_model(cfg: Config) -> nn.Module:
 
 
 def load(cfg: Config):
-    """(train, valid, test), the pixels permuted when ``cfg.permute``."""
+    """(train, valid, test) of ``cfg.dataset``, the pixels permuted when ``cfg.permute``."""
     return sequential_mnist(
-        psmnist.data_root(cfg.data_root), permute=cfg.permute, seed=cfg.data_seed
+        psmnist.data_root(cfg.data_root, cfg.dataset),
+        dataset=cfg.dataset,
+        permute=cfg.permute,
+        seed=cfg.data_seed,
     )
 
 
-def run(cfg: Config, ctx: RunContext, name: str = NAME, title: str = TITLE) -> dict[str, Any]:
-    """Train every seed of ``cfg.seeds`` (validation-selected; tested only in a final run)."""
+def run(
+    cfg: Config,
+    ctx: RunContext,
+    name: str = NAME,
+    title: str = TITLE,
+    paper: dict[str, Any] = PAPER,
+) -> dict[str, Any]:
+    """Train every seed of ``cfg.seeds`` (validation-selected; tested only in a final run);
+    ``name``, ``title`` and ``paper`` (the number recorded beside the results) are the
+    experiment's."""
     t0 = time.perf_counter()
     splits = load(cfg)
     per_seed: dict[str, Any] = {}
@@ -179,10 +193,37 @@ def run(cfg: Config, ctx: RunContext, name: str = NAME, title: str = TITLE) -> d
         "results": {"seeds": per_seed, "summary": psmnist_parallel.summarise(per_seed)},
         "wall_seconds": time.perf_counter() - t0,
         "provenance": provenance(ctx.threads or 1, ctx.device),
-        "paper": PAPER,
+        "paper": paper,
     }
     atomic_write_json(ctx.out / "results.json", results)
     return results
+
+
+def variant(
+    name: str, title: str, paper: dict[str, Any]
+) -> tuple[
+    Callable[[Any, RunContext], dict[str, Any]],
+    Callable[[dict[str, Any]], str],
+    Callable[[dict[str, Any], str], str],
+]:
+    """``(run, table, report_section)`` of a variant of this experiment (``deep-smnist``,
+    ``deep-sfmnist``: its Config's defaults choose the data set and pixel order): its runs are
+    named ``name`` and record ``paper``, its report section is headed ``title``, and its table
+    lists no published references (those of :data:`REFERENCES` are psMNIST's)."""
+
+    def run_variant(cfg: Any, ctx: RunContext) -> dict[str, Any]:
+        """Train every seed of ``cfg.seeds`` (see :func:`run`)."""
+        return run(cfg, ctx, name, title, paper)
+
+    def table_variant(results: dict[str, Any]) -> str:
+        """One row per seed (test accuracy only in a final run)."""
+        return table(results, references=[])
+
+    def report_variant(results: dict[str, Any], prefix: str = "") -> str:
+        """The report's section: the table, the curves, the provenance."""
+        return report_section(results, prefix, title, references=[])
+
+    return run_variant, table_variant, report_variant
 
 
 def table(results: dict[str, Any], references=REFERENCES) -> str:

@@ -4,10 +4,8 @@ experiment of :mod:`.deep_psmnist` with ``permute=False`` (issue 19's goal: test
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from . import deep_psmnist
-from .harness import RunContext
 
 NAME = "deep-smnist"
 preflight = deep_psmnist.preflight
@@ -20,13 +18,4 @@ class Config(deep_psmnist.Config):
     permute: bool = False
 
 
-def run(cfg: Config, ctx: RunContext) -> dict[str, Any]:
-    return deep_psmnist.run(cfg, ctx, NAME, TITLE)
-
-
-def table(results: dict[str, Any]) -> str:
-    return deep_psmnist.table(results, references=[])
-
-
-def report_section(results: dict[str, Any], prefix: str = "") -> str:
-    return deep_psmnist.report_section(results, prefix, TITLE, references=[])
+run, table, report_section = deep_psmnist.variant(NAME, TITLE, PAPER)

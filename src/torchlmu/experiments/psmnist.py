@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .._install import source_root
-from ..data import find_mnist, mnist_files, permuted_sequential_mnist
+from ..data import dataset_spec, find_mnist, mnist_files, permuted_sequential_mnist
 from ..exceptions import ValidationError
 from ..lmu import LMU
 from . import distributed
@@ -103,19 +103,24 @@ class PaperModel(nn.Module):
         return self.out(self.lmu(x)[0])
 
 
-def data_root(cfg_root: str | None = None) -> Path:
-    """Where MNIST is: ``Config.data_root`` alone when set, else :func:`~torchlmu.data.find_mnist`'s
-    search (``--data DIR``, which sets ``$TORCHLMU_DATA`` for the run, else that variable,
-    else the user cache), and last ``../shared/data/mnist`` beside the source checkout
-    torchlmu runs from (this project's machines; an installed wheel has no checkout)."""
+def data_root(cfg_root: str | None = None, dataset: str = "mnist") -> Path:
+    """Where MNIST (or ``dataset``, e.g. ``"fashion-mnist"``) is: ``Config.data_root`` alone when
+    set, else :func:`~torchlmu.data.find_mnist`'s search (``--data DIR``, which sets
+    ``$TORCHLMU_DATA`` for the run, else that variable, else the user cache, then the data set's
+    system folder), and last ``../shared/data/KEY`` beside the source checkout torchlmu runs
+    from (this project's machines; an installed wheel has no checkout)."""
     checkout = source_root()
-    return find_mnist(cfg_root, [] if checkout is None else [checkout.parent / "shared/data/mnist"])
+    spec = dataset_spec(dataset)
+    also = [] if checkout is None else [checkout.parent / "shared" / "data" / spec.key]
+    return find_mnist(cfg_root, also, dataset=spec)
 
 
 def preflight(cfg: Any) -> None:
-    """Checked by ``torchlmu reproduce`` before anything is written: MNIST is found and every
-    file matches its checksum."""
-    mnist_files(data_root(cfg.data_root))
+    """Checked by ``torchlmu reproduce`` before anything is written: the data set
+    (``cfg.dataset`` where the Config has it, else MNIST) is found and every file matches its
+    checksum."""
+    dataset = getattr(cfg, "dataset", "mnist")
+    mnist_files(data_root(cfg.data_root, dataset), dataset=dataset)
 
 
 def load(cfg: Any):
