@@ -97,19 +97,15 @@ def test_bad_config():
         mg.build_model("gru", mg.Config())
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """``torchlmu reproduce ARGS`` in a fresh interpreter."""
+    cmd = [sys.executable, "-m", "torchlmu", "reproduce", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV, cwd=ROOT)
+
+
 def test_quick_cli_end_to_end(tmp_path):
     out = tmp_path / "mg"
-    p = subprocess.run(
-        [
-            *(sys.executable, "-m", "torchlmu", "reproduce", "mackey-glass", "--quick"),
-            *("--out", str(out), "--no-progress", "--threads", "1"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=ENV,
-        cwd=ROOT,
-    )
+    p = _cli("mackey-glass", "--quick", "--out", str(out), "--no-progress", "--threads", "1")
     assert p.returncode == 0, p.stderr[-3000:]
     assert "| LSTM | 18,026 (18,026) | 2 |" in p.stdout
     r = json.loads((out / "results.json").read_text())
@@ -255,16 +251,6 @@ def test_jobs_give_the_pieces_of_one_process(tmp_path):
 def test_jobs_are_refused_where_pieces_are_not_independent(tmp_path):
     with pytest.raises(ValidationError, match="jobs"):
         RunContext(out=tmp_path, jobs=0)
-    p = subprocess.run(
-        [
-            *(sys.executable, "-m", "torchlmu", "reproduce", "capacity", "--quick", "--jobs"),
-            *("2", "--out", str(tmp_path / "c")),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=ENV,
-        cwd=ROOT,
-    )
+    p = _cli("capacity", "--quick", "--jobs", "2", "--out", str(tmp_path / "c"))
     assert p.returncode == 2 and "--jobs" in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "c").exists()
