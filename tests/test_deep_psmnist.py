@@ -74,3 +74,19 @@ def test_tuning_run_never_reads_the_test_set(tmp_path, monkeypatch, mod, dataset
     assert "not computed (tuning)" in mod.table(results)
     section = mod.report_section(results, prefix="x/")
     assert section.startswith(f"## {mod.TITLE} (quick)") and "x/deep_curves.png" in section
+
+
+@needs_mnist
+def test_jobs_give_the_seeds_of_one_process(tmp_path):
+    """--jobs 2 trains the seeds in two spawned processes, each as one process would."""
+    torch.set_num_threads(1)
+    cfg = replace(deep_psmnist.Config().quick(), seeds=(0, 1), epochs=1, n_train=300, n_eval=200)
+    one = deep_psmnist.run(cfg, RunContext(out=tmp_path / "one", threads=1, progress=False))
+    two = deep_psmnist.run(cfg, RunContext(out=tmp_path / "two", threads=1, jobs=2, progress=False))
+    a, b = one["results"]["seeds"], two["results"]["seeds"]
+    assert list(a) == list(b) == ["0", "1"]
+    for s in a:
+        assert a[s]["history"][-1]["val_loss"] == b[s]["history"][-1]["val_loss"], s
+        assert a[s]["best_val_acc"] == b[s]["best_val_acc"]
+    assert a["0"]["history"][-1]["val_loss"] != a["1"]["history"][-1]["val_loss"]
+    assert json.loads((tmp_path / "two" / "partial.json").read_text())["seeds_done"] == ["0", "1"]

@@ -461,8 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
             type=_positive_int,
             default=1,
             help="worker processes, each with --threads threads (default 1; experiments made "
-            "of independent pieces only: mackey-glass trains its (model, seed) pieces in "
-            "parallel, with results equal to one process's)",
+            "of independent pieces only: mackey-glass's (model, seed) pieces, the deep "
+            "experiments' seeds; results equal to one process's)",
         )
         e.add_argument(
             "--set",
@@ -621,7 +621,8 @@ def reproduce(args) -> int:
     if args.jobs > 1 and not getattr(mod, "PARALLEL_PIECES", False):
         raise ValidationError(
             "--jobs",
-            "1 for this experiment (only mackey-glass trains independent pieces in parallel)",
+            "1 for this experiment (only mackey-glass and the deep-* experiments train "
+            "independent pieces in parallel)",
             str(args.jobs),
         )
     if args.data is not None:

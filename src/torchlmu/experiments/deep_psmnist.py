@@ -31,9 +31,18 @@ from ..data import sequential_mnist
 from ..exceptions import ValidationError
 from ..models import DeepLMU
 from . import distributed, psmnist, psmnist_parallel
-from .harness import RunContext, atomic_write_json, n_params, provenance, provenance_line
+from .harness import (
+    RunContext,
+    atomic_write_json,
+    map_pieces,
+    n_params,
+    provenance,
+    provenance_line,
+)
 
 NAME = "deep-psmnist"
+# The seeds are independent: ``--jobs N`` trains them in N processes.
+PARALLEL_PIECES = True
 preflight = psmnist.preflight  # the data found and verified before anything is written
 TITLE = "Permuted sequential MNIST (deep LMU network)"
 # Published psMNIST test accuracies (%) and parameter counts (None: not restated here), as
@@ -152,19 +161,25 @@ def run(
     ``name``, ``title`` and ``paper`` (the number recorded beside the results) are the
     experiment's."""
     t0 = time.perf_counter()
-    splits = load(cfg)
     per_seed: dict[str, Any] = {}
     base_seed = ctx.seed
-    for s in cfg.seeds:
-        ctx.seed = base_seed + s
-        ctx.seed_all()
-        model = build_model(cfg).to(ctx.device)
-        ctx.log(f"{name} seed {ctx.seed}: {n_params(model):,} trainable parameters")
-        r = per_seed[str(ctx.seed)] = psmnist.train_classifier(
-            model, splits, cfg, ctx, ctx.subdir(f"train_seed{ctx.seed}"), f"{name} {ctx.seed}"
+    seeds = [base_seed + s for s in cfg.seeds]
+    if ctx.jobs > 1 and distributed.world() > 1:
+        raise ValidationError("--jobs", "1 under torchrun", str(ctx.jobs))
+    if ctx.jobs == 1:
+        splits = load(cfg)
+        pieces = map_pieces(_train_seed, [(cfg, ctx, s, name, splits) for s in seeds])
+    else:
+        fields = ctx.for_worker()
+        pieces = map_pieces(
+            _train_seed_in_worker, [(cfg, fields, s, name) for s in seeds], ctx.jobs
         )
+        ctx.log(f"{name}: {len(seeds)} seeds in {ctx.jobs} worker processes")
+    for i, r in pieces:
+        per_seed[str(seeds[i])] = r
+        per_seed = {str(s): per_seed[str(s)] for s in seeds if str(s) in per_seed}
         ctx.log(
-            f"seed {ctx.seed}: best val {r['best_val_acc']:.2f}% (epoch {r['best_epoch']})"
+            f"seed {seeds[i]}: best val {r['best_val_acc']:.2f}% (epoch {r['best_epoch']})"
             + (f", test {r['test_acc']:.2f}%" if r["test_acc"] is not None else "")
         )
         # each finished seed at once, so that a run stopped between seeds leaves its numbers
@@ -181,7 +196,6 @@ def run(
                 "provenance": provenance(ctx.threads or 1, ctx.device),
             },
         )
-    ctx.seed = base_seed
     if distributed.is_main():
         psmnist.curves(next(iter(per_seed.values()))["history"], ctx.out / "deep_curves.png", title)
     results = {
@@ -197,6 +211,22 @@ def run(
     }
     atomic_write_json(ctx.out / "results.json", results)
     return results
+
+
+def _train_seed(cfg: Config, ctx: RunContext, seed: int, name: str, splits) -> dict[str, Any]:
+    """Train (and, in a final run, test) one seed: ``ctx`` with its seed set to ``seed``."""
+    ctx = replace(ctx, seed=seed)
+    ctx.seed_all()
+    model = build_model(cfg).to(ctx.device)
+    ctx.log(f"{name} seed {seed}: {n_params(model):,} trainable parameters")
+    return psmnist.train_classifier(
+        model, splits, cfg, ctx, ctx.subdir(f"train_seed{seed}"), f"{name} {seed}"
+    )
+
+
+def _train_seed_in_worker(cfg: Config, fields: dict[str, Any], seed: int, name: str):
+    """:func:`_train_seed` in a worker process of :func:`~.harness.map_pieces`."""
+    return _train_seed(cfg, RunContext(**fields), seed, name, load(cfg))
 
 
 def variant(

@@ -17,6 +17,7 @@ from . import deep_psmnist
 
 NAME = "deep-sfmnist"
 preflight = deep_psmnist.preflight
+PARALLEL_PIECES = deep_psmnist.PARALLEL_PIECES
 TITLE = "Sequential Fashion-MNIST (deep LMU network)"
 PAPER = {"test_acc": None, "params": None}  # no published number is restated here
 

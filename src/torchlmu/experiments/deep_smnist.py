@@ -9,6 +9,7 @@ from . import deep_psmnist
 
 NAME = "deep-smnist"
 preflight = deep_psmnist.preflight
+PARALLEL_PIECES = deep_psmnist.PARALLEL_PIECES
 TITLE = "Sequential MNIST (deep LMU network)"
 PAPER = {"test_acc": 99.5, "params": None}  # issue 19's goal, not a published result
 
