@@ -6,9 +6,11 @@ import pytest
 import torch
 from conftest import TOL, rel
 
+from torchlmu.exceptions import ValidationError
 from torchlmu.recurrence import (
     elman_scan,
     elman_scan_reference,
+    elman_scan_rnn,
     lmu_elman_scan,
     lmu_elman_scan_reference,
 )
@@ -50,6 +52,53 @@ def test_elman_scan(dtype, act):
     gb = torch.autograd.grad((elman_scan_reference(pre, h0, W, act) * w).sum(), [pre, h0, W])
     for x, y in zip(gc, gb, strict=True):
         assert rel(x, y) <= TOL[dtype]
+
+
+def _elman_args(dtype, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        x.detach().to(device).requires_grad_()
+        for x in (
+            rand(17, 4, 6, dtype=dtype, g=g),
+            rand(4, 6, dtype=dtype, g=g),
+            rand(6, 6, dtype=dtype, scale=0.3, g=g),
+        )
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_elman_scan_rnn(dtype, act):
+    """The fused-RNN-kernel form (cuDNN's on a GPU; here torch's CPU kernel, the same
+    arithmetic): states, last state and every gradient equal the plain loop's."""
+    pre, h0, W = _elman_args(dtype)
+    Hs, last = elman_scan_rnn(pre, h0, W, act)
+    ref = elman_scan_reference(pre, h0, W, act)
+    assert rel(Hs, ref) <= TOL[dtype] and rel(last, ref[-1]) <= TOL[dtype]
+    w = torch.randn(ref.shape, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    for loss_a, loss_b in (((Hs * w).sum(), (ref * w).sum()), (last.sum(), ref[-1].sum())):
+        ga = torch.autograd.grad(loss_a, [pre, h0, W], retain_graph=True)
+        gb = torch.autograd.grad(loss_b, [pre, h0, W], retain_graph=True)
+        for x, y in zip(ga, gb, strict=True):
+            assert rel(x, y) <= TOL[dtype]
+    with pytest.raises(ValidationError, match="act"):
+        elman_scan_rnn(pre, h0, W, "sigmoid")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
+def test_elman_scan_on_cuda_against_the_cpu_float64_loop(act):
+    """On a GPU elman_scan takes cuDNN's fused kernel (tanh, relu) or its own loop (the rest):
+    float32 states and gradients within float32 tolerance of the CPU float64 loop."""
+    cpu = _elman_args(torch.float64)
+    gpu = [x.detach().float().cuda().requires_grad_() for x in cpu]
+    a = elman_scan(*gpu, act)
+    b = elman_scan_reference(*cpu, act)
+    assert rel(a.double().cpu(), b) <= TOL[torch.float32]
+    ga = torch.autograd.grad(a.square().sum(), gpu)
+    gb = torch.autograd.grad(b.square().sum(), cpu)
+    for x, y in zip(ga, gb, strict=True):
+        assert rel(x.double().cpu(), y) <= TOL[torch.float32]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ._tracing import tracing
+from .exceptions import ValidationError
 
 __all__ = [
     "ACTIVATIONS",
@@ -29,6 +30,7 @@ __all__ = [
     "cell_scan_reference",
     "elman_scan",
     "elman_scan_reference",
+    "elman_scan_rnn",
     "lmu_elman_scan",
     "lmu_elman_scan_reference",
 ]
@@ -211,6 +213,34 @@ class _ElmanScan(torch.autograd.Function):
         return G, g0, gW, None
 
 
+def elman_scan_rnn(pre: Tensor, h0: Tensor, W: Tensor, act: str = "tanh") -> tuple[Tensor, Tensor]:
+    """h_t = f(pre_t + h_{t−1} Wᵀ) by torch's fused RNN kernel (cuDNN on a GPU), for ``act`` in
+    {"tanh", "relu"}: an ``nn.RNN`` layer without biases whose input weight is the identity, fed
+    with the precomputed pre-activations (twin: :func:`elman_scan_reference`).
+
+    On a GPU the whole recurrence, forward and backward, is one cuDNN call instead of T kernel
+    launches per pass; the identity product costs one (T·B, H)·(H, H) GEMM. On the CPU
+    :func:`elman_scan`'s own loop is faster (measured: 0.51 against 0.92 s for T 784, B 100,
+    H 212, forward and backward, 1 thread), so :func:`elman_scan` takes this path on CUDA only.
+    In float32 it follows ``torch.backends.cudnn.allow_tf32`` as ``nn.RNN`` does (True by
+    default: TF32 products on Ampere and later GPUs, about 1e-3 relative).
+
+    Args:
+        pre: ``(T, B, H)``.  h0: ``(B, H)``.  W: ``(H, H)``.
+    Returns:
+        states ``(T, B, H)`` and the last state ``(B, H)``.
+    """
+    if act not in ("tanh", "relu"):
+        raise ValidationError("act", "'tanh' or 'relu' (the fused RNN kernel's)", repr(act))
+    eye = torch.eye(pre.shape[-1], dtype=pre.dtype, device=pre.device)
+    rnn = torch.rnn_tanh if act == "tanh" else torch.rnn_relu
+    # (input, hx, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+    Hs, last = rnn(
+        pre, h0.unsqueeze(0), [eye, W], False, 1, 0.0, torch.is_grad_enabled(), False, False
+    )
+    return Hs, last[0]
+
+
 def elman_scan(
     pre: Tensor,
     h0: Tensor,
@@ -232,7 +262,9 @@ def elman_scan(
     Returns:
         states ``(T, B, H)`` (and the last state).
     """
-    if not torch.is_grad_enabled() or not (
+    if pre.is_cuda and act in ("tanh", "relu") and not tracing():
+        Hs, last = elman_scan_rnn(pre, h0, W, act)  # cuDNN: one call instead of T launches
+    elif not torch.is_grad_enabled() or not (
         pre.requires_grad or h0.requires_grad or W.requires_grad
     ):
         if tracing():
