@@ -3,7 +3,9 @@
 The fully recurrent cell is ~10 small kernels per time step (784 steps, forward and backward):
 on a GPU the step is launch-bound. Capturing the whole step (forward, backward, clipping, Adam
 with ``capturable=True``) into a CUDA graph replays the launches without Python. Checks that 5
-graphed steps equal 5 eager steps from the same start, then times both. One JSON line each.
+graphed steps equal 5 eager steps from the same start, then times both; then the same for
+``torch.compile(mode="reduce-overhead")`` of the model (the performance issue's item 2: keep
+the faster of the two). One JSON line each.
 
     PYTHONPATH=src python benchmarks/cuda_graph_probe.py
 """
@@ -106,7 +108,45 @@ def main() -> None:
         o_e.zero_grad(set_to_none=True)
         step(m_e, o_e, sx, sy)
 
-    for name, fn in (("eager", eager), ("cuda graph", g.replay)):
+    arms = [("eager", eager), ("cuda graph", g.replay)]
+    # The issue's alternative: torch.compile(mode="reduce-overhead") of the model (its forward
+    # and backward graphs replayed as CUDA graphs by Inductor), the optimizer eager. Checked
+    # against eager steps from the same start like the hand-made graph; a failure is printed.
+    try:
+        m_c, o_c = make("adam")
+        m_r = copy.deepcopy(m_c)
+        o_r = opt_for(m_r, "adam")
+        fwd = torch.compile(m_c, mode="reduce-overhead")
+
+        def compiled():
+            o_c.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(fwd(sx), sy)
+            loss.backward()
+            nn.utils.clip_grad_norm_(m_c.parameters(), 1.0)
+            o_c.step()
+
+        t0 = time.perf_counter()
+        for x, y in zip(xs, ys, strict=True):
+            sx.copy_(x)
+            sy.copy_(y)
+            compiled()
+            o_r.zero_grad(set_to_none=True)
+            step(m_r, o_r, x, y)
+        torch.cuda.synchronize()
+        first = time.perf_counter() - t0
+        err = {
+            n: float((p.detach() - q.detach()).norm() / q.detach().norm().clamp_min(1e-30))
+            for (n, p), q in zip(m_c.named_parameters(), m_r.parameters(), strict=True)
+        }
+        print(
+            json.dumps(
+                {"check": "adam: compiled vs eager, 5 steps", "first_5_steps_s": first, **err}
+            )
+        )
+        arms.append(("torch.compile reduce-overhead", compiled))
+    except Exception as e:  # a probe: report it, do not stop the other arms
+        print(json.dumps({"check": "torch.compile reduce-overhead", "error": repr(e)[:2000]}))
+    for name, fn in arms:
         med, mn = timeit(fn)
         print(
             json.dumps(

@@ -8,7 +8,9 @@
 #   3. the psMNIST paper model's 10-epoch timing on the GPU (a tuning run: no test metric),
 #      cut at PSMNIST_SECONDS (default 330; 0 skips it); checkpoints each epoch, --resume
 #      continues it on a later machine.
-#   4. the deep LMU network's cost on the GPU (issue 19: candidate C of
+#   4. benchmarks/cuda_graph_probe.py (the paper model's step: eager, the hand-made CUDA graph,
+#      torch.compile reduce-overhead), cut at PROBE_SECONDS (default 150; 0 skips it);
+#   5. the deep LMU network's cost on the GPU (issue 19: candidate C of
 #      results/deep-psmnist/tuning/grid2.json, 2 epochs, a tuning run: validation only), cut at
 #      DEEP_SECONDS (default 120; 0 skips it): its per-epoch time sizes the deep runs for a GPU.
 # Everything lands in $OUT (default /tmp/gpu_check). MNIST: $TORCHLMU_DATA/mnist.
@@ -28,6 +30,9 @@ fi
 if [ "${PSMNIST_SECONDS:-330}" -gt 0 ]; then
   timeout --signal=KILL "${PSMNIST_SECONDS:-330}" $PY -m torchlmu reproduce psmnist --device cuda \
     --no-progress --threads 4 --resume --out "$OUT/psmnist" ${PSMNIST_ARGS:-} 2>&1 | tee "$OUT/psmnist.log"
+fi
+if [ "${PROBE_SECONDS:-150}" -gt 0 ]; then
+  timeout --signal=KILL "${PROBE_SECONDS:-150}" $PY benchmarks/cuda_graph_probe.py 2>&1 | tee "$OUT/cuda_graph_probe.jsonl"
 fi
 if [ "${DEEP_SECONDS:-120}" -gt 0 ]; then
   timeout --signal=KILL "${DEEP_SECONDS:-120}" $PY -m torchlmu reproduce deep-psmnist --device cuda \
