@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The GPU check, one call on a lent CUDA machine (repository root; no install: PYTHONPATH=src),
-# under 10 minutes with the defaults (H100 timings of sessions 3-4: tests ~2 min, table ~2 min,
-# psMNIST 10 epochs ~305 s):
+# about 10 minutes with the defaults (H100 timings of sessions 3-4: tests ~2 min, table ~2 min;
+# then the cuts below: 150 + 150 + 120 s); set a step's variable to 0 to skip it:
 #   1. the CUDA tests (every test marked gpu: each module's fast forms on the GPU against the
 #      CPU float64 step loop, fit on the GPU with a resume on the CPU, a quick reproduce);
 #   2. the benchmark table on the GPU (W1, W2, W4, W5 and nn.LSTM with cuDNN), unless BENCH=0;
 #   3. the psMNIST paper model's 10-epoch timing on the GPU (a tuning run: no test metric),
-#      cut at PSMNIST_SECONDS (default 330; 0 skips it); checkpoints each epoch, --resume
-#      continues it on a later machine.
+#      cut at PSMNIST_SECONDS (default 150: about 5 epochs with the graph; 330 for all 10;
+#      0 skips it); checkpoints each epoch, --resume continues it on a later machine.
 #   4. benchmarks/cuda_graph_probe.py (the paper model's step: eager, the hand-made CUDA graph,
 #      torch.compile reduce-overhead), cut at PROBE_SECONDS (default 150; 0 skips it);
 #   5. the deep LMU network's cost on the GPU (issue 19: candidate C of
@@ -27,8 +27,8 @@ PY=${PY:-python3}
 if [ "${BENCH:-1}" = 1 ]; then
   $PY benchmarks/bench.py --device cuda --threads 1 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.jsonl"
 fi
-if [ "${PSMNIST_SECONDS:-330}" -gt 0 ]; then
-  timeout --signal=KILL "${PSMNIST_SECONDS:-330}" $PY -m torchlmu reproduce psmnist --device cuda \
+if [ "${PSMNIST_SECONDS:-150}" -gt 0 ]; then
+  timeout --signal=KILL "${PSMNIST_SECONDS:-150}" $PY -m torchlmu reproduce psmnist --device cuda \
     --no-progress --threads 4 --resume --out "$OUT/psmnist" ${PSMNIST_ARGS:-} 2>&1 | tee "$OUT/psmnist.log"
 fi
 if [ "${PROBE_SECONDS:-150}" -gt 0 ]; then
