@@ -644,3 +644,78 @@ def test_ctrl_c_prints_the_command_that_resumes(tmp_path):
     last = err.strip().splitlines()[-1]
     assert "Traceback" not in err
     assert last.endswith(f"torchlmu {' '.join(args)} --resume"), last
+
+
+def test_graph_obstacle_allows_a_scheduler_only_with_tensor_learning_rates():
+    from torchlmu.experiments.harness import graph_obstacle
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    cuda = torch.device("cuda")  # a device object only: nothing runs on it
+    flt = torch.optim.Adam(p, lr=1e-3, capturable=True)
+    ten = torch.optim.Adam(p, lr=torch.tensor(1e-3), capturable=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(ten, T_max=3)
+    assert graph_obstacle(torch.device("cpu"), 1, ten) == "the model is not on a GPU"
+    assert graph_obstacle(cuda, 2, ten) == "several processes"
+    assert "scheduler" in graph_obstacle(
+        cuda, 1, flt, torch.optim.lr_scheduler.CosineAnnealingLR(flt, T_max=3)
+    )
+    assert graph_obstacle(cuda, 1, ten, sched) is None
+    assert graph_obstacle(cuda, 1, flt) is None
+    assert "capturable" in graph_obstacle(cuda, 1, torch.optim.Adam(p, lr=1e-3))
+
+
+def test_resume_keeps_the_kind_of_learning_rate(tmp_path):
+    """A checkpoint of a tensor learning rate (a CUDA-graph run's, here on the CPU) resumes into
+    an optimizer with a float one, and the other way round; a tensor keeps its identity (a
+    captured graph reads it) and takes the saved value."""
+    from torchlmu.experiments.harness import _load_optimizer
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    a = torch.optim.Adam(p, lr=torch.tensor(1e-3, dtype=torch.float64), foreach=False)
+    s = torch.optim.lr_scheduler.CosineAnnealingLR(a, T_max=4)
+    a.step()
+    s.step()
+    want = 1e-3 * (1 + 2**-0.5) / 2
+    b = torch.optim.Adam(p, lr=0.5)
+    _load_optimizer(b, a.state_dict())
+    assert type(b.param_groups[0]["lr"]) is float and b.param_groups[0]["lr"] == pytest.approx(want)
+    lr = torch.tensor(0.5, dtype=torch.float64)
+    c = torch.optim.Adam(p, lr=lr, foreach=False)
+    _load_optimizer(c, b.state_dict())
+    assert c.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(want)
+
+
+@needs_cuda
+def test_fit_cuda_graph_with_a_cosine_schedule_equals_eager(tmp_path):
+    """A tensor learning rate, updated in place by the scheduler, is read by every replay: the
+    graphed run with a cosine schedule ends where the eager one ends."""
+    from torch import nn
+
+    X, Y = torch.rand(64, 5), torch.randint(0, 3, (64,))
+
+    def run(graph):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3)).cuda()
+        lr = torch.tensor(5e-2, dtype=torch.float64, device="cuda") if graph else 5e-2
+        opt = torch.optim.Adam(model.parameters(), lr=lr, capturable=True)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=3)
+        lines = []
+        fit(
+            model,
+            opt,
+            train_batches=lambda e: [(X[i : i + 16], Y[i : i + 16]) for i in range(0, 64, 16)],
+            step_loss=lambda m, x, y: (nn.functional.cross_entropy(m(x), y), {}),
+            evaluate=lambda m: {"val_loss": float(m(X.cuda()).square().mean())},
+            epochs=3,
+            out=tmp_path / str(graph),
+            progress=False,
+            scheduler=sched,
+            cuda_graph=graph,
+            log=lines.append,
+        )
+        return model, "\n".join(lines)
+
+    (m_e, _), (m_g, log_g) = run(False), run(True)
+    assert "training step captured" in log_g
+    for p, q in zip(m_g.parameters(), m_e.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

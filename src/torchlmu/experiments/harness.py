@@ -610,6 +610,45 @@ class _GraphedStep:
         return self.out
 
 
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping each learning rate of the kind this
+    optimizer was made with: a run resumed on another device may have saved a tensor learning
+    rate (a CUDA-graph run's) where this one holds a float, or the other way round; a tensor
+    keeps its device (a graph reads it there) and receives the saved value in place."""
+    before = [g["lr"] for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for g, old in zip(optimizer.param_groups, before, strict=True):
+        value = float(g["lr"])
+        if isinstance(old, torch.Tensor):
+            g["lr"] = old.fill_(value)
+        else:
+            g["lr"] = value
+
+
+def graph_obstacle(
+    device: torch.device, world: int, optimizer: torch.optim.Optimizer, scheduler: Any = None
+) -> str | None:
+    """Why a training step cannot be replayed as one CUDA graph (see :func:`fit`), or None.
+
+    A scheduler is no obstacle when every learning rate is a tensor: the schedulers of
+    ``torch.optim.lr_scheduler`` then write it in place, where the captured optimizer step
+    reads it at every replay (a float learning rate is baked into the graph)."""
+    if device.type != "cuda":
+        return "the model is not on a GPU"
+    if world > 1:
+        return "several processes"
+    if scheduler is not None and not all(
+        isinstance(g["lr"], torch.Tensor) for g in optimizer.param_groups
+    ):
+        return "a learning-rate scheduler with a float learning rate"
+    if optimizer.defaults.get("capturable") is False:
+        return "the optimizer was not made with capturable=True"
+    return None
+
+
+__all__ += ["graph_obstacle"]
+
+
 @dataclass
 class FitResult:
     history: list[dict[str, Any]]
@@ -685,9 +724,10 @@ def fit(
             ``grad_norm_median`` (before clipping), so a threshold meant for outliers can be
             seen to fire only on them; a CUDA-graph step records None (no host reads there).
         cuda_graph: replay the training step as one CUDA graph (see :class:`_GraphedStep`)
-            when the model is on a GPU, in one process, without a scheduler (the learning rate
-            is baked into the graph), and the optimizer, if it has the option, was made with
-            ``capturable=True``; otherwise (or if capture fails, logged) it trains eagerly.
+            when the model is on a GPU, in one process, without a scheduler unless the
+            learning rates are tensors (a float one is baked into the graph), and the
+            optimizer, if it has the option, was made with ``capturable=True``; otherwise (or
+            if capture fails, logged) it trains eagerly (:func:`graph_obstacle` says why).
             ``step_loss`` must then return its metrics as tensors (no host synchronisation).
         patience: early stopping: training ends once ``patience`` epochs in a row have not
             improved ``monitor`` on its best value (the best epoch is kept, as always); a
@@ -725,7 +765,7 @@ def fit(
         # on the CPU first: a run may resume on another device than it started on
         ck = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
+        _load_optimizer(optimizer, ck["optimizer"])
         if scheduler is not None and ck.get("scheduler") is not None:
             scheduler.load_state_dict(ck["scheduler"])
         rngs = ck.get("rng_ranks")
@@ -742,17 +782,7 @@ def fit(
 
     graphed = None
     if cuda_graph:
-        why = (
-            "the model is not on a GPU"
-            if device.type != "cuda"
-            else "several processes"
-            if W > 1
-            else "a learning-rate scheduler"
-            if scheduler is not None
-            else "the optimizer was not made with capturable=True"
-            if optimizer.defaults.get("capturable") is False
-            else None
-        )
+        why = graph_obstacle(device, W, optimizer, scheduler)
         if why is None:
             graphed = _GraphedStep(model, optimizer, step_loss, clip_grad_norm)
         elif log:

@@ -157,18 +157,16 @@ def train_classifier(
     if schedule not in ("constant", "cosine"):
         raise ValidationError("Config.lr_schedule", "'constant' or 'cosine'", repr(schedule))
     cosine = schedule == "cosine"
-    # a CUDA graph bakes the learning rate in: only without a schedule
-    graph = (
-        getattr(cfg, "cuda_graph", False)
-        and model_device(model).type == "cuda"
-        and distributed.world() == 1
-        and not cosine
-    )
+    device = model_device(model)
+    graph = getattr(cfg, "cuda_graph", False) and device.type == "cuda" and distributed.world() == 1
+    # For a CUDA graph: a capturable optimizer whose learning rate is a tensor on the device,
+    # which the scheduler updates in place and every replay reads (a float would be baked in).
+    lr = torch.tensor(float(cfg.lr), dtype=torch.float64, device=device) if graph else cfg.lr
     kw = {"capturable": True} if graph else {}
     opt = (
-        torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=wd, **kw)
+        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd, **kw)
         if wd > 0
-        else torch.optim.Adam(model.parameters(), lr=cfg.lr, **kw)
+        else torch.optim.Adam(model.parameters(), lr=lr, **kw)
     )
     sched = None
     if cosine:
