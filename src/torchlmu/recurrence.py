@@ -234,10 +234,10 @@ def elman_scan_rnn(pre: Tensor, h0: Tensor, W: Tensor, act: str = "tanh") -> tup
         raise ValidationError("act", "'tanh' or 'relu' (the fused RNN kernel's)", repr(act))
     eye = torch.eye(pre.shape[-1], dtype=pre.dtype, device=pre.device)
     rnn = torch.rnn_tanh if act == "tanh" else torch.rnn_relu
+    # cuDNN wants contiguous inputs (an expanded zero state or a transposed weight is not)
+    x, hx, W = pre.contiguous(), h0.unsqueeze(0).contiguous(), W.contiguous()
     # (input, hx, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first)
-    Hs, last = rnn(
-        pre, h0.unsqueeze(0), [eye, W], False, 1, 0.0, torch.is_grad_enabled(), False, False
-    )
+    Hs, last = rnn(x, hx, [eye, W], False, 1, 0.0, torch.is_grad_enabled(), False, False)
     return Hs, last[0]
 
 
