@@ -190,6 +190,10 @@ def test_windowed_protocol_budget_lr_per_model_and_paired_differences(tmp_path):
     assert d["seeds"] == [0, 1, 2] and d["differences"] == pytest.approx(want)
     assert d["mean"] == pytest.approx(sum(want) / 3) and d["ci95"][0] < d["mean"] < d["ci95"][1]
     assert r["summary"]["lmu"]["lr"] == [0.02]
+    rms = [r["results"][f"lstm/seed{s}"]["test_nrmse"]["rms"] for s in cfg.seeds]
+    lo, hi = r["summary"]["lstm"]["nrmse_rms_ci95"]
+    half = 4.302652729911275 * r["summary"]["lstm"]["nrmse_rms_std"] / 3**0.5  # t(0.975, df 2)
+    assert (lo, hi) == pytest.approx((sum(rms) / 3 - half, sum(rms) / 3 + half), rel=1e-4)
     text = mg.report_section(r)
     assert "Windowed protocol: 3 windows of 20 steps" in text and "| LSTM − LMU | 3 |" in text
 

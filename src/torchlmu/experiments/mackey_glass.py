@@ -391,7 +391,8 @@ def _key(name: str, seed: int) -> str:
 
 
 def summarise(pieces: dict[str, Any], cfg: Config) -> dict[str, Any]:
-    """Per model: mean ± sample std of the test metrics over the seeds that finished."""
+    """Per model: mean ± sample std of the test metrics over the seeds that finished, and the
+    95 % t-interval of the mean NRMSE (rms) (None for one seed)."""
     out: dict[str, Any] = {}
     for name in cfg.models:
         runs = [pieces[_key(name, s)] for s in cfg.seeds if _key(name, s) in pieces]
@@ -402,6 +403,8 @@ def summarise(pieces: dict[str, Any], cfg: Config) -> dict[str, Any]:
             s[f"nrmse_{c}_mean"], s[f"nrmse_{c}_std"] = _mean_std(
                 [r["test_nrmse"][c] for r in runs]
             )
+        # the protocol's primary outcome: the 95 % t-interval of the mean NRMSE (rms)
+        s["nrmse_rms_ci95"] = mean_std_ci([r["test_nrmse"]["rms"] for r in runs])["ci95"]
         s["mse_mean"], s["mse_std"] = _mean_std([r["test_mse"] for r in runs])
         s["seconds_per_epoch"] = _mean_std([r["seconds_per_epoch"] for r in runs])[0]
         s["train_seconds_per_epoch"] = _mean_std([r["train_seconds_per_epoch"] for r in runs])[0]
@@ -573,14 +576,18 @@ def protocol_lines(results: dict[str, Any]) -> list[str]:
         f"validation every {cfg['val_every']} steps, budget {cfg['epochs'] * cfg['val_every']:,} "
         f"steps per model, patience {cfg['patience']} validations.",
         "",
-        "| model | learning rate | best step (mean) | stopped early | best val MSE (mean) |",
-        "|---|---|---|---|---|",
+        f"| model | learning rate | best step (mean) | stopped early | best val MSE (mean) "
+        f"| {split} NRMSE (rms), mean ± std | its 95 % interval |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, s in results["summary"].items():
+        ci = s.get("nrmse_rms_ci95")
         lines.append(
             f"| {LABELS[name]} | {', '.join(f'{v:g}' for v in s['lr'])} "
             f"| {s.get('best_step_mean', float('nan')):,.0f} "
-            f"| {s.get('stopped_early', 0)} of {s['n_seeds']} | {s['best_val_loss_mean']:.3e} |"
+            f"| {s.get('stopped_early', 0)} of {s['n_seeds']} | {s['best_val_loss_mean']:.3e} "
+            f"| {_pm(s['nrmse_rms_mean'], s['nrmse_rms_std'], '.4f')} "
+            f"| {'' if ci is None else f'[{ci[0]:.4f}, {ci[1]:.4f}]'} |"
         )
     paired = results.get("paired") or {}
     if paired:
