@@ -90,3 +90,31 @@ def test_jobs_give_the_seeds_of_one_process(tmp_path):
         assert a[s]["best_val_acc"] == b[s]["best_val_acc"]
     assert a["0"]["history"][-1]["val_loss"] != a["1"]["history"][-1]["val_loss"]
     assert json.loads((tmp_path / "two" / "partial.json").read_text())["seeds_done"] == ["0", "1"]
+
+
+@needs_mnist
+def test_resume_keeps_the_finished_seeds(tmp_path):
+    """A run interrupted after its first seed resumes with that seed's numbers kept (its
+    checkpoints need not exist) and trains the rest as an uninterrupted run does."""
+    torch.set_num_threads(1)
+    cfg = replace(deep_psmnist.Config().quick(), seeds=(0, 1), epochs=1, n_train=300, n_eval=200)
+    first = deep_psmnist.run(cfg, RunContext(out=tmp_path, threads=1, progress=False))
+    partial = json.loads((tmp_path / "partial.json").read_text())
+    del partial["results"]["seeds"]["1"]
+    (tmp_path / "partial.json").write_text(json.dumps(partial))
+    for f in (tmp_path / "train_seed0").iterdir():
+        f.unlink()
+    for f in (tmp_path / "train_seed1").iterdir():
+        f.unlink()
+    logs: list[str] = []
+    again = deep_psmnist.run(
+        cfg, RunContext(out=tmp_path, threads=1, progress=False, resume=True, log=logs.append)
+    )
+    assert any("resuming deep-psmnist: seeds ['0'] done" in s for s in logs)
+    a, b = first["results"]["seeds"], again["results"]["seeds"]
+    assert b["0"] == a["0"] and not any((tmp_path / "train_seed0").iterdir())
+    assert b["1"]["history"][-1]["val_loss"] == a["1"]["history"][-1]["val_loss"]
+    with pytest.raises(ValidationError, match="resume"):
+        deep_psmnist.run(
+            replace(cfg, epochs=2), RunContext(out=tmp_path, threads=1, progress=False, resume=True)
+        )

@@ -18,6 +18,7 @@ set, same order, splits and scaling; ``deep-sfmnist``, :mod:`.deep_sfmnist`).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -164,27 +165,40 @@ def run(
     per_seed: dict[str, Any] = {}
     base_seed = ctx.seed
     seeds = [base_seed + s for s in cfg.seeds]
+    partial_path = ctx.out / "partial.json"
+    wall_before = 0.0  # an interrupted run's time, when resumed
+    if ctx.resume and partial_path.exists():
+        # seeds an interrupted run finished are kept (their checkpoints need not exist)
+        done = json.loads(partial_path.read_text())
+        if done.get("config") != json.loads(json.dumps(asdict(cfg))):
+            raise ValidationError(
+                "resume",
+                "the configuration of the interrupted run in " + str(ctx.out),
+                "a different configuration",
+            )
+        per_seed = {k: v for k, v in done["results"]["seeds"].items() if int(k) in seeds}
+        wall_before = float(done.get("wall_seconds", 0.0))
+        ctx.log(f"resuming {name}: seeds {sorted(per_seed)} done")
+    todo = [s for s in seeds if str(s) not in per_seed]
     if ctx.jobs > 1 and distributed.world() > 1:
         raise ValidationError("--jobs", "1 under torchrun", str(ctx.jobs))
     if ctx.jobs == 1:
-        splits = load(cfg)
-        pieces = map_pieces(_train_seed, [(cfg, ctx, s, name, splits) for s in seeds])
+        splits = load(cfg) if todo else None
+        pieces = map_pieces(_train_seed, [(cfg, ctx, s, name, splits) for s in todo])
     else:
         fields = ctx.for_worker()
-        pieces = map_pieces(
-            _train_seed_in_worker, [(cfg, fields, s, name) for s in seeds], ctx.jobs
-        )
-        ctx.log(f"{name}: {len(seeds)} seeds in {ctx.jobs} worker processes")
+        pieces = map_pieces(_train_seed_in_worker, [(cfg, fields, s, name) for s in todo], ctx.jobs)
+        ctx.log(f"{name}: {len(todo)} seeds in {ctx.jobs} worker processes")
     for i, r in pieces:
-        per_seed[str(seeds[i])] = r
+        per_seed[str(todo[i])] = r
         per_seed = {str(s): per_seed[str(s)] for s in seeds if str(s) in per_seed}
         ctx.log(
-            f"seed {seeds[i]}: best val {r['best_val_acc']:.2f}% (epoch {r['best_epoch']})"
+            f"seed {todo[i]}: best val {r['best_val_acc']:.2f}% (epoch {r['best_epoch']})"
             + (f", test {r['test_acc']:.2f}%" if r["test_acc"] is not None else "")
         )
         # each finished seed at once, so that a run stopped between seeds leaves its numbers
         atomic_write_json(
-            ctx.out / "partial.json",
+            partial_path,
             {
                 "experiment": name,
                 "partial": True,
@@ -192,7 +206,7 @@ def run(
                 **ctx.mode(),
                 "config": asdict(cfg),
                 "results": {"seeds": per_seed},
-                "wall_seconds": time.perf_counter() - t0,
+                "wall_seconds": wall_before + time.perf_counter() - t0,
                 "provenance": provenance(ctx.threads or 1, ctx.device),
             },
         )
@@ -205,7 +219,7 @@ def run(
         **ctx.mode(),
         "config": asdict(cfg),
         "results": {"seeds": per_seed, "summary": psmnist_parallel.summarise(per_seed)},
-        "wall_seconds": time.perf_counter() - t0,
+        "wall_seconds": wall_before + time.perf_counter() - t0,
         "provenance": provenance(ctx.threads or 1, ctx.device),
         "paper": paper,
     }
