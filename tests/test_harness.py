@@ -337,6 +337,24 @@ def test_protocol_excludes_quick_set_and_another_seed(repo, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_protocol_with_seeds_takes_one_of_them_per_call(repo, tmp_path):
+    """A protocol for an experiment that trains one seed per call lists its seeds: each call
+    must name one of them with --seed (no default, no other seed)."""
+    p = _protocol(repo, seeds=[2, 3])
+    bad = _protocol(repo, "bad.json", seeds="2")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "protocol")
+    base = ["reproduce", "psmnist-parallel", "--out", str(tmp_path / "o")]
+    for extra, what in (
+        (["--protocol", str(p)], r"one of the protocol's seeds \[2, 3\] expected, got None"),
+        (["--protocol", str(p), "--seed", "0"], "expected, got 0"),
+        (["--protocol", str(bad), "--seed", "2"], "'seeds' must be a list of integers"),
+    ):
+        with pytest.raises(ProtocolError, match=what):
+            main([*base, *extra])
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.skipif(not (MNIST / "t10k-labels-idx1-ubyte.gz").exists(), reason="no MNIST")
 def test_final_run_of_a_committed_protocol_tests_and_cites_it(repo, tmp_path):
     p = _protocol(repo)

@@ -453,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             metavar="FILE",
             help="the final run of this committed protocol file (JSON: experiment, config, "
-            "seed, selection_rule): the only kind of run that evaluates the test set. Without "
+            "seed or a list of seeds, one per call, selection_rule): the only kind of run "
+            "that evaluates the test set. Without "
             "it the run is a tuning run: metrics on the validation split, no test metric",
         )
         e.add_argument(
@@ -590,10 +591,21 @@ def _from_protocol(args, mod):
             "--protocol: the protocol file fixes the configuration; drop --quick and --set"
         )
     spec = load_protocol(args.protocol, args.name)
-    seed = spec.get("seed", 0)
-    if args.seed is not None and args.seed != seed:
-        raise ProtocolError(f"--seed {args.seed}: the protocol fixes seed {seed}")
-    args.seed = seed
+    if "seeds" in spec:
+        # an experiment that trains one seed per call: the protocol lists the seeds of its
+        # final, and each call names one of them (its own --out)
+        seeds = spec["seeds"]
+        if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+            raise ProtocolError(f"--protocol {args.protocol}: 'seeds' must be a list of integers")
+        if args.seed not in seeds:
+            raise ProtocolError(
+                f"--seed: one of the protocol's seeds {seeds} expected, got {args.seed}"
+            )
+    else:
+        seed = spec.get("seed", 0)
+        if args.seed is not None and args.seed != seed:
+            raise ProtocolError(f"--seed {args.seed}: the protocol fixes seed {seed}")
+        args.seed = seed
     try:
         cfg = _apply(mod.Config(), spec.get("config", {}), args.name)
     except ValidationError as e:

@@ -359,7 +359,9 @@ def load_protocol(path: Path, experiment: str) -> dict[str, Any]:
 
     A protocol is a JSON object ``{"experiment": NAME, "config": {FIELD: VALUE, ...},
     "seed": BASE_SEED, "selection_rule": TEXT, ...}`` (``config`` overrides the experiment's
-    ``Config()``; more keys, e.g. the rationale, are kept). It must be committed in git and
+    ``Config()``; ``"seeds": [S, ...]`` instead of ``seed`` for an experiment that trains one
+    seed per call, each call naming one with ``--seed``; more keys, e.g. the rationale, are
+    kept). It must be committed in git and
     unchanged since: the point of a protocol is that it was fixed before the test set was seen,
     and only a commit dates it. Returns the parsed file with ``_cite`` added: the path inside
     the repository, its SHA-256 and the commit that last changed it, which results.json records.
