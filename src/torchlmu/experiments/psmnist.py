@@ -33,6 +33,7 @@ from .harness import (
     atomic_write_json,
     fit,
     load_best,
+    mean_std_ci,
     model_device,
     n_params,
     provenance,
@@ -350,12 +351,13 @@ def across_runs(runs: list[tuple[str, dict[str, Any]]]) -> str | None:
         cfg = json.loads(key)
         test = [m["test_acc"] for _, _, m in members]
         val = [m["best_val_acc"] for _, _, m in members]
+        lo, hi = mean_std_ci(test)["ci95"]
         changed = {k: v for k, v in cfg.items() if v != asdict(Config()).get(k)}
         rows.append(
             f"| {', '.join(f'{k}={v}' for k, v in changed.items()) or 'defaults'} | "
             f"{len(members)} ({', '.join(f'{s} in {f}' for f, s, _ in members)}) | "
             f"{statistics.mean(test):.2f} ± {statistics.stdev(test):.2f} "
-            f"({', '.join(f'{t:.2f}' for t in test)}) | "
+            f"({', '.join(f'{t:.2f}' for t in test)}) | [{lo:.2f}, {hi:.2f}] | "
             f"{statistics.mean(val):.2f} ± {statistics.stdev(val):.2f} |"
         )
     if not rows:
@@ -364,12 +366,14 @@ def across_runs(runs: list[tuple[str, dict[str, Any]]]) -> str | None:
         [
             f"## {TITLE}: across seeds",
             "",
-            "Runs of the same protocol made separately, one seed each (mean ± sample std).",
+            "Runs of the same protocol made separately, one seed each (mean ± sample std; the "
+            "95 % t-interval of the mean test accuracy).",
             "",
-            "| protocol (Config fields changed) | seeds (folder) | test acc (%) | best val acc (%) |",
-            "|---|---|---|---|",
+            "| protocol (Config fields changed) | seeds (folder) | test acc (%) | its 95 % interval "
+            "| best val acc (%) |",
+            "|---|---|---|---|---|",
             *rows,
-            f"| paper (one run) | | {PAPER['test_acc']:.2f} | {PAPER['val_acc']:.2f} |",
+            f"| paper (one run) | | {PAPER['test_acc']:.2f} | | {PAPER['val_acc']:.2f} |",
             "",
         ]
     )
