@@ -353,6 +353,10 @@ def test_protocol_with_seeds_takes_one_of_them_per_call(repo, tmp_path):
         with pytest.raises(ProtocolError, match=what):
             main([*base, *extra])
     assert not (tmp_path / "o").exists()
+    if (MNIST / "t10k-labels-idx1-ubyte.gz").exists():  # a listed seed makes a final run
+        assert main([*base, "--protocol", str(p), "--seed", "3", "--threads", "1"]) == 0
+        r = json.loads((tmp_path / "o" / "results.json").read_text())
+        assert r["mode"] == "final" and r["seed"] == 3 and list(r["results"]["seeds"]) == ["3"]
 
 
 @pytest.mark.skipif(not (MNIST / "t10k-labels-idx1-ubyte.gz").exists(), reason="no MNIST")
