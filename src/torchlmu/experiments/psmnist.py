@@ -333,8 +333,6 @@ def across_runs(runs: list[tuple[str, dict[str, Any]]]) -> str | None:
     """Mean ± sample std of the test and best validation accuracy over full-size runs of the
     same protocol (same Config apart from data_root and cuda_graph), one seed or more each.
     None when no protocol has two seeds."""
-    import statistics
-
     groups: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for folder, r in runs:
         if r.get("quick") or r.get("mode") == "tuning":  # tuning runs have no test metric
@@ -351,14 +349,15 @@ def across_runs(runs: list[tuple[str, dict[str, Any]]]) -> str | None:
         cfg = json.loads(key)
         test = [m["test_acc"] for _, _, m in members]
         val = [m["best_val_acc"] for _, _, m in members]
-        lo, hi = mean_std_ci(test)["ci95"]
+        t, va = mean_std_ci(test), mean_std_ci(val)
+        lo, hi = t["ci95"]
         changed = {k: v for k, v in cfg.items() if v != asdict(Config()).get(k)}
         rows.append(
             f"| {', '.join(f'{k}={v}' for k, v in changed.items()) or 'defaults'} | "
             f"{len(members)} ({', '.join(f'{s} in {f}' for f, s, _ in members)}) | "
-            f"{statistics.mean(test):.2f} ± {statistics.stdev(test):.2f} "
-            f"({', '.join(f'{t:.2f}' for t in test)}) | [{lo:.2f}, {hi:.2f}] | "
-            f"{statistics.mean(val):.2f} ± {statistics.stdev(val):.2f} |"
+            f"{t['mean']:.2f} ± {t['std']:.2f} "
+            f"({', '.join(f'{x:.2f}' for x in test)}) | [{lo:.2f}, {hi:.2f}] | "
+            f"{va['mean']:.2f} ± {va['std']:.2f} |"
         )
     if not rows:
         return None
