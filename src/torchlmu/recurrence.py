@@ -15,6 +15,8 @@ from the activation's output.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -236,8 +238,12 @@ def elman_scan_rnn(pre: Tensor, h0: Tensor, W: Tensor, act: str = "tanh") -> tup
     rnn = torch.rnn_tanh if act == "tanh" else torch.rnn_relu
     # cuDNN wants contiguous inputs (an expanded zero state or a transposed weight is not)
     x, hx, W = pre.contiguous(), h0.unsqueeze(0).contiguous(), W.contiguous()
-    # (input, hx, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first)
-    Hs, last = rnn(x, hx, [eye, W], False, 1, 0.0, torch.is_grad_enabled(), False, False)
+    # cuDNN warns that the two weights are not one flat buffer and copies them into one on
+    # every call: two H×H copies, negligible beside the T-step scan, so the warning is noise here
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single")
+        # (input, hx, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+        Hs, last = rnn(x, hx, [eye, W], False, 1, 0.0, torch.is_grad_enabled(), False, False)
     return Hs, last[0]
 
 

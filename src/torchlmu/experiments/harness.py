@@ -590,9 +590,11 @@ class _GraphedStep:
             side.wait_stream(cur)
             with torch.cuda.stream(side):
                 self.opt.zero_grad(set_to_none=True)
-                out = self._step(x, y)
+                loss, metrics = self._step(x, y)
             cur.wait_stream(side)
-            return out
+            # detached: a loss still holding its graph keeps the parameters' AccumulateGrad
+            # nodes (made on the side stream) alive into the capture, whose stream differs
+            return loss.detach(), metrics
         if self.graph is None:
             self.static = (x.clone(), y.clone())
             self.opt.zero_grad(set_to_none=True)  # the captured backward writes fresh gradients
@@ -808,7 +810,7 @@ def fit(
             break
         t0 = time.perf_counter()
         model.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, float | torch.Tensor] = {}  # tensors until the epoch's end
         count = 0
         norms: list[torch.Tensor] = []  # pre-clipping gradient norms (eager steps), read at the end
         inner = _progress(n_batches, f"epoch {epoch + 1}", progress, leave=False)
@@ -841,13 +843,18 @@ def fit(
                     )
                 optimizer.step()
             count += n
-            for k, v in {"loss": float(loss.detach()), **metrics}.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
+            # summed on the device: no host synchronisation per step (a GPU runs ahead)
+            for k, v in {"loss": loss.detach(), **metrics}.items():
+                v = v.detach().double() if isinstance(v, torch.Tensor) else v
+                sums[k] = sums.get(k, 0.0) + v * n
             if inner is not None:
                 inner.update(1)
-                inner.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()}, refresh=False)
+                inner.set_postfix(
+                    {k: f"{float(v) / count:.4g}" for k, v in sums.items()}, refresh=False
+                )
         if inner is not None:
             inner.close()
+        sums = {k: float(v) for k, v in sums.items()}  # the epoch's one host read of them
         if W > 1:  # sum the training metrics over ranks
             keys = sorted(sums)
             *vals, count_f = _dist.all_reduce_sum([sums[k] for k in keys] + [count])
