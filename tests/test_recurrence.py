@@ -89,16 +89,21 @@ def test_elman_scan_rnn(dtype, act):
 @pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
 def test_elman_scan_on_cuda_against_the_cpu_float64_loop(act):
     """On a GPU elman_scan takes cuDNN's fused kernel (tanh, relu) or its own loop (the rest):
-    float32 states and gradients within float32 tolerance of the CPU float64 loop."""
+    float32 states and gradients against the CPU float64 loop, within max(1e-5, 4 × the CPU
+    float32 loop's own error against float64) (cuDNN sums in another order: on an H200 one
+    gradient was 1.1e-5 off, float32's own error over the 17 steps)."""
     cpu = _elman_args(torch.float64)
     gpu = [x.detach().float().cuda().requires_grad_() for x in cpu]
+    f32 = [x.detach().float().requires_grad_() for x in cpu]
     a = elman_scan(*gpu, act)
     b = elman_scan_reference(*cpu, act)
-    assert rel(a.double().cpu(), b) <= TOL[torch.float32]
+    c = elman_scan_reference(*f32, act)
     ga = torch.autograd.grad(a.square().sum(), gpu)
     gb = torch.autograd.grad(b.square().sum(), cpu)
-    for x, y in zip(ga, gb, strict=True):
-        assert rel(x.double().cpu(), y) <= TOL[torch.float32]
+    gc = torch.autograd.grad(c.square().sum(), f32)
+    for x, y, z in zip((a, *ga), (b, *gb), (c, *gc), strict=True):
+        tol = max(TOL[torch.float32], 4 * rel(z.double(), y))
+        assert rel(x.double().cpu(), y) <= tol
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

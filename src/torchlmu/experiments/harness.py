@@ -601,7 +601,10 @@ class _GraphedStep:
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph):
-                    self.out = self._step(*self.static)
+                    loss, metrics = self._step(*self.static)
+                # detached likewise: the captured loss's graph would keep AccumulateGrad nodes of
+                # the capture stream alive into later eager steps (a short last batch)
+                self.out = loss.detach(), metrics
             except Exception as e:  # any capture failure: train eagerly
                 self.failed = f"{type(e).__name__}: {e}".splitlines()[0]
                 self.opt.zero_grad(set_to_none=True)
