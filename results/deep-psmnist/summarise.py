@@ -40,7 +40,20 @@ def load(path: Path, experiment: str) -> dict | None:
     return r
 
 
-def hardware(r: dict) -> str:
+# Runs that moved between machines (their results.json's provenance_note): where each seed ran
+MOVED = {
+    ("deep-psmnist", "final"): {
+        "0": "NVIDIA H200",
+        "1": "NVIDIA H200",
+        "2": "NVIDIA H200, epochs 17-18 on the AMD EPYC",
+    },
+}
+
+
+def hardware(r: dict, key: tuple[str, str], seed: str | None = None) -> str:
+    if key in MOVED:
+        moved = MOVED[key]
+        return moved[seed] if seed is not None else "NVIDIA H200 (+ CPU resume, see note)"
     p = r["provenance"]
     return p.get("cuda") or p.get("cpu", "?")
 
@@ -61,7 +74,7 @@ def main() -> None:
                 seeds.append(
                     f"| {label} | {kind} | {seed} | {s['params']:,} | {len(h)} | {s['best_epoch']} "
                     f"| {s['best_val_acc']:.2f} | **{s['test_acc']:.2f}** "
-                    f"| {sum(e['train_seconds'] for e in h):,.0f} | {hardware(r)} |"
+                    f"| {sum(e['train_seconds'] for e in h):,.0f} | {hardware(r, (folder, sub), seed)} |"
                 )
             o = mean_std_ci(tests)
             stat = f"{o['mean']:.2f}"
@@ -71,7 +84,7 @@ def main() -> None:
             s0 = next(iter(r["results"]["seeds"].values()))
             overall.append(
                 f"| {label} | {kind} | **{stat}** | {len(tests)} | {s0['params']:,} "
-                f"| {len(s0['history'])} | {hardware(r)} |"
+                f"| {len(s0['history'])} | {hardware(r, (folder, sub))} |"
             )
     print("## Test accuracy (%): mean ± sample std [95 % t-interval] over seeds\n")
     print("| data set | model | test acc (%) | seeds | parameters | epochs | hardware |")
