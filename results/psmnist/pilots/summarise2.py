@@ -6,6 +6,7 @@ each holding a tuning run's results-tuning.json). Prints the Markdown table and 
 
 import json
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -34,7 +35,7 @@ def main(names: list[str]) -> None:
             )
         falls = [
             (b["epoch"], a["val_acc"] - b["val_acc"])
-            for a, b in zip(h, h[1:])
+            for a, b in pairwise(h)
             if a["val_acc"] - b["val_acc"] > DROP
         ]
         best = min(h, key=lambda e: e["val_loss"])
