@@ -76,15 +76,21 @@ def _dact(y: Tensor, act: str) -> Tensor:
     return torch.ones_like(y)
 
 
-def _dact_mul_(g: Tensor, y: Tensor, act: str) -> Tensor:
-    """g ← g · f'(z), with f' expressed through y = f(z)."""
-    if act == "tanh":
-        return g.mul_(1 - y * y)
+# y = f(z) -> g · f'(z) in one fused elementwise pass (aten's own activation backwards, which
+# read f' through the output), written into ``grad_input`` (which may be g itself).
+_DACT_MUL = {
+    "tanh": torch.ops.aten.tanh_backward.grad_input,
+    "sigmoid": torch.ops.aten.sigmoid_backward.grad_input,
+}
+
+
+def _dact_mul_into(g: Tensor, y: Tensor, act: str, out: Tensor) -> Tensor:
+    """out ← g · f'(z), with f' expressed through y = f(z); ``out`` may be ``g``."""
+    if act in _DACT_MUL:
+        return _DACT_MUL[act](g, y, grad_input=out)
     if act == "relu":
-        return g.mul_(y > 0)
-    if act == "sigmoid":
-        return g.mul_(y * (1 - y))
-    return g
+        return torch.ops.aten.threshold_backward.grad_input(g, y, 0.0, grad_input=out)
+    return out if out is g else out.copy_(g)
 
 
 # ------------------------------------------------------------------------------ Elman hidden
@@ -127,13 +133,14 @@ def _elman_backward(h0, W, Hs, act, gH, g_last):
         G = torch.stack(Gs, 0)
         gW = flat(G).T @ flat(torch.cat([h0.unsqueeze(0), Hs[:-1]], 0))
         return G, g, gW
-    D = _dact(Hs, act)  # f'(z_t) for all t in one vectorised pass
     G = torch.empty_like(Hs)  # gradient w.r.t. the pre-activations
     g = torch.zeros_like(h0) if g_last is None else g_last
     if gH is not None:
         g = g + gH[T - 1]
     for t in range(T - 1, -1, -1):
-        torch.mul(g, D[t], out=G[t])
+        # f' is read from the state inside the step's one fused pass (a separate pass over all
+        # T states for f' cost as much again as the whole elementwise part of the loop)
+        _dact_mul_into(g, Hs[t], act, G[t])
         if t > 0 and gH is not None:
             g = torch.addmm(gH[t - 1], G[t], W)
         else:
@@ -369,7 +376,7 @@ def _lmu_elman_backward(saved, act, gM, gH, gm_last, gh_last, need_AB=(True, Tru
         gp = Gpre[t]
         if gH is not None:
             gp.add_(gH[t])
-        _dact_mul_(gp, Hs[t], act)
+        _dact_mul_into(gp, Hs[t], act, gp)
         gmt = Gm[t]
         if gM is not None:
             gmt.add_(gM[t])
