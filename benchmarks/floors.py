@@ -52,11 +52,16 @@ def _r(*shape: int) -> torch.Tensor:
 
 def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
     """Hidden recurrence (forward, backward through time, weight gradient) and the memory's
-    blocked projection (one GEMM forward, two backward: the input's and the weight's)."""
+    blocked projection: the block-end states (one GEMM), their carry across the T/L blocks
+    (T/L − 1 small GEMMs), W·Ā^{s+1} for the states entering the blocks (one GEMM, and one for
+    its weight gradient) and the projection itself (one GEMM forward, one for the weight
+    gradient)."""
     h, Wh, pre = _r(B, G), _r(G, G), _r(B, G)
     X, Y = _r(T * B, G), _r(T * B, G)
     J, K, N = B * T // L, L + d, L * G  # fused_chunked's [inputs | states] x [[Toeplitz], [powers]]
     A, Wb, Gy = _r(J, K), _r(K, N), _r(J, N)
+    xb, Hr, S, AL = _r(J, L), _r(L, d), _r(B, d), _r(d, d)
+    P, Wm, GPW = _r(L * d, d), _r(d, G), _r(L * d, G)
     k = {
         "recurrence forward: T x (addmm BxG GxG + tanh)": _steps(
             T, lambda: torch.addmm(pre, h, Wh), lambda: torch.tanh(pre)
@@ -65,21 +70,34 @@ def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
             T, lambda: h @ Wh, lambda: pre * h
         ),
         "recurrence weight grad: (G x TB) (TB x G)": _median_ms(lambda: X.T @ Y),
+        "memory block-end states: one GEMM": _median_ms(lambda: xb @ Hr),
+        "memory carries: T/L - 1 x addmm BxD DxD": _steps(
+            T // L - 1, lambda: torch.addmm(S, S, AL)
+        ),
+        "W times the block powers: one GEMM": _median_ms(lambda: P @ Wm),
         "memory projection forward: one GEMM": _median_ms(lambda: A @ Wb),
     }
-    infer = {n: v for n, v in k.items() if "forward" in n}
+    infer = {n: v for n, v in k.items() if "backward" not in n and "grad" not in n}
     # (no input gradient: x needs none, and the encoders are folded into the weights)
     k["memory projection backward: weight grad"] = _median_ms(lambda: A.T @ Gy)
+    k["W times the block powers backward: weight grad"] = _median_ms(lambda: P.T @ GPW)
     return [_rec("W1", "train", k), _rec("W1", "infer", infer)]
 
 
 def w2(B=16, T=10_000, d=64, L=50) -> list[dict]:
-    """memory_chunked: one GEMM writes every state. Training scales one memory of x by the
-    encoder (a pass) and the encoder's gradient is one dot product of the states with theirs."""
+    """memory_chunked: one GEMM writes every state, after the block-end states (one GEMM) and
+    their carry across the T/L blocks (T/L − 1 small GEMMs). Training scales one memory of x by
+    the encoder (a pass) and the encoder's gradient is one dot product of the states with
+    theirs."""
     J = B * T // L
     A, W = _r(J, L + d), _r(L + d, L * d)
+    xb, Hr, S, AL = _r(J, L), _r(L, d), _r(B, d), _r(d, d)
     out = torch.empty(J, L * d)
-    k = {"all states: one GEMM (into reused memory)": _median_ms(lambda: torch.mm(A, W, out=out))}
+    k = {
+        "block-end states: one GEMM": _median_ms(lambda: xb @ Hr),
+        "carries: T/L - 1 x addmm BxD DxD": _steps(T // L - 1, lambda: torch.addmm(S, S, AL)),
+        "all states: one GEMM (into reused memory)": _median_ms(lambda: torch.mm(A, W, out=out)),
+    }
     infer = dict(k)
     y, g = torch.randn(B, T, d), torch.randn(B, T, d)
     k["scale by the encoder: one pass"] = _median_ms(lambda: y * 0.5)
