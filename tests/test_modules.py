@@ -351,6 +351,17 @@ def test_streaming_fast_path_activations_and_kept_states(activation):
             kept.append((st, [None if s is None else s.clone() for s in st]))
     for t, (live, saved) in enumerate(kept):
         check_equal(live, saved, 0.0, f"{activation} state kept from step {t}")
+    # with autograd recording (the step then applies its activation out of place), gradients
+    # reach the input and the state as through the cell's step
+    xs = x[0].clone().requires_grad_()
+    s0 = LMUState(*(None if s is None else s.clone().requires_grad_() for s in st))
+    w = torch.randn(2, 5, dtype=torch.float64)
+    grads = []
+    for fn in (stepper, lmu.cell.step_):
+        y, s1 = fn(xs, s0)
+        loss = (y * w).sum() + s1.memory.square().sum()
+        grads.append(torch.autograd.grad(loss, [xs, s0.memory, s0.hidden]))
+    check_equal(list(grads[0]), list(grads[1]), 1e-12, f"{activation} stepper gradients")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])

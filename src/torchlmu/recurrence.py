@@ -27,6 +27,7 @@ __all__ = [
     "ACTIVATIONS",
     "CELL_KINDS",
     "activation_fn",
+    "activation_fn_",
     "cell_recur",
     "cell_scan",
     "cell_scan_reference",
@@ -49,6 +50,15 @@ def _identity(x: Tensor) -> Tensor:
 def activation_fn(act: str):
     """The activation named ``act`` as a function of a tensor."""
     return {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}.get(act, _identity)
+
+
+def activation_fn_(act: str):
+    """The activation named ``act`` applied in place (returns its argument)."""
+    return {
+        "tanh": torch.Tensor.tanh_,
+        "relu": torch.Tensor.relu_,
+        "sigmoid": torch.Tensor.sigmoid_,
+    }.get(act, _identity)
 
 
 def _act_(x: Tensor, act: str) -> Tensor:
