@@ -163,16 +163,19 @@ def test_lmu_elman_scan(dtype, em, eh, C, use):
         assert rel(x, z) <= max(TOL[dtype], 4 * rel(y, z))
 
 
-def test_lmu_elman_scan_gradcheck():
-    g = torch.Generator().manual_seed(2)
-    T, B, H, d, C = 6, 2, 3, 3, 2
-    dt = torch.float64
-    args = (
+def _lmu_elman_args(g, T, B, H, d, C, dt=torch.float64) -> tuple:
+    """lmu_elman_scan's ten tensor inputs (every encoder present), random, requiring grad."""
+    return (
         rand(T, B, C, dtype=dt, g=g), rand(T, B, H, dtype=dt, g=g), rand(B, C * d, dtype=dt, g=g),
         rand(B, H, dtype=dt, g=g), rand(d, d, dtype=dt, scale=0.3, g=g), rand(d, dtype=dt, g=g),
         rand(C, C * d, dtype=dt, scale=0.3, g=g), rand(C, H, dtype=dt, scale=0.3, g=g),
         rand(H, C * d, dtype=dt, scale=0.3, g=g), rand(H, H, dtype=dt, scale=0.3, g=g),
     )  # fmt: skip
+
+
+def test_lmu_elman_scan_gradcheck():
+    g = torch.Generator().manual_seed(2)
+    args = _lmu_elman_args(g, T=6, B=2, H=3, d=3, C=2)
     assert torch.autograd.gradcheck(lambda *a: lmu_elman_scan(*a, "tanh"), args)
     assert torch.autograd.gradcheck(
         lambda *a: lmu_elman_scan(*a, "tanh", return_last=True)[2:], args
@@ -183,14 +186,8 @@ def test_lmu_elman_scan_gradcheck():
 def test_lmu_elman_scan_activations(act):
     """Every activation's derivative in the fused backward equals the plain loop's (float64)."""
     g = torch.Generator().manual_seed(3)
-    T, B, H, d, C = 9, 2, 4, 3, 2
+    args = _lmu_elman_args(g, T=9, B=2, H=4, d=3, C=2)
     dt = torch.float64
-    args = (
-        rand(T, B, C, dtype=dt, g=g), rand(T, B, H, dtype=dt, g=g), rand(B, C * d, dtype=dt, g=g),
-        rand(B, H, dtype=dt, g=g), rand(d, d, dtype=dt, scale=0.3, g=g), rand(d, dtype=dt, g=g),
-        rand(C, C * d, dtype=dt, scale=0.3, g=g), rand(C, H, dtype=dt, scale=0.3, g=g),
-        rand(H, C * d, dtype=dt, scale=0.3, g=g), rand(H, H, dtype=dt, scale=0.3, g=g),
-    )  # fmt: skip
     Ma, Ha = lmu_elman_scan(*args, act)
     Mb, Hb = lmu_elman_scan_reference(*args, act)
     assert rel(Ma, Mb) <= TOL[dt] and rel(Ha, Hb) <= TOL[dt]
