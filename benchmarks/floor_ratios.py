@@ -11,6 +11,7 @@ A ratio is torchlmu's median over the same round's floor (the performance issue'
 workload within 1.25x). W4 is in µs.
 
     python benchmarks/floor_ratios.py --threads 2 --rounds 3 > benchmarks/results/floor-ratios.jsonl
+    python benchmarks/floor_ratios.py --device cuda --threads 1 --rounds 2   # on a GPU
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="bench.py's small sizes (a smoke test)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = ap.parse_args()
-    t = ["--threads", str(args.threads)]
+    t = ["--threads", str(args.threads), "--device", args.device]
     times: dict[tuple[str, str], list[float]] = {}
     floors: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):
@@ -76,6 +78,7 @@ def main() -> None:
             "ratios": [round(v, 3) for v in ratios],
             "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
             "threads": args.threads,
+            "device": args.device,
         }
         print(json.dumps(out), flush=True)
 

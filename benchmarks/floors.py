@@ -11,6 +11,8 @@ hidden 212; W2: B 16, T 10,000, order 64; W4: batch 1; W5: W1 with hidden→memo
 memory→memory).
 
     python benchmarks/floors.py --threads 2
+    python benchmarks/floors.py --device cuda   # synchronised timing; W1's recurrence is then
+                                                # cuDNN's fused RNN, as torchlmu runs it there
 """
 
 from __future__ import annotations
@@ -23,14 +25,23 @@ import time
 
 import torch
 
+DEVICE = torch.device("cpu")  # set by --device
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":  # a GPU works asynchronously: wait before reading the clock
+        torch.cuda.synchronize(DEVICE)
+
 
 def _median_ms(fn, repeats: int = 7, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
+    _sync()
     ts = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        _sync()
         ts.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(ts)
 
@@ -47,7 +58,7 @@ def _steps(T: int, *ops) -> float:
 
 
 def _r(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape) * 0.05
+    return torch.randn(*shape, device=DEVICE) * 0.05
 
 
 def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
@@ -62,14 +73,19 @@ def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
     A, Wb, Gy = _r(J, K), _r(K, N), _r(J, N)
     xb, Hr, S, AL = _r(J, L), _r(L, d), _r(B, d), _r(d, d)
     P, Wm, GPW = _r(L * d, d), _r(d, G), _r(L * d, G)
-    k = {
-        "recurrence forward: T x (addmm BxG GxG + tanh)": _steps(
-            T, lambda: torch.addmm(pre, h, Wh), lambda: torch.tanh(pre)
-        ),
-        "recurrence backward: T x (mm BxG GxG + dtanh mul)": _steps(
-            T, lambda: h @ Wh, lambda: pre * h
-        ),
-        "recurrence weight grad: (G x TB) (TB x G)": _median_ms(lambda: X.T @ Y),
+    if DEVICE.type == "cuda":  # the recurrence is one call of cuDNN's fused Elman RNN there
+        k = _cudnn_elman(T, B, G)
+    else:
+        k = {
+            "recurrence forward: T x (addmm BxG GxG + tanh)": _steps(
+                T, lambda: torch.addmm(pre, h, Wh), lambda: torch.tanh(pre)
+            ),
+            "recurrence backward: T x (mm BxG GxG + dtanh mul)": _steps(
+                T, lambda: h @ Wh, lambda: pre * h
+            ),
+            "recurrence weight grad: (G x TB) (TB x G)": _median_ms(lambda: X.T @ Y),
+        }
+    k |= {
         "memory block-end states: one GEMM": _median_ms(lambda: xb @ Hr),
         "memory carries: T/L - 1 x addmm BxD DxD": _steps(
             T // L - 1, lambda: torch.addmm(S, S, AL)
@@ -84,6 +100,20 @@ def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
     return [_rec("W1", "train", k), _rec("W1", "infer", infer)]
 
 
+def _cudnn_elman(T: int, B: int, G: int) -> dict:
+    """cuDNN's tanh RNN over precomputed pre-activations (T, B, G), as
+    ``recurrence.elman_scan_rnn`` calls it: forward, and forward plus backward less forward."""
+    rnn = torch.nn.RNN(G, G, nonlinearity="tanh", bias=False).to(DEVICE)
+    pre = _r(T, B, G).requires_grad_()
+    with torch.no_grad():
+        fwd = _median_ms(lambda: rnn(pre))
+    both = _median_ms(lambda: rnn(pre)[0].sum().backward())
+    return {
+        "recurrence forward: cuDNN RNN (T, B, G)": fwd,
+        "recurrence backward and weight grad: cuDNN RNN": max(both - fwd, 0.0),
+    }
+
+
 def w2(B=16, T=10_000, d=64, L=50) -> list[dict]:
     """memory_chunked: one GEMM writes every state, after the block-end states (one GEMM) and
     their carry across the T/L blocks (T/L − 1 small GEMMs). Training scales one memory of x by
@@ -92,14 +122,14 @@ def w2(B=16, T=10_000, d=64, L=50) -> list[dict]:
     J = B * T // L
     A, W = _r(J, L + d), _r(L + d, L * d)
     xb, Hr, S, AL = _r(J, L), _r(L, d), _r(B, d), _r(d, d)
-    out = torch.empty(J, L * d)
+    out = torch.empty(J, L * d, device=DEVICE)
     k = {
         "block-end states: one GEMM": _median_ms(lambda: xb @ Hr),
         "carries: T/L - 1 x addmm BxD DxD": _steps(T // L - 1, lambda: torch.addmm(S, S, AL)),
         "all states: one GEMM (into reused memory)": _median_ms(lambda: torch.mm(A, W, out=out)),
     }
     infer = dict(k)
-    y, g = torch.randn(B, T, d), torch.randn(B, T, d)
+    y, g = _r(B, T, d), _r(B, T, d)
     k["scale by the encoder: one pass"] = _median_ms(lambda: y * 0.5)
     k["encoder gradient: one dot product"] = _median_ms(lambda: torch.dot(y.view(-1), g.view(-1)))
     return [_rec("W2", "train", k), _rec("W2", "infer", infer)]
@@ -108,7 +138,7 @@ def w2(B=16, T=10_000, d=64, L=50) -> list[dict]:
 def w4(d=256, G=212) -> list[dict]:
     """The streaming step's one matmul on [m, h, x], and what an empty torch call costs here."""
     z, M, b = _r(1, d + G + 1), _r(d + G + 1, d + G), _r(d + G)
-    a1, a2 = torch.zeros(1), torch.zeros(1)
+    a1, a2 = _r(1), _r(1)
     n = 2000
 
     def per_call(fn):
@@ -172,9 +202,12 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", nargs="*", help="workloads, e.g. W1 W5")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = ap.parse_args()
     from torchlmu.runtime import configure_cpu
 
+    global DEVICE
+    DEVICE = torch.device(args.device)
     cpu = configure_cpu(args.threads)
     torch.manual_seed(0)
     for name, fn in (("W1", w1), ("W2", w2), ("W4", w4), ("W5", w5)):
@@ -182,6 +215,7 @@ def main() -> None:
             continue
         for rec in fn():
             rec.update(
+                device=torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu",
                 threads=cpu["threads"],
                 torch=torch.__version__,
                 reuse_large_allocations=cpu["reuse_large_allocations"],

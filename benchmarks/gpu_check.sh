@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, one call on a lent CUDA machine (repository root; no install: PYTHONPATH=src),
-# about 10 minutes with the defaults (H100 timings of sessions 3-4: tests ~2 min, table ~2 min;
-# then the cuts below: 150 + 150 + 120 s); set a step's variable to 0 to skip it:
+# about 12 minutes with the defaults (H100 timings of sessions 3-4: tests ~2 min, table ~2 min;
+# then the cuts below: 150 + 150 + 120 + 120 s), so under a 10-minute limit per command skip a
+# step (PROBE_SECONDS=0: the probe ran in session 10); set a step's variable to 0 to skip it:
 #   1. the CUDA tests (every test marked gpu: each module's fast forms on the GPU against the
 #      CPU float64 step loop, fit on the GPU with a resume on the CPU, a quick reproduce);
 #   2. the benchmark table on the GPU (W1, W2, W4, W5 and nn.LSTM with cuDNN), unless BENCH=0;
@@ -13,6 +14,8 @@
 #   5. the deep LMU network's cost on the GPU (issue 19: candidate C of
 #      results/deep-psmnist/tuning/grid2.json, 2 epochs, a tuning run: validation only), cut at
 #      DEEP_SECONDS (default 120; 0 skips it): its per-epoch time sizes the deep runs for a GPU.
+#   6. each workload against its kernel floor on the GPU (benchmarks/floor_ratios.py, 2 rounds),
+#      cut at FLOORS_SECONDS (default 120; 0 skips it).
 # Everything lands in $OUT (default /tmp/gpu_check). MNIST: $TORCHLMU_DATA/mnist.
 set -u -o pipefail
 OUT=${OUT:-/tmp/gpu_check}
@@ -38,4 +41,8 @@ if [ "${DEEP_SECONDS:-120}" -gt 0 ]; then
   timeout --signal=KILL "${DEEP_SECONDS:-120}" $PY -m torchlmu reproduce deep-psmnist --device cuda \
     --no-progress --threads 4 --set d_model=96 --set num_blocks=2 --set order=128 --set channels=8 \
     --set epochs=2 --out "$OUT/deep-psmnist-C" 2>&1 | tee "$OUT/deep-psmnist.log"
+fi
+if [ "${FLOORS_SECONDS:-120}" -gt 0 ]; then
+  timeout --signal=KILL "${FLOORS_SECONDS:-120}" $PY benchmarks/floor_ratios.py --device cuda \
+    --threads 1 --rounds 2 2>&1 | tee "$OUT/floor-ratios-cuda.jsonl"
 fi
