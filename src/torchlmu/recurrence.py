@@ -86,21 +86,23 @@ def _dact(y: Tensor, act: str) -> Tensor:
     return torch.ones_like(y)
 
 
-# y = f(z) -> g · f'(z) in one fused elementwise pass (aten's own activation backwards, which
-# read f' through the output), written into ``grad_input`` (which may be g itself).
-_DACT_MUL = {
-    "tanh": torch.ops.aten.tanh_backward.grad_input,
-    "sigmoid": torch.ops.aten.sigmoid_backward.grad_input,
-}
+def _relu_backward(g: Tensor, y: Tensor, grad_input: Tensor) -> Tensor:
+    return torch.ops.aten.threshold_backward.grad_input(g, y, 0.0, grad_input=grad_input)
 
 
-def _dact_mul_into(g: Tensor, y: Tensor, act: str, out: Tensor) -> Tensor:
-    """out ← g · f'(z), with f' expressed through y = f(z); ``out`` may be ``g``."""
-    if act in _DACT_MUL:
-        return _DACT_MUL[act](g, y, grad_input=out)
-    if act == "relu":
-        return torch.ops.aten.threshold_backward.grad_input(g, y, 0.0, grad_input=out)
-    return out if out is g else out.copy_(g)
+def _linear_backward(g: Tensor, y: Tensor, grad_input: Tensor) -> Tensor:
+    return grad_input if grad_input is g else grad_input.copy_(g)
+
+
+def _dact_mul_into(act: str):
+    """The function ``(g, y, grad_input) -> grad_input ← g · f'(z)`` for the activation
+    ``act``, with f' read through the output y = f(z) in one fused elementwise pass (aten's own
+    activation backwards); ``grad_input`` may be g itself. Chosen once, before a step loop."""
+    return {
+        "tanh": torch.ops.aten.tanh_backward.grad_input,
+        "sigmoid": torch.ops.aten.sigmoid_backward.grad_input,
+        "relu": _relu_backward,
+    }.get(act, _linear_backward)
 
 
 # ------------------------------------------------------------------------------ Elman hidden
@@ -144,13 +146,14 @@ def _elman_backward(h0, W, Hs, act, gH, g_last):
         gW = flat(G).T @ flat(torch.cat([h0.unsqueeze(0), Hs[:-1]], 0))
         return G, g, gW
     G = torch.empty_like(Hs)  # gradient w.r.t. the pre-activations
+    dmul = _dact_mul_into(act)
     g = torch.zeros_like(h0) if g_last is None else g_last
     if gH is not None:
         g = g + gH[T - 1]
     for t in range(T - 1, -1, -1):
         # f' is read from the state inside the step's one fused pass (a separate pass over all
         # T states for f' cost as much again as the whole elementwise part of the loop)
-        _dact_mul_into(g, Hs[t], act, G[t])
+        dmul(g, Hs[t], grad_input=G[t])
         if t > 0 and gH is not None:
             g = torch.addmm(gH[t - 1], G[t], W)
         else:
@@ -382,11 +385,12 @@ def _lmu_elman_backward(saved, act, gM, gH, gm_last, gh_last, need_AB=(True, Tru
         else:
             slot.copy_(g)
     BdT = Bd.unsqueeze(1)
+    dmul = _dact_mul_into(act)
     for t in range(T - 1, -1, -1):
         gp = Gpre[t]
         if gH is not None:
             gp.add_(gH[t])
-        _dact_mul_into(gp, Hs[t], act, gp)
+        dmul(gp, Hs[t], grad_input=gp)
         gmt = Gm[t]
         if gM is not None:
             gmt.add_(gM[t])
