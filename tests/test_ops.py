@@ -168,3 +168,77 @@ def test_scale_states_equals_multiply(dtype, C, layout):
         assert rel(a, b) <= TOL[dtype]
     with pytest.raises(ValidationError, match="e"):
         ops.scale_states(M, e.reshape(-1))
+
+
+def _spy_onednn(monkeypatch):
+    """Route ops.matmul's oneDNN calls through a counter (the real operator when torch has it,
+    else torch's product, so that the dispatch itself is tested on any build)."""
+    real = ops._onednn_linear()
+    calls = []
+
+    def op(a, w, b, attr, scalars, algorithm):
+        calls.append(tuple(a.shape))
+        return real(a, w, b, attr, scalars, algorithm) if real is not None else a @ w.T
+
+    monkeypatch.setattr(ops, "_onednn_linear", lambda: op)
+    return calls
+
+
+@pytest.mark.parametrize("a_layout", ["contiguous", "transposed"])
+def test_matmul_equals_reference(monkeypatch, a_layout):
+    """The oneDNN product (float32, CPU, large) equals torch's within float32 rounding, its
+    gradients equal torch's, and a double backward goes through it."""
+    calls = _spy_onednn(monkeypatch)
+    g = torch.Generator().manual_seed(5)
+    M, K, N = 600, 130, 300
+    a0 = torch.randn(M, K, generator=g) if a_layout == "contiguous" else torch.randn(K, M).T
+    a, b = a0.clone().requires_grad_(), torch.randn(K, N, generator=g).requires_grad_()
+    y, r = ops.matmul(a, b), ops.matmul_reference(a, b)
+    assert calls == [(M, K)]
+    assert rel(y.detach(), r.detach()) <= TOL[torch.float32]
+    w = torch.randn(M, N, generator=g)
+    ga = torch.autograd.grad((y * w).sum(), [a, b], create_graph=True)
+    gr = torch.autograd.grad((r * w).sum(), [a, b], create_graph=True)
+    for x, z in zip(ga, gr, strict=True):
+        assert rel(x.detach(), z.detach()) <= TOL[torch.float32]
+    # second order: d/db of Σ (∂L/∂a)² through the backward's own products
+    h1 = torch.autograd.grad(ga[0].square().sum(), b)[0]
+    h2 = torch.autograd.grad(gr[0].square().sum(), b)[0]
+    assert rel(h1, h2) <= TOL[torch.float32]
+
+
+def test_matmul_keeps_torch_elsewhere(monkeypatch):
+    """float64, small products and ONEDNN_MATMUL = False stay on torch's product, bit for bit."""
+    calls = _spy_onednn(monkeypatch)
+    g = torch.Generator().manual_seed(6)
+    a, b = torch.randn(600, 130, generator=g), torch.randn(130, 300, generator=g)
+    assert torch.equal(ops.matmul(a.double(), b.double()), a.double() @ b.double())
+    assert torch.equal(ops.matmul(a[:4, :8], b[:8, :5]), a[:4, :8] @ b[:8, :5])
+    monkeypatch.setattr(ops, "ONEDNN_MATMUL", False)
+    assert torch.equal(ops.matmul(a, b), a @ b)
+    assert calls == []
+
+
+def test_blocked_memory_uses_the_large_product(monkeypatch):
+    """Both blocked kernels send their one large GEMM through ops.matmul (float32), and their
+    results stay within float32 rounding of torch's product."""
+    Ad, Bd, u, _ = setup(torch.float32, d=16, T=400, batch=(8,), C=2)
+    W = torch.randn(20, 2 * 16)
+    ref_states = ops.memory_chunked(u, Ad, Bd, None, 20)
+    ref_proj = ops.fused_chunked(u, Ad, Bd, W, None, 20)
+    monkeypatch.setattr(ops, "ONEDNN_MIN_FLOPS", 1)
+    calls = _spy_onednn(monkeypatch)
+    assert rel(ops.memory_chunked(u, Ad, Bd, None, 20), ref_states) <= TOL[torch.float32]
+    assert rel(ops.fused_chunked(u, Ad, Bd, W, None, 20), ref_proj) <= TOL[torch.float32]
+    assert len(calls) >= 2
+
+
+def test_onednn_matmul_gradcheck(monkeypatch):
+    """The custom function's backward formulas, first and second order, in float64 (its forward
+    operator stood in by the exact product: oneDNN's runs in float32 only)."""
+    monkeypatch.setattr(ops, "_onednn_linear", lambda: lambda a, w, b, *_: a @ w.T)
+    g = torch.Generator().manual_seed(7)
+    a = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ops._OneDNNMatmul.apply, (a, b))
+    assert torch.autograd.gradgradcheck(ops._OneDNNMatmul.apply, (a, b))

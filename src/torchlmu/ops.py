@@ -10,10 +10,13 @@ fast                                   reference
 :func:`memory_last` (one matmul)       last row of :func:`memory_scan`
 :func:`fused_conv` (FFT, W·H kernel)   :func:`memory_scan` then the projection
 :func:`free_response` (doubling)       :func:`memory_scan` with zero input
+:func:`matmul` (oneDNN on the CPU)     :func:`matmul_reference` (``a @ b``)
 =====================================  ==========================================
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +39,8 @@ __all__ = [
     "fused_conv",
     "fused_kernel",
     "mask_padding",
+    "matmul",
+    "matmul_reference",
     "memory_chunked",
     "memory_conv",
     "memory_last",
@@ -293,9 +298,9 @@ def memory_chunked(
         # One GEMM writes every state once: [block inputs | state entering the block] times
         # [[Toeplitz of H], [Ā¹ … Ā^L]] (a Toeplitz product plus an in-place carry product
         # wrote, then re-read and re-wrote, the whole output).
-        Y = torch.cat([xb, Sj.flatten(0, 1)], 1) @ W
+        Y = matmul(torch.cat([xb, Sj.flatten(0, 1)], 1), W)
     else:
-        Y = xb @ W[:L]  # zero-state states of every block
+        Y = matmul(xb, W[:L])  # zero-state states of every block
     Y = Y.unflatten(0, (R, J)).unflatten(-1, (L, d)).flatten(1, 2)[:, :T]  # (R, T, d)
     return Y.unflatten(0, u.shape[1:]).movedim(-2, 0)
 
@@ -451,7 +456,7 @@ def fused_chunked(
     Sin = S.unflatten(0, (N, C)).permute(0, 2, 1, 3).flatten(2).flatten(0, 1)  # (N·J, C·d)
     # one GEMM writes each output once: [block inputs | states entering the blocks] times
     # [[Toeplitz of W·H], [W Ā¹ … W Ā^L]] (N·J, L·G)
-    Y = torch.cat([xin, Sin], 1) @ torch.cat([Ktoe.reshape(C * L, L * G), PW], 0)
+    Y = matmul(torch.cat([xin, Sin], 1), torch.cat([Ktoe.reshape(C * L, L * G), PW], 0))
     Y = Y.unflatten(0, (N, J)).unflatten(-1, (L, G)).flatten(1, 2)[:, :T]  # (N, T, G)
     return Y.unflatten(0, u.shape[1:-1]).movedim(-2, 0)
 
@@ -544,6 +549,74 @@ def right_align(u: Tensor, lengths: Tensor) -> Tensor:
     idx = src.clamp(min=0).reshape(T, B, *([1] * (u.dim() - 2))).expand_as(u)
     out = torch.gather(u, 0, idx)
     return torch.where(valid.reshape(T, B, *([1] * (u.dim() - 2))), out, out.new_zeros(()))
+
+
+# ------------------------------------------------------------------ the large products
+#: Use oneDNN's float32 matmul for the blocked memory's large products on the CPU when torch
+#: has it (set False to keep every product on torch.mm). On the 2-core AVX-512 AMD EPYC of the
+#: benchmarks MKL's sgemm takes AVX2's path (226 GFLOP/s at 2048³) and oneDNN's AVX-512 one
+#: (487 GFLOP/s): W1's projection GEMM 36.5 vs 59.1 ms (benchmarks/onednn_probe.py).
+ONEDNN_MATMUL = True
+#: Smallest product (rows x inner x columns) given to oneDNN: below it a call's fixed costs
+#: (the weight's transposed copy, oneDNN's primitive lookup) outweigh the faster kernel.
+ONEDNN_MIN_FLOPS = 1 << 24
+
+
+@functools.cache
+def _onednn_linear():
+    """oneDNN's linear ``(x, W (out, in)) -> x Wᵀ`` as torch exposes it (an Inductor operator),
+    or None where this torch build lacks it or it disagrees with torch.mm on a probe."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise.default
+        if not torch.backends.mkldnn.is_available():
+            return None
+        g = torch.Generator().manual_seed(0)
+        a, w = torch.randn(64, 48, generator=g), torch.randn(40, 48, generator=g)
+        ok = torch.allclose(op(a, w, None, "none", [], ""), a @ w.T, rtol=1e-5, atol=1e-5)
+    except (AttributeError, RuntimeError):  # no such operator, or no kernel on this CPU
+        return None
+    return op if ok else None
+
+
+class _OneDNNMatmul(torch.autograd.Function):
+    """a @ b with oneDNN's forward; the backward's products are torch's (a weight gradient
+    through oneDNN needs two transposed copies and measured slower), so a double backward
+    differentiates them as usual."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(a, b)
+        return _onednn_linear()(a, b.T.contiguous(), None, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        a, b = ctx.saved_tensors
+        ga = g @ b.T if ctx.needs_input_grad[0] else None
+        gb = a.T @ g if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for 2-D ``a`` ``(M, K)`` and ``b`` ``(K, N)``: by oneDNN when both are float32
+    on the CPU, the product is large (:data:`ONEDNN_MIN_FLOPS`), the code runs eagerly and
+    :data:`ONEDNN_MATMUL` allows it; else by torch (twin: :func:`matmul_reference`). The two
+    differ by float32 rounding only (about 3e-7 relative at the blocked memory's shapes)."""
+    if (
+        ONEDNN_MATMUL
+        and a.dtype == torch.float32
+        and b.dtype == torch.float32
+        and a.device.type == "cpu"
+        and not tracing()
+        and a.shape[0] * a.shape[1] * b.shape[1] >= ONEDNN_MIN_FLOPS
+        and _onednn_linear() is not None
+    ):
+        return _OneDNNMatmul.apply(a, b)
+    return a @ b
+
+
+def matmul_reference(a: Tensor, b: Tensor) -> Tensor:
+    """Reference twin of :func:`matmul`: torch's own product."""
+    return a @ b
 
 
 class _ScaleStates(torch.autograd.Function):
