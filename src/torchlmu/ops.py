@@ -554,8 +554,8 @@ def right_align(u: Tensor, lengths: Tensor) -> Tensor:
 # ------------------------------------------------------------------ the large products
 #: Use oneDNN's float32 matmul for the blocked memory's large products on the CPU when torch
 #: has it (set False to keep every product on torch.mm). On the 2-core AVX-512 AMD EPYC of the
-#: benchmarks MKL's sgemm takes AVX2's path (226 GFLOP/s at 2048³) and oneDNN's AVX-512 one
-#: (487 GFLOP/s): W1's projection GEMM 36.5 vs 59.1 ms (benchmarks/onednn_probe.py).
+#: benchmarks torch's (MKL's) sgemm ran 2048³ at 226 GFLOP/s and oneDNN's at 487 GFLOP/s; W1's
+#: projection GEMM took 36.5 against 59.1 ms (benchmarks/onednn_probe.py).
 ONEDNN_MATMUL = True
 #: Smallest product (rows x inner x columns) given to oneDNN: below it a call's fixed costs
 #: (the weight's transposed copy, oneDNN's primitive lookup) outweigh the faster kernel.
