@@ -61,20 +61,6 @@ def activation_fn_(act: str):
     }.get(act, _identity)
 
 
-def _act_(x: Tensor, act: str) -> Tensor:
-    if act == "tanh":
-        return x.tanh_()
-    if act == "relu":
-        return x.relu_()
-    if act == "sigmoid":
-        return x.sigmoid_()
-    return x
-
-
-def _act(x: Tensor, act: str) -> Tensor:
-    return _act_(x.clone(), act) if act != "linear" else x
-
-
 def _dact(y: Tensor, act: str) -> Tensor:
     """f'(z) from y = f(z)."""
     if act == "tanh":
@@ -108,9 +94,9 @@ def _dact_mul_into(act: str):
 # ------------------------------------------------------------------------------ Elman hidden
 def elman_scan_reference(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor:
     """h_t = f(pre_t + h_{t−1} Wᵀ) by a plain loop. pre ``(T, B, H)``, h0 ``(B, H)`` -> ``(T, B, H)``."""
-    h, out = h0, []
+    f, h, out = activation_fn(act), h0, []
     for t in range(pre.shape[0]):
-        h = _act(pre[t] + h @ W.T, act)
+        h = f(pre[t] + h @ W.T)
         out.append(h)
     return torch.stack(out, 0)
 
@@ -118,11 +104,10 @@ def elman_scan_reference(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor
 def _elman_forward(pre: Tensor, h0: Tensor, W: Tensor, act: str, out: Tensor) -> Tensor:
     """States into ``out`` (which may be ``pre`` itself: each step reads pre[t] before writing
     it) with one in-place BLAS call and activation per step."""
-    WT = W.T
+    WT, act_ = W.T, activation_fn_(act)
     h = h0
     for t in range(pre.shape[0]):
-        torch.addmm(pre[t], h, WT, out=out[t])
-        _act_(out[t], act)
+        act_(torch.addmm(pre[t], h, WT, out=out[t]))
         h = out[t]
     return out
 
@@ -323,7 +308,7 @@ def lmu_elman_scan_reference(
     """The LMU cell with every connection, by a plain loop (see :func:`lmu_elman_scan`)."""
     T, B, C = xu.shape
     d = Ad.shape[0]
-    m, h = m0, h0
+    f, m, h = activation_fn(act), m0, h0
     Ms, Hs = [], []
     for t in range(T):
         u = xu[t]
@@ -332,7 +317,7 @@ def lmu_elman_scan_reference(
         if Eh is not None:
             u = u + h @ Eh.T
         m = ((m.reshape(B, C, d) @ Ad.T) + u.unsqueeze(-1) * Bd).reshape(B, C * d)
-        h = _act(xh[t] + m @ Wm.T + h @ Wh.T, act)
+        h = f(xh[t] + m @ Wm.T + h @ Wh.T)
         Ms.append(m)
         Hs.append(h)
     return torch.stack(Ms, 0), torch.stack(Hs, 0)
@@ -348,6 +333,7 @@ def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
     AT, WmT, WhT = Ad.T, Wm.T, Wh.T
     EmT = None if Em is None else Em.T
     EhT = None if Eh is None else Eh.T
+    act_ = activation_fn_(act)
     m, h = m0, h0
     for t in range(T):
         u = Us[t]
@@ -361,7 +347,7 @@ def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
         ht = Hs[t]
         torch.addmm(xh[t], mt, WmT, out=ht)
         ht.addmm_(h, WhT)
-        _act_(ht, act)
+        act_(ht)
         m, h = mt, ht
     return Ms, Hs, Us
 
