@@ -137,6 +137,7 @@ def measure(
     reuse_memory: bool = True,
 ) -> dict:
     global _sync
+    from torchlmu import recurrence
     from torchlmu.runtime import configure_cpu
 
     cuda = device.startswith("cuda")
@@ -156,6 +157,8 @@ def measure(
         "torch": torch.__version__,
         "reuse_large_allocations": cpu["reuse_large_allocations"],
         "loadavg_1min": os.getloadavg()[0],  # other work on the machine while measuring
+        # the fully recurrent scan's step loops as Triton kernels (CUDA; TORCHLMU_TRITON_SCAN=1)
+        "triton_scan": recurrence.TRITON_SCAN,
     }
     if workload == "matmul":  # this machine's float32 matmul peak
         n = (8192 if cuda else 2048) if size == "full" else 256

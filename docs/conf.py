@@ -31,6 +31,10 @@ exclude_patterns = ["_build", "tutorials/*.py"]
 suppress_warnings = ["myst.xref_missing"]
 
 autodoc_member_order = "bysource"
+try:  # torchlmu.triton_scan's page: Triton is a test extra (and comes with torch's CUDA builds)
+    import triton  # noqa: F401
+except ImportError:
+    autodoc_mock_imports = ["triton"]
 autodoc_typehints = "description"  # types beside each argument, not in a long signature
 autodoc_default_options = {"members": True, "show-inheritance": False}
 napoleon_google_docstring = True

@@ -23,6 +23,11 @@ import pytest
 import torch
 from torch import nn
 
+# Without CUDA, Triton's kernels (torchlmu.triton_scan) run under its interpreter; Triton reads
+# the flag when it is first imported (its own library functions are kernels too), so here.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from torchlmu import LMU, LMUState
 
 # The float32 tolerance is float32's: TF32 (cuDNN's default for float32 RNNs and convolutions on
@@ -45,6 +50,13 @@ FLAGS = list(
 def rel(a, b) -> float:
     a, b = a.detach().double().cpu(), b.detach().double().cpu()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def rand(*shape, dtype, scale=1.0, g):
+    """A float64 normal sample (generator g) times scale, in dtype, requiring grad."""
+    return (
+        (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype).requires_grad_()
+    )
 
 
 def make_hidden(kind, hidden_in, H, dtype):

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 PACKAGE = ROOT / "src" / "torchlmu"
 CORE = {"torch", "numpy"}  # pyproject's dependencies
-OPTIONAL_NICETIES = {"tqdm"}  # imported under try/except ImportError: never required
+# imported under try/except ImportError, never required: tqdm's progress bars; Triton's
+# kernels (a CUDA fast path that torch's CUDA builds bring along)
+OPTIONAL_NICETIES = {"tqdm", "triton"}
 
 
 def _extras() -> dict[str, set[str]]:

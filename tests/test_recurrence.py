@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TOL, rel
+from conftest import TOL, rand, rel
 
 from torchlmu.exceptions import ValidationError
 from torchlmu.recurrence import (
@@ -14,12 +14,6 @@ from torchlmu.recurrence import (
     lmu_elman_scan,
     lmu_elman_scan_reference,
 )
-
-
-def rand(*shape, dtype, scale=1.0, g):
-    return (
-        (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype).requires_grad_()
-    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -15,6 +15,7 @@ from the activation's output.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -34,6 +35,7 @@ __all__ = [
     "elman_scan",
     "elman_scan_reference",
     "elman_scan_rnn",
+    "lmu_elman_backward_steps",
     "lmu_elman_scan",
     "lmu_elman_scan_reference",
 ]
@@ -323,8 +325,30 @@ def lmu_elman_scan_reference(
     return torch.stack(Ms, 0), torch.stack(Hs, 0)
 
 
+#: Whether the fully recurrent scan's step loops run as Triton kernels on CUDA tensors
+#: (:mod:`torchlmu.triton_scan`, where it takes the scan). Off until a GPU run has checked them:
+#: set ``TORCHLMU_TRITON_SCAN=1`` (or this flag) to use them.
+TRITON_SCAN = os.environ.get("TORCHLMU_TRITON_SCAN", "") == "1"
+
+
+def _fused_scan(x: Tensor, channels: int, Ad: Tensor, Wh: Tensor, act: str):
+    """:mod:`torchlmu.triton_scan` where it takes this scan (x: any of its float tensors), else
+    None: on CUDA only, with the flag on and Triton installed."""
+    if not (TRITON_SCAN and x.is_cuda):
+        return None
+    try:
+        from . import triton_scan
+    except ImportError:  # Triton comes with torch's CUDA builds; without it, the step loops
+        return None
+    return triton_scan if triton_scan.applies(x, channels, Ad, Wh, act) else None
+
+
 def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
-    """(memory states, hidden states, memory inputs u_t), each step written in place."""
+    """(memory states, hidden states, memory inputs u_t), each step written in place; on CUDA
+    its fused twin :func:`torchlmu.triton_scan.lmu_elman_forward` where that applies."""
+    fused = _fused_scan(xu, xu.shape[-1], Ad, Wh, act)
+    if fused is not None:
+        return fused.lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act)
     T, B, C = xu.shape
     d = Ad.shape[0]
     Ms = xu.new_empty((T, B, C * d))
@@ -352,19 +376,45 @@ def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
     return Ms, Hs, Us
 
 
-def _lmu_elman_backward(saved, act, gM, gH, gm_last, gh_last, need_AB=(True, True)):
-    """Gradients of the scan's ten tensor inputs (None for absent Em/Eh, and for Ā, B̄ unless
-    ``need_AB`` says they are wanted) from its states."""
-    m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us = saved
-    T, B, S = Ms.shape
+def lmu_elman_backward_steps(
+    h0: Tensor,
+    Ad: Tensor,
+    Bd: Tensor,
+    Em: Tensor | None,
+    Eh: Tensor | None,
+    Wm: Tensor,
+    Wh: Tensor,
+    Hs: Tensor,
+    act: str,
+    gM: Tensor | None,
+    gH: Tensor | None,
+    gm_last: Tensor | None,
+    gh_last: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The backward step loop of :func:`lmu_elman_scan`: the gradients it carries through time.
+
+    Args:
+        h0, Ad, Bd, Em, Eh, Wm, Wh: the scan's inputs.  Hs: its hidden states ``(T, B, H)``.
+        gM, gH: gradients of the state sequences (or None); gm_last, gh_last: of the last states.
+    Returns:
+        Gm ``(T, B, C·d)`` = ∂L/∂m_t, Gpre ``(T, B, H)`` = ∂L/∂(pre-activation of h_t),
+        Gu ``(T, B, C)`` = ∂L/∂u_t, and ∂L/∂m0 ``(B, C·d)``, ∂L/∂h0 ``(B, H)``. The fused
+        twin, :func:`torchlmu.triton_scan.lmu_elman_backward_steps`, takes CUDA scans.
+    """
+    fused = _fused_scan(Hs, Wm.shape[1] // Ad.shape[0], Ad, Wh, act)
+    if fused is not None:
+        return fused.lmu_elman_backward_steps(
+            h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
+        )
+    T, B, _ = Hs.shape
     d = Ad.shape[0]
-    C = S // d
-    # Gm[t] = ∂L/∂m_t and Gpre[t] = ∂L/∂(pre-activation of h_t). Each step writes what it
-    # carries back straight into the previous step's slot (or into the initial states').
+    C = Wm.shape[1] // d
+    # Each step writes what it carries back straight into the previous step's slot (or into
+    # the initial states').
     Gpre = torch.empty_like(Hs)
-    Gm = torch.empty_like(Ms)
-    Gu = torch.empty_like(Us)  # ∂L/∂u_t
-    gm0, gh0 = torch.empty_like(m0), torch.empty_like(h0)
+    Gm = Hs.new_empty((T, B, C * d))
+    Gu = Hs.new_empty((T, B, C))
+    gm0, gh0 = Hs.new_empty((B, C * d)), torch.empty_like(h0)
     for slot, g in ((Gm[T - 1], gm_last), (Gpre[T - 1], gh_last)):
         if g is None:
             slot.zero_()
@@ -390,6 +440,20 @@ def _lmu_elman_backward(saved, act, gM, gH, gm_last, gh_last, need_AB=(True, Tru
             to_m.addmm_(gu, Em)
         if Eh is not None:
             to_h.addmm_(gu, Eh)
+    return Gm, Gpre, Gu, gm0, gh0
+
+
+def _lmu_elman_backward(saved, act, gM, gH, gm_last, gh_last, need_AB=(True, True)):
+    """Gradients of the scan's ten tensor inputs (None for absent Em/Eh, and for Ā, B̄ unless
+    ``need_AB`` says they are wanted) from its states: the backward step loop, then every weight
+    gradient as one matmul over all steps."""
+    m0, h0, Ad, Bd, Em, Eh, Wm, Wh, Ms, Hs, Us = saved
+    T, B, S = Ms.shape
+    d = Ad.shape[0]
+    C = S // d
+    Gm, Gpre, Gu, gm0, gh0 = lmu_elman_backward_steps(
+        h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
+    )
 
     flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
 

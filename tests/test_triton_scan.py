@@ -1,0 +1,150 @@
+"""The fully recurrent scan's Triton kernels (torchlmu.triton_scan) against their twins, the step
+loops of torchlmu.recurrence: states, memory inputs and every carried gradient, then whole scans
+with gradients through the custom operator. Without CUDA the kernels run under Triton's
+interpreter (set before the module is imported); with it, on the GPU against the CPU loops."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from conftest import TOL, rand
+
+from torchlmu import recurrence
+from torchlmu.recurrence import (
+    ACTIVATIONS,
+    _lmu_elman_forward,
+    lmu_elman_backward_steps,
+    lmu_elman_scan,
+    lmu_elman_scan_reference,
+)
+
+ts = pytest.importorskip("torchlmu.triton_scan", exc_type=ImportError)  # needs Triton
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = pytest.mark.gpu if DEVICE == "cuda" else []
+
+
+def _args(g, T, B, H, d, dtype, em=True, eh=True) -> list:
+    """lmu_elman_scan's ten tensor inputs with one channel (None for an absent encoder)."""
+    return [
+        rand(T, B, 1, dtype=dtype, g=g), rand(T, B, H, dtype=dtype, g=g),
+        rand(B, d, dtype=dtype, g=g), rand(B, H, dtype=dtype, g=g),
+        rand(d, d, dtype=dtype, scale=0.3, g=g), rand(d, dtype=dtype, g=g),
+        rand(1, d, dtype=dtype, scale=0.3, g=g) if em else None,
+        rand(1, H, dtype=dtype, scale=0.3, g=g) if eh else None,
+        rand(H, d, dtype=dtype, scale=0.3, g=g), rand(H, H, dtype=dtype, scale=0.3, g=g),
+    ]  # fmt: skip
+
+
+def _on(args, device):
+    return [None if a is None else a.detach().to(device) for a in args]
+
+
+def _close(a, b, dtype) -> bool:
+    # float32 in the RMS form of the tolerance table (conftest): relu/linear states near 0
+    return (a.double().cpu() - b.double()).norm() <= TOL[dtype] * max(b.norm(), b.numel() ** 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize(("em", "eh"), [(True, True), (False, True), (True, False), (False, False)])
+@torch.no_grad()
+def test_forward_equals_step_loop(dtype, act, em, eh):
+    """States and memory inputs of the kernel equal the step loop's; sizes that are not powers of
+    two and a batch that leaves the second program's rows partly empty (B = 21, 16 per program)."""
+    g = torch.Generator().manual_seed(11)
+    args = _args(g, T=7, B=21, H=12, d=20, dtype=dtype, em=em, eh=eh)
+    want = _lmu_elman_forward(*args, act)
+    got = ts.lmu_elman_forward(*_on(args, DEVICE), act)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        assert _close(a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("grads", ["sequences", "last", "both"])
+@torch.no_grad()
+def test_backward_steps_equal_step_loop(dtype, act, grads):
+    """Every gradient the backward kernel carries equals the step loop's, whichever of the
+    sequences' and the last states' gradients are given."""
+    g = torch.Generator().manual_seed(12)
+    T, B, H, d = 6, 18, 10, 24
+    args = _args(g, T, B, H, d, dtype, em=act != "linear", eh=act != "relu")
+    _, _, _, h0, Ad, Bd, Em, Eh, Wm, Wh = args
+    _, Hs, _ = _lmu_elman_forward(*args, act)
+    seq = grads in ("sequences", "both")
+    last = grads in ("last", "both")
+    gM = rand(T, B, d, dtype=dtype, g=g) if seq else None
+    gH = rand(T, B, H, dtype=dtype, g=g) if seq else None
+    gm_last = rand(B, d, dtype=dtype, g=g) if last else None
+    gh_last = rand(B, H, dtype=dtype, g=g) if last else None
+    rest = (act, gM, gH, gm_last, gh_last)
+    want = lmu_elman_backward_steps(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest)
+    on = _on([h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, gM, gH, gm_last, gh_last], DEVICE)
+    got = ts.lmu_elman_backward_steps(*on[:8], act, *on[8:])
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        assert _close(a, b, dtype)
+
+
+@pytest.fixture
+def fused(monkeypatch):
+    """lmu_elman_scan with its step loops on the kernels, on this machine's device."""
+    monkeypatch.setattr(
+        recurrence,
+        "_fused_scan",
+        lambda x, C, Ad, Wh, act: ts if ts.applies(x, C, Ad, Wh, act) else None,
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_scan_and_gradients_through_the_kernels(fused, dtype):
+    """The whole scan on the kernels (its custom operator: forward, backward, then the weight
+    gradients as matmuls) against the plain loop differentiated by autograd, every input's
+    gradient; float32 against the float64 truth, as the recurrence tests do."""
+    g = torch.Generator().manual_seed(13)
+    args = _args(g, T=9, B=5, H=6, d=8, dtype=dtype)
+    ps = [a.to(DEVICE).requires_grad_() for a in args]
+    M, H, m, h = lmu_elman_scan(*ps, "tanh", return_last=True)
+    w = [torch.randn(x.shape, generator=g, dtype=torch.float64) for x in (M, H, m, h)]
+    loss = sum((x * wx.to(x)).sum() for x, wx in zip((M, H, m, h), w, strict=True))
+    got = torch.autograd.grad(loss, ps)
+    p64 = [a.detach().double().requires_grad_() for a in args]
+    M64, H64 = lmu_elman_scan_reference(*p64, "tanh")
+    loss64 = sum((x * wx).sum() for x, wx in zip((M64, H64, M64[-1], H64[-1]), w, strict=True))
+    want = torch.autograd.grad(loss64, p64)
+    assert _close(M, M64, dtype) and _close(H, H64, dtype)
+    for a, b in zip(got, want, strict=True):
+        assert _close(a, b, dtype)
+
+
+def test_gradcheck_through_the_kernels(fused):
+    g = torch.Generator().manual_seed(14)
+    args = [
+        a.to(DEVICE).requires_grad_() for a in _args(g, T=4, B=3, H=3, d=4, dtype=torch.float64)
+    ]
+    # fast mode (random projections of the Jacobian): the interpreter runs each kernel slowly
+    fn = lambda *a: lmu_elman_scan(*a, "tanh", return_last=True)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, args, fast_mode=True)
+
+
+def test_applies_only_to_its_scope():
+    x32 = torch.zeros(2, 3, 1)
+    Ad, Wh = torch.zeros(20, 20), torch.zeros(12, 12)
+    assert ts.applies(x32, 1, Ad, Wh, "tanh")
+    assert not ts.applies(x32, 2, Ad, Wh, "tanh")  # channels
+    assert not ts.applies(x32.half(), 1, Ad.half(), Wh, "tanh")  # dtype
+    assert not ts.applies(x32, 1, Ad.double(), Wh, "tanh")  # mixed dtypes
+    assert not ts.applies(x32, 1, torch.zeros(1025, 1025), Wh, "tanh")  # width
+    assert not ts.applies(x32, 1, Ad, Wh, "gelu")
+    assert not ts.applies(torch.zeros(2**20, 2**8, 1), 1, Ad, Wh, "tanh")  # offsets beyond int32
+
+
+def test_scan_keeps_the_step_loops_off_cuda_and_by_default():
+    """The dispatch: CPU tensors, or the flag off (its default), never reach the kernels."""
+    x = torch.zeros(2, 3, 1)
+    Ad, Wh = torch.zeros(4, 4), torch.zeros(3, 3)
+    assert recurrence._fused_scan(x, 1, Ad, Wh, "tanh") is None
+    assert os.environ.get("TORCHLMU_TRITON_SCAN") == "1" or not recurrence.TRITON_SCAN
