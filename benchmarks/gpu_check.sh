@@ -7,7 +7,8 @@
 #      CPU float64 step loop, fit on the GPU with a resume on the CPU, a quick reproduce);
 #   2. the benchmark table on the GPU (W1, W2, W4, W5 and nn.LSTM with cuDNN), unless BENCH=0;
 #      then W5 again with the fully recurrent scan on its Triton kernels (torchlmu.triton_scan,
-#      TORCHLMU_TRITON_SCAN=1; off by default until this check has passed on a GPU);
+#      TORCHLMU_TRITON_SCAN=1; off by default until this check has passed on a GPU), and
+#      benchmarks/triton_scan_sweep.py: the scan's step loops against the kernels' settings;
 #   3. the psMNIST paper model's 10-epoch timing on the GPU (a tuning run: no test metric),
 #      with the Triton scan unless TRITON_SCAN=0 (steps 3 and 4),
 #      cut at PSMNIST_SECONDS (default 150: about 5 epochs with the graph; 330 for all 10;
@@ -34,6 +35,7 @@ if [ "${BENCH:-1}" = 1 ]; then
   $PY benchmarks/bench.py --device cuda --threads 1 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.jsonl"
   TORCHLMU_TRITON_SCAN=1 $PY benchmarks/bench.py --device cuda --threads 1 --only W5 2>&1 \
     | tee "$OUT/bench-cuda-W5-triton.jsonl"
+  $PY benchmarks/triton_scan_sweep.py 2>&1 | tee "$OUT/triton-scan-sweep.jsonl"
 fi
 export TORCHLMU_TRITON_SCAN=${TRITON_SCAN:-1}
 if [ "${PSMNIST_SECONDS:-150}" -gt 0 ]; then

@@ -5,7 +5,11 @@ interpreter (set before the module is imported); with it, on the GPU against the
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +152,19 @@ def test_scan_keeps_the_step_loops_off_cuda_and_by_default():
     Ad, Wh = torch.zeros(4, 4), torch.zeros(3, 3)
     assert recurrence._fused_scan(x, 1, Ad, Wh, "tanh") is None
     assert os.environ.get("TORCHLMU_TRITON_SCAN") == "1" or not recurrence.TRITON_SCAN
+
+
+def test_the_gpu_sweep_script_runs():
+    """benchmarks/triton_scan_sweep.py (run by gpu_check.sh on a lent GPU) works end to end:
+    here at tiny sizes under the interpreter, each setting's states and gradients as the loops'."""
+    root = Path(__file__).resolve().parents[1]
+    script = root / "benchmarks" / "triton_scan_sweep.py"
+    env = dict(os.environ, PYTHONPATH=str(root / "src"))
+    out = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--quick"],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )  # fmt: skip
+    recs = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["path"] for r in recs] == ["step loops"] + ["triton"] * 4
+    for r in recs:
+        assert r["max_rel_diff_states"] <= 1e-5 and r["max_rel_diff_grads"] <= 1e-5

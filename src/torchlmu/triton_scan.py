@@ -16,7 +16,8 @@ is how the tests check them on a CPU.
 
 Scope: one memory channel (C = 1, the paper's cell), float32 or float64, the activations of
 :data:`~torchlmu.recurrence.ACTIVATIONS`, order and hidden size up to :data:`MAX_WIDTH`.
-Matmuls inside use ``input_precision="ieee"`` (no TF32), as torch's float32 matmuls do by default.
+Float32 products inside use TF32 only where torch's own may
+(``torch.backends.cuda.matmul.allow_tf32``, off by default), else IEEE float32.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ __all__ = ["MAX_WIDTH", "applies", "lmu_elman_backward_steps", "lmu_elman_forwar
 MAX_WIDTH = 1024
 _ACT = {"linear": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
 _BB = 16  # batch rows per program: tl.dot's smallest tile side
-_KC = 32  # the contraction's chunk: a (KC, width) weight tile per load
+
+#: Launch settings: the contraction's chunk (a (KC, width) weight tile per load) and warps per
+#: program at widths up to 256 and above. Chosen without a GPU to time them: the fewest register
+#: spills in sm_90 code (ptxas -v; KC 16 with 8 warps spilled 0.6 KB per thread in the forward,
+#: KC 32 with 4 warps 3.3 KB). ``benchmarks/triton_scan_sweep.py`` times the alternatives.
+CONFIG = {"KC": 16, "num_warps": 8, "num_warps_wide": 8}
 
 
 def _p2(n: int) -> int:
@@ -96,7 +102,7 @@ def _rows_matmul(acc, x_ptr, w_ptr, rows, rmask, K, N, ncols, nmask,
                  KP: tl.constexpr, KC: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
     """acc + X[rows, :K] @ W[:K, :N]; X row-major with K columns, W row-major with N columns."""
     kc = tl.arange(0, KC)
-    for k0 in tl.static_range(0, KP, KC):
+    for k0 in range(0, KP, KC):
         kk = k0 + kc
         km = kk < K
         x = tl.load(x_ptr + rows[:, None] * K + kk[None, :], mask=rmask[:, None] & km[None, :],
@@ -113,7 +119,7 @@ def _rows_dot(x_ptr, v_ptr, rows, rmask, K, BB: tl.constexpr, KP: tl.constexpr,
     """X[rows, :K] @ v, one number per row."""
     kc = tl.arange(0, KC)
     s = tl.zeros((BB,), dtype=x_ptr.dtype.element_ty)
-    for k0 in tl.static_range(0, KP, KC):
+    for k0 in range(0, KP, KC):
         kk = k0 + kc
         km = kk < K
         x = tl.load(x_ptr + rows[:, None] * K + kk[None, :], mask=rmask[:, None] & km[None, :],
@@ -226,10 +232,13 @@ def _backward_kernel(Hs, gM, gH, Ad, Bd, em, eh, Wm, Wh, Gm, Gp, Gu, T, B, D, H,
         tl.debug_barrier()
 
 
-def _launch_args(B: int, D: int, H: int) -> tuple[tuple[int], dict]:
+def _launch_args(B: int, D: int, H: int, dtype: torch.dtype) -> tuple[tuple[int], dict]:
     DP, HP = _p2(D), _p2(H)
-    warps = 8 if max(DP, HP) >= 512 else 4
-    return (triton.cdiv(B, _BB),), dict(BB=_BB, DP=DP, HP=HP, KC=_KC, PREC="ieee", num_warps=warps)
+    warps = CONFIG["num_warps_wide" if max(DP, HP) > 256 else "num_warps"]
+    # float32 products as torch's own on the GPU: TF32 only where torch allows it
+    tf32 = dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+    meta = dict(BB=_BB, DP=DP, HP=HP, KC=CONFIG["KC"], PREC="tf32" if tf32 else "ieee")
+    return (triton.cdiv(B, _BB),), dict(meta, num_warps=warps)
 
 
 def lmu_elman_forward(
@@ -256,7 +265,7 @@ def lmu_elman_forward(
     Ms[0] = m0
     Hs[0] = h0
     Us = xu.new_empty((T, B, 1))
-    grid, meta = _launch_args(B, D, H)
+    grid, meta = _launch_args(B, D, H, xu.dtype)
     _forward_kernel[grid](
         xu.contiguous(), xh.contiguous(), Ad.T.contiguous(), Bd.contiguous(),
         Ms if Em is None else Em.reshape(-1).contiguous(),
@@ -298,7 +307,7 @@ def lmu_elman_backward_steps(
         else:
             slot.copy_(g)
     Gu = Hs.new_empty((T, B, 1))
-    grid, meta = _launch_args(B, D, H)
+    grid, meta = _launch_args(B, D, H, Hs.dtype)
     _backward_kernel[grid](
         Hx, Hx if gM is None else gM.contiguous(), Hx if gH is None else gH.contiguous(),
         Ad.contiguous(), Bd.contiguous(),

@@ -1,0 +1,111 @@
+"""The fully recurrent scan on the GPU: its step loops against the Triton kernels
+(torchlmu.triton_scan) at each launch setting, at the psMNIST paper model's size (B 100, T 784,
+d 256, H 212, float32, every connection). One JSON line per (path, setting): median forward
+(inference) and forward + backward (training, the loss on the last hidden state as in psMNIST)
+in ms, synchronised, and the largest relative difference of states and gradients from the step
+loop's.
+
+    python benchmarks/triton_scan_sweep.py                   # on CUDA
+    python benchmarks/triton_scan_sweep.py --device cpu --quick   # the script itself, under
+                                                                 # Triton's interpreter
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat")
+    ap.add_argument("--repeats", type=int, default=10)
+    args = ap.parse_args()
+    if args.device == "cpu":  # before Triton is first imported
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    import torch
+
+    from torchlmu import recurrence, triton_scan
+
+    dev = torch.device(args.device)
+    B, T, d, H = (20, 5, 12, 10) if args.quick else (100, 784, 256, 212)
+    repeats = 1 if args.quick else args.repeats
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(dev)
+
+    xu, xh, m0, h0 = r(T, B, 1), r(T, B, H), r(B, d), r(B, H)
+    Ad, Bd = r(d, d, scale=0.9 / d**0.5), r(d, scale=0.1)
+    Em, Eh, Wm, Wh = (
+        r(1, d, scale=0.01),
+        r(1, H, scale=0.01),
+        r(H, d, scale=0.05),
+        r(H, H, scale=0.05),
+    )
+    params = [p.requires_grad_() for p in (xu, xh, Ad, Bd, Em, Eh, Wm, Wh)]
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def infer():
+        with torch.no_grad():
+            return recurrence.lmu_elman_scan(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, "tanh")
+
+    def train():
+        _, _, _, h = recurrence.lmu_elman_scan(
+            xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, "tanh", return_last=True
+        )
+        return torch.autograd.grad(h.square().sum(), params)
+
+    def median_ms(fn):
+        fn()  # compiles the kernels of this setting
+        sync()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+    def rel(a, b):
+        return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+    recurrence.TRITON_SCAN = False
+    ref_states, ref_grads = infer(), train()
+    settings = [None] + [
+        {"KC": kc, "num_warps": w, "num_warps_wide": w} for kc in (16, 32) for w in (4, 8)
+    ]
+    default = dict(triton_scan.CONFIG)
+    for cfg in settings:
+        recurrence.TRITON_SCAN = cfg is not None
+        triton_scan.CONFIG.update(default if cfg is None else cfg)
+        if dev.type == "cpu" and cfg is not None:
+            # the interpreter runs on CPU tensors: route the scan there as the tests do
+            recurrence._fused_scan = lambda x, C, A, W, act: (
+                triton_scan if triton_scan.applies(x, C, A, W, act) else None
+            )
+        states, grads = infer(), train()
+        rec = {
+            "path": "step loops" if cfg is None else "triton",
+            "config": cfg,
+            "B": B, "T": T, "d": d, "H": H,
+            "infer_ms": median_ms(infer),
+            "train_ms": median_ms(train),
+            "max_rel_diff_states": max(rel(a, b) for a, b in zip(states, ref_states, strict=True)),
+            "max_rel_diff_grads": max(rel(a, b) for a, b in zip(grads, ref_grads, strict=True)),
+            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu (interpreted)",
+            "torch": torch.__version__,
+            "tf32": torch.backends.cuda.matmul.allow_tf32,
+        }  # fmt: skip
+        print(json.dumps(rec), flush=True)
+
+
+if __name__ == "__main__":
+    main()
