@@ -79,8 +79,10 @@ def main() -> None:
 
     recurrence.TRITON_SCAN = False
     ref_states, ref_grads = infer(), train()
+    grid = [(16, 16, 8), (16, 16, 4), (16, 32, 4), (16, 32, 8), (8, 16, 4), (8, 32, 4)]
+    grid += [(4, 16, 4), (4, 32, 4)]  # (rows per program, contraction chunk, warps)
     settings = [None] + [
-        {"KC": kc, "num_warps": w, "num_warps_wide": w} for kc in (16, 32) for w in (4, 8)
+        {"BB": bb, "KC": kc, "num_warps": w, "num_warps_wide": w} for bb, kc, w in grid
     ]
     default = dict(triton_scan.CONFIG)
     for cfg in settings:

@@ -53,10 +53,13 @@ def _close(a, b, dtype) -> bool:
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize(("em", "eh"), [(True, True), (False, True), (True, False), (False, False)])
+@pytest.mark.parametrize("bb", [16, 4])
 @torch.no_grad()
-def test_forward_equals_step_loop(dtype, act, em, eh):
+def test_forward_equals_step_loop(monkeypatch, dtype, act, em, eh, bb):
     """States and memory inputs of the kernel equal the step loop's; sizes that are not powers of
-    two and a batch that leaves the second program's rows partly empty (B = 21, 16 per program)."""
+    two and a batch that leaves the last program's rows partly empty (B = 21), with tl.dot's
+    products (16 rows per program) and the broadcast ones (4 rows)."""
+    monkeypatch.setitem(ts.CONFIG, "BB", bb)
     g = torch.Generator().manual_seed(11)
     args = _args(g, T=7, B=21, H=12, d=20, dtype=dtype, em=em, eh=eh)
     want = _lmu_elman_forward(*args, act)
@@ -69,10 +72,12 @@ def test_forward_equals_step_loop(dtype, act, em, eh):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("grads", ["sequences", "last", "both"])
+@pytest.mark.parametrize("bb", [16, 4])
 @torch.no_grad()
-def test_backward_steps_equal_step_loop(dtype, act, grads):
+def test_backward_steps_equal_step_loop(monkeypatch, dtype, act, grads, bb):
     """Every gradient the backward kernel carries equals the step loop's, whichever of the
-    sequences' and the last states' gradients are given."""
+    sequences' and the last states' gradients are given (16 and 4 rows per program)."""
+    monkeypatch.setitem(ts.CONFIG, "BB", bb)
     g = torch.Generator().manual_seed(12)
     T, B, H, d = 6, 18, 10, 24
     args = _args(g, T, B, H, d, dtype, em=act != "linear", eh=act != "relu")
@@ -165,7 +170,7 @@ def test_the_gpu_sweep_script_runs():
         capture_output=True, text=True, env=env, timeout=300, check=True,
     )  # fmt: skip
     recs = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [r["path"] for r in recs] == ["step loops"] + ["triton"] * 4
+    assert [r["path"] for r in recs] == ["step loops"] + ["triton"] * 8
     for r in recs:
         assert r["max_rel_diff_states"] <= 1e-5 and r["max_rel_diff_grads"] <= 1e-5
 
@@ -179,7 +184,10 @@ from torchlmu import triton_scan as ts
 ints = {"T", "B", "D", "H"}
 fwd = ["xu", "xh", "AT", "Bd", "em", "eh", "WmT", "WhT", "Ms", "Hs", "Us", *ints]
 bwd = ["Hs", "gM", "gH", "Ad", "Bd", "em", "eh", "Wm", "Wh", "Gm", "Gp", "Gu", *ints]
-for dtype, dt in ((torch.float32, "fp32"), (torch.float64, "fp64")):
+bb0 = ts.CONFIG["BB"]
+for dtype, dt, bb in ((torch.float32, "fp32", bb0), (torch.float64, "fp64", bb0),
+                      (torch.float32, "fp32", 16 if bb0 < 16 else 4)):
+    ts.CONFIG["BB"] = bb
     grid, meta = ts._launch_args(100, 256, 212, dtype)
     warps = meta.pop("num_warps")
     flags = {"HAS_EM": True, "HAS_EH": True, "ACT": 1}
@@ -190,13 +198,14 @@ for dtype, dt in ((torch.float32, "fp32"), (torch.float64, "fp64")):
         sig.update({k: "constexpr" for k in cons})
         triton.compile(ASTSource(fn, sig, cons), target=GPUTarget("cuda", 90, 32),
                        options={"num_warps": warps})
-        print("compiled", fn.__name__, dt)
+        print("compiled", fn.__name__, dt, bb)
 """
 
 
 def test_kernels_compile_for_a_gpu():
     """Both kernels compile to sm_90 (H100/H200) machine code, float32 and float64, at the paper
-    model's sizes with the launch settings the library uses: Triton's compiler runs without a
+    model's sizes with the launch settings the library uses (and float32 with the other kind
+    of product: tl.dot's for 16 rows per program, broadcast ones below): Triton's compiler runs without a
     GPU, so an error that the interpreter forgives (a type, a layout, an unsupported product)
     fails here, not on a lent GPU. In a process without the interpreter's flag."""
     root = Path(__file__).resolve().parents[1]
@@ -207,4 +216,4 @@ def test_kernels_compile_for_a_gpu():
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("compiled") == 4
+    assert out.stdout.count("compiled") == 6

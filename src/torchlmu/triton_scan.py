@@ -3,10 +3,10 @@
 :func:`~torchlmu.recurrence.lmu_elman_scan` runs, per time step, a handful of small matmuls and
 elementwise ops; on a GPU each is a kernel launch of a few microseconds, so the paper's psMNIST
 model (T = 784) spends its training step launching ~20,000 kernels. Here the whole forward loop
-is one kernel, and so is the backward loop: each program owns ``BB`` rows of the batch (the
-recurrence never mixes rows, so programs need no synchronisation with each other) and walks all
-T steps, reading the weights from the cache at every step and writing every state, as the step
-loop does. The weight gradients stay large matmuls over all steps, outside the kernels.
+is one kernel, and so is the backward loop: each program owns a few rows of the batch
+(:data:`CONFIG`; the recurrence never mixes rows, so programs need no synchronisation with each
+other) and walks all T steps, reading the weights from the cache at every step and writing
+every state, as the step loop does. The weight gradients stay large matmuls over all steps, outside the kernels.
 
 The reference twins are the step loops of :mod:`torchlmu.recurrence` (``_lmu_elman_forward``
 and ``lmu_elman_backward_steps``), which tests hold these to on the same inputs: outputs, states
@@ -33,13 +33,14 @@ __all__ = ["MAX_WIDTH", "applies", "lmu_elman_backward_steps", "lmu_elman_forwar
 #: program holds a (BB, width) accumulator in registers.
 MAX_WIDTH = 1024
 _ACT = {"linear": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
-_BB = 16  # batch rows per program: tl.dot's smallest tile side
-
-#: Launch settings: the contraction's chunk (a (KC, width) weight tile per load) and warps per
-#: program at widths up to 256 and above. Chosen without a GPU to time them: the fewest register
-#: spills in sm_90 code (ptxas -v; KC 16 with 8 warps spilled 0.6 KB per thread in the forward,
-#: KC 32 with 4 warps 3.3 KB). ``benchmarks/triton_scan_sweep.py`` times the alternatives.
-CONFIG = {"KC": 16, "num_warps": 8, "num_warps_wide": 8}
+#: Launch settings: batch rows per program (BB; from 16, tl.dot's smallest tile, the products
+#: are tl.dot, below it broadcast products: more programs, less work each), the contraction's
+#: chunk (a (KC, width) weight tile per load) and warps per program at widths up to 256 and
+#: above. Chosen without a GPU to time them, by what ptxas reports for sm_90 at the paper
+#: model's sizes: 4 rows, chunks of 16 and 4 warps spill no register (207 and 214 used by the
+#: two kernels; 25 programs for a batch of 100), while every 16-row setting spilled 0.6–3.4 KB
+#: per thread. ``benchmarks/triton_scan_sweep.py`` times the alternatives on a GPU.
+CONFIG = {"BB": 4, "KC": 16, "num_warps": 4, "num_warps_wide": 8}
 
 
 def _p2(n: int) -> int:
@@ -98,9 +99,10 @@ def _act_bwd(g, y, ACT: tl.constexpr):
 
 
 @triton.jit
-def _rows_matmul(acc, x_ptr, w_ptr, rows, rmask, K, N, ncols, nmask,
+def _rows_matmul(acc, x_ptr, w_ptr, rows, rmask, K, N, ncols, nmask, BB: tl.constexpr,
                  KP: tl.constexpr, KC: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
-    """acc + X[rows, :K] @ W[:K, :N]; X row-major with K columns, W row-major with N columns."""
+    """acc + X[rows, :K] @ W[:K, :N]; X row-major with K columns, W row-major with N columns.
+    With fewer than 16 rows (tl.dot's smallest tile) as broadcast products summed over K."""
     kc = tl.arange(0, KC)
     for k0 in range(0, KP, KC):
         kk = k0 + kc
@@ -109,7 +111,10 @@ def _rows_matmul(acc, x_ptr, w_ptr, rows, rmask, K, N, ncols, nmask,
                     other=0.0)  # fmt: skip
         w = tl.load(w_ptr + kk[:, None] * N + ncols[None, :], mask=km[:, None] & nmask[None, :],
                     other=0.0)  # fmt: skip
-        acc += tl.dot(x, w, input_precision=PREC)
+        if BB >= 16:
+            acc += tl.dot(x, w, input_precision=PREC)
+        else:
+            acc += tl.sum(x[:, :, None] * w[None, :, :], axis=1)
     return acc
 
 
@@ -156,7 +161,7 @@ def _forward_kernel(xu, xh, AT, Bd, em, eh, WmT, WhT, Ms, Hs, Us, T, B, D, H,
             u += _rows_dot(h_prev, eh, rows, rmask, H, BB, HP, KC)
         # m_t = m_{t−1} Āᵀ + u_t B̄ᵀ
         acc = tl.zeros((BB, DP), dtype=dt)
-        acc = _rows_matmul(acc, m_prev, AT, rows, rmask, D, D, cd, dmask, DP, KC, PREC)
+        acc = _rows_matmul(acc, m_prev, AT, rows, rmask, D, D, cd, dmask, BB, DP, KC, PREC)
         acc += u[:, None] * bd[None, :]
         tl.store(m_cur + rows[:, None] * D + cd[None, :], acc, mask=rmask[:, None] & dmask[None, :])
         tl.store(Us + t * B + rows, u, mask=rmask)
@@ -164,8 +169,8 @@ def _forward_kernel(xu, xh, AT, Bd, em, eh, WmT, WhT, Ms, Hs, Us, T, B, D, H,
         # h_t = f(xh_t + W_m m_t + W_h h_{t−1})
         hm = rmask[:, None] & hmask[None, :]
         pre = tl.load(xh + t * B * H + rows[:, None] * H + ch[None, :], mask=hm, other=0.0)
-        pre = _rows_matmul(pre, h_prev, WhT, rows, rmask, H, H, ch, hmask, HP, KC, PREC)
-        pre = _rows_matmul(pre, m_cur, WmT, rows, rmask, D, H, ch, hmask, DP, KC, PREC)
+        pre = _rows_matmul(pre, h_prev, WhT, rows, rmask, H, H, ch, hmask, BB, HP, KC, PREC)
+        pre = _rows_matmul(pre, m_cur, WmT, rows, rmask, D, H, ch, hmask, BB, DP, KC, PREC)
         tl.store(h_cur + rows[:, None] * H + ch[None, :], _act_fwd(pre, ACT), mask=hm)
         tl.debug_barrier()
 
@@ -215,17 +220,17 @@ def _backward_kernel(Hs, gM, gH, Ad, Bd, em, eh, Wm, Wh, Gm, Gp, Gu, T, B, D, H,
         gm = tl.load(gm_ptr + doff, mask=dm, other=0.0)
         if HAS_GM:
             gm += tl.load(gM + t * B * D + doff, mask=dm, other=0.0)
-        gm = _rows_matmul(gm, gp_ptr, Wm, rows, rmask, H, D, cd, dmask, HP, KC, PREC)
+        gm = _rows_matmul(gm, gp_ptr, Wm, rows, rmask, H, D, cd, dmask, BB, HP, KC, PREC)
         gu = tl.sum(gm * bd[None, :], axis=1)
         tl.store(gm_ptr + doff, gm, mask=dm)
         tl.store(Gu + t * B + rows, gu, mask=rmask)
         tl.debug_barrier()
         # carried to step t − 1: ∂L/∂m_{t−1} = ∂L/∂m_t Ā + gu e_m, ∂L/∂h_{t−1} = gpre_t W_h + gu e_h
         cm = tl.zeros((BB, DP), dtype=dt)
-        cm = _rows_matmul(cm, gm_ptr, Ad, rows, rmask, D, D, cd, dmask, DP, KC, PREC)
+        cm = _rows_matmul(cm, gm_ptr, Ad, rows, rmask, D, D, cd, dmask, BB, DP, KC, PREC)
         cm += gu[:, None] * em_v[None, :]
         ch_ = tl.zeros((BB, HP), dtype=dt)
-        ch_ = _rows_matmul(ch_, gp_ptr, Wh, rows, rmask, H, H, ch, hmask, HP, KC, PREC)
+        ch_ = _rows_matmul(ch_, gp_ptr, Wh, rows, rmask, H, H, ch, hmask, BB, HP, KC, PREC)
         ch_ += gu[:, None] * eh_v[None, :]
         tl.store(Gm + t * B * D + doff, cm, mask=dm)
         tl.store(Gp + t * B * H + hoff, ch_, mask=hm)
@@ -237,8 +242,9 @@ def _launch_args(B: int, D: int, H: int, dtype: torch.dtype) -> tuple[tuple[int]
     warps = CONFIG["num_warps_wide" if max(DP, HP) > 256 else "num_warps"]
     # float32 products as torch's own on the GPU: TF32 only where torch allows it
     tf32 = dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
-    meta = dict(BB=_BB, DP=DP, HP=HP, KC=CONFIG["KC"], PREC="tf32" if tf32 else "ieee")
-    return (triton.cdiv(B, _BB),), dict(meta, num_warps=warps)
+    BB = CONFIG["BB"]
+    meta = dict(BB=BB, DP=DP, HP=HP, KC=CONFIG["KC"], PREC="tf32" if tf32 else "ieee")
+    return (triton.cdiv(B, BB),), dict(meta, num_warps=warps)
 
 
 def lmu_elman_forward(
