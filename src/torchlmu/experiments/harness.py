@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import recurrence as _recurrence
 from .._install import install_kind, source_root
 from ..exceptions import TorchLMUError, ValidationError
 from ..runtime import configure_cpu, reusing_large_allocations
@@ -168,6 +169,8 @@ def provenance(threads: int, device: str = "cpu") -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "device": device,  # where the models ran
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # the fully recurrent scan's Triton kernels on CUDA (TORCHLMU_TRITON_SCAN=1)
+        "triton_scan": _recurrence.TRITON_SCAN,
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
@@ -183,6 +186,7 @@ def provenance_line(results: dict[str, Any]) -> str:
         + f"commit {pv['git_commit']}, torch {pv['torch']}, "
         f"{pv['threads']} threads, {pv['cpu']}"
         + (f", on {pv['cuda']}" if str(pv.get("device", "cpu")).startswith("cuda") else "")
+        + (" with the Triton scan" if pv.get("triton_scan") else "")
         + f", wall {results['wall_seconds']:.0f} s."
     )
     if results.get("provenance_note"):
