@@ -242,3 +242,22 @@ def test_onednn_matmul_gradcheck(monkeypatch):
     b = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(ops._OneDNNMatmul.apply, (a, b))
     assert torch.autograd.gradgradcheck(ops._OneDNNMatmul.apply, (a, b))
+
+
+def test_split_nonfinite_fast_check_and_its_fallback():
+    """A finite input comes back as itself with no mask, also when its sum overflows (the fast
+    check's one false alarm, settled by the elementwise test); an inf, a NaN, or +inf and −inf
+    (whose sum is NaN) give the zeroed input and the causal mask from their step on."""
+    u = torch.randn(6, 2, 1)
+    assert ops.split_nonfinite(u)[0] is u and ops.split_nonfinite(u)[1] is None
+    big = torch.full((6, 2, 1), 3e38)  # float32: finite entries, the sum overflows to inf
+    assert not torch.isfinite(big.sum())
+    v, after = ops.split_nonfinite(big)
+    assert v is big and after is None
+    for bad in ([float("inf")], [float("nan")], [float("inf"), float("-inf")]):
+        w = u.clone()
+        for i, x in enumerate(bad):
+            w[2 + i, 1, 0] = x
+        v, after = ops.split_nonfinite(w)
+        assert torch.isfinite(v).all() and torch.equal(v[:2], u[:2])
+        assert after[:, 0].sum() == 0 and after[2:, 1].all() and not after[:2, 1].any()
