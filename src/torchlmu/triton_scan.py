@@ -135,17 +135,21 @@ def _rows_dot(x_ptr, v_ptr, rows, rmask, K, BB: tl.constexpr, KP: tl.constexpr,
 
 
 @triton.jit
+def _program_rows(B, D, H, BB: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr):
+    """This program's batch rows and the column ranges of d and H (padded), with their masks."""
+    rows = tl.program_id(0) * BB + tl.arange(0, BB)
+    cd = tl.arange(0, DP)
+    ch = tl.arange(0, HP)
+    return rows, rows < B, cd, cd < D, ch, ch < H
+
+
+@triton.jit
 def _forward_kernel(xu, xh, AT, Bd, em, eh, WmT, WhT, Ms, Hs, Us, T, B, D, H,
                     HAS_EM: tl.constexpr, HAS_EH: tl.constexpr, ACT: tl.constexpr,
                     BB: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr, KC: tl.constexpr,
                     PREC: tl.constexpr):  # fmt: skip
     # Ms (T+1, B, D) and Hs (T+1, B, H) hold the initial states in slot 0, step t's in t + 1.
-    rows = tl.program_id(0) * BB + tl.arange(0, BB)
-    rmask = rows < B
-    cd = tl.arange(0, DP)
-    dmask = cd < D
-    ch = tl.arange(0, HP)
-    hmask = ch < H
+    rows, rmask, cd, dmask, ch, hmask = _program_rows(B, D, H, BB, DP, HP)
     bd = tl.load(Bd + cd, mask=dmask, other=0.0)
     dt = Ms.dtype.element_ty
     for t in range(T):
@@ -185,12 +189,7 @@ def _backward_kernel(Hs, gM, gH, Ad, Bd, em, eh, Wm, Wh, Gm, Gp, Gu, T, B, D, H,
     # ∂L/∂m_t and ∂L/∂(pre-activation of h_t); before step t is processed it holds the gradient
     # carried back from step t + 1 (slot T: the last states' gradients), and slot 0 ends as the
     # initial states' gradients.
-    rows = tl.program_id(0) * BB + tl.arange(0, BB)
-    rmask = rows < B
-    cd = tl.arange(0, DP)
-    dmask = cd < D
-    ch = tl.arange(0, HP)
-    hmask = ch < H
+    rows, rmask, cd, dmask, ch, hmask = _program_rows(B, D, H, BB, DP, HP)
     dm = rmask[:, None] & dmask[None, :]
     hm = rmask[:, None] & hmask[None, :]
     bd = tl.load(Bd + cd, mask=dmask, other=0.0)
@@ -307,11 +306,9 @@ def lmu_elman_backward_steps(
     Hx[1:] = Hs
     Gm = Hs.new_empty((T + 1, B, D))
     Gp = Hs.new_empty((T + 1, B, H))
-    for slot, g in ((Gm[T], gm_last), (Gp[T], gh_last)):
-        if g is None:
-            slot.zero_()
-        else:
-            slot.copy_(g)
+    # slot T: the last states' gradients (zero where none is given)
+    Gm[T].zero_() if gm_last is None else Gm[T].copy_(gm_last)
+    Gp[T].zero_() if gh_last is None else Gp[T].copy_(gh_last)
     Gu = Hs.new_empty((T, B, 1))
     grid, meta = _launch_args(B, D, H, Hs.dtype)
     _backward_kernel[grid](
