@@ -217,3 +217,27 @@ def test_kernels_compile_for_a_gpu():
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("compiled") == 6
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_the_paper_cell_through_the_kernels(fused, return_sequences):
+    """The LMU layer with every connection (the paper's psMNIST cell, at a small size) on the
+    kernels equals its readable reference, the cell's step through autograd: outputs, final
+    state and every parameter's gradient (float64)."""
+    torch.manual_seed(15)
+    from torchlmu import LMU
+
+    kw = dict(hidden_to_memory=True, memory_to_memory=True, input_to_hidden=True)
+    lmu = LMU(1, 6, 8, 12.0, dtype=torch.float64, return_sequences=return_sequences, **kw)
+    lmu = lmu.to(DEVICE)
+    x = torch.randn(9, 5, 1, dtype=torch.float64, device=DEVICE)
+    y, st = lmu(x)
+    y_ref, st_ref = lmu.forward_reference(x)
+    assert _close(y, y_ref, torch.float64)
+    assert _close(st.memory, st_ref.memory, torch.float64)
+    assert _close(st.hidden, st_ref.hidden, torch.float64)
+    params = list(lmu.parameters())
+    ga = torch.autograd.grad(y.square().sum() + st.memory.sum(), params)
+    gb = torch.autograd.grad(y_ref.square().sum() + st_ref.memory.sum(), params)
+    for a, b in zip(ga, gb, strict=True):
+        assert _close(a, b, torch.float64)
