@@ -48,7 +48,8 @@ FLAGS = list(
 
 
 def rel(a, b) -> float:
-    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    """||a − b|| / ||b|| in float64 on the CPU, for tensors or arrays."""
+    a, b = (torch.as_tensor(v).detach().double().cpu() for v in (a, b))
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 

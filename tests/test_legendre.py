@@ -7,14 +7,9 @@ import pytest
 import scipy.signal
 import scipy.special
 import torch
+from conftest import rel
 
 from torchlmu import ValidationError, legendre
-
-
-def rel(a, b) -> float:
-    a = torch.as_tensor(a, dtype=torch.float64)
-    b = torch.as_tensor(b, dtype=torch.float64)
-    return float((a - b).norm() / b.norm())
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 7, 32])

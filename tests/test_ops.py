@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TOL, rel
 
 from torchlmu import ValidationError, legendre, ops
-
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
-
-
-def rel(a, b) -> float:
-    return float((a - b).double().norm() / b.double().norm().clamp_min(1e-300))
 
 
 def setup(dtype, d=8, theta=20.0, T=37, batch=(4,), C=3, seed=0):
