@@ -6,11 +6,12 @@ model (T = 784) spends its training step launching ~20,000 kernels. Here the who
 is one kernel, and so is the backward loop: each program owns a few rows of the batch
 (:data:`CONFIG`; the recurrence never mixes rows, so programs need no synchronisation with each
 other) and walks all T steps, reading the weights from the cache at every step and writing
-every state, as the step loop does. The weight gradients stay large matmuls over all steps, outside the kernels.
+every state, as the step loop does. The weight gradients stay large matmuls over all steps,
+outside the kernels.
 
 The reference twins are the step loops of :mod:`torchlmu.recurrence` (``_lmu_elman_forward``
 and ``lmu_elman_backward_steps``), which tests hold these to on the same inputs: outputs, states
-and carried gradients (float64 to 1e-12, float32 to 1e-5 relative). Without a GPU the kernels run
+and carried gradients (float64 to 1e-10, float32 to 1e-5 relative). Without a GPU the kernels run
 under Triton's interpreter (``TRITON_INTERPRET=1`` set before this module is imported), which
 is how the tests check them on a CPU.
 
