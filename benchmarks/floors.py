@@ -98,7 +98,7 @@ def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
     }
     infer = {n: v for n, v in k.items() if "backward" not in n and "grad" not in n}
     # (no input gradient: x needs none, and the encoders are folded into the weights)
-    k["memory projection backward: weight grad"] = _median_ms(lambda: A.T @ Gy)
+    k["memory projection backward: weight grad (ops.matmul)"] = _median_ms(lambda: matmul(A.T, Gy))
     k["W times the block powers backward: weight grad"] = _median_ms(lambda: P.T @ GPW)
     return [_rec("W1", "train", k), _rec("W1", "infer", infer)]
 

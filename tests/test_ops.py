@@ -202,6 +202,24 @@ def test_matmul_equals_reference(monkeypatch, a_layout):
     assert rel(h1, h2) <= TOL[torch.float32]
 
 
+def test_matmul_backward_through_onednn(monkeypatch):
+    """A plain backward (no graph of its own) computes both gradients by oneDNN too, g bᵀ and
+    aᵀ g with g and b read in place, equal to torch's within float32 rounding; a strided b
+    (neither layout contiguous) is copied first."""
+    calls = _spy_onednn(monkeypatch)
+    g = torch.Generator().manual_seed(8)
+    M, K, N = 600, 130, 300
+    a = torch.randn(M, K, generator=g).requires_grad_()
+    b = torch.randn(K, N, generator=g).requires_grad_()
+    w = torch.randn(M, N, generator=g)
+    ga, gb = torch.autograd.grad((ops.matmul(a, b) * w).sum(), [a, b])
+    assert calls == [(M, K), (M, N), (K, M)]  # forward, ∂L/∂a, ∂L/∂b
+    ra, rb = torch.autograd.grad((ops.matmul_reference(a, b) * w).sum(), [a, b])
+    assert rel(ga, ra) <= TOL[torch.float32] and rel(gb, rb) <= TOL[torch.float32]
+    b2 = torch.randn(K, 2 * N, generator=g)[:, ::2]  # strides (2N, 2): neither layout
+    assert rel(ops.matmul(a.detach(), b2), a.detach() @ b2) <= TOL[torch.float32]
+
+
 def test_matmul_keeps_torch_elsewhere(monkeypatch):
     """float64, small products and ONEDNN_MATMUL = False stay on torch's product, bit for bit."""
     calls = _spy_onednn(monkeypatch)

@@ -558,41 +558,52 @@ def right_align(u: Tensor, lengths: Tensor) -> Tensor:
 #: projection GEMM took 36.5 against 59.1 ms (benchmarks/onednn_probe.py).
 ONEDNN_MATMUL = True
 #: Smallest product (rows x inner x columns) given to oneDNN: below it a call's fixed costs
-#: (the weight's transposed copy, oneDNN's primitive lookup) outweigh the faster kernel.
+#: (oneDNN's primitive lookup, an operand's copy) outweigh the faster kernel.
 ONEDNN_MIN_FLOPS = 1 << 24
 
 
 @functools.cache
 def _onednn_linear():
     """oneDNN's linear ``(x, W (out, in)) -> x Wᵀ`` as torch exposes it (an Inductor operator),
-    or None where this torch build lacks it or it disagrees with torch.mm on a probe."""
+    or None where this torch build lacks it or it disagrees with torch.mm on a probe (W
+    contiguous, and W a transposed view, which :class:`_OneDNNMatmul` passes without a copy)."""
     try:
         op = torch.ops.mkldnn._linear_pointwise.default
         if not torch.backends.mkldnn.is_available():
             return None
         g = torch.Generator().manual_seed(0)
         a, w = torch.randn(64, 48, generator=g), torch.randn(40, 48, generator=g)
-        ok = torch.allclose(op(a, w, None, "none", [], ""), a @ w.T, rtol=1e-5, atol=1e-5)
+        wt = torch.randn(48, 40, generator=g).T  # a transposed view: read in place, no copy
+        ok = all(
+            torch.allclose(op(a, v, None, "none", [], ""), a @ v.T, rtol=1e-5, atol=1e-5)
+            for v in (w, wt)
+        )
     except (AttributeError, RuntimeError):  # no such operator, or no kernel on this CPU
         return None
     return op if ok else None
 
 
 class _OneDNNMatmul(torch.autograd.Function):
-    """a @ b with oneDNN's forward; the backward's products are torch's (a weight gradient
-    through oneDNN needs two transposed copies and measured slower), so a double backward
-    differentiates them as usual."""
+    """a @ b by oneDNN, b read as the operator's weight Wᵀ in place (a transposed view of a
+    row-major b, or a row-major view of a column-major one: no copy). The backward's two
+    products go through :func:`matmul` again: ∂L/∂a = g bᵀ (oneDNN reads b as it is) and ∂L/∂b
+    = aᵀ g (g read in place, aᵀ copied: it is the small operand of the blocked memory's
+    products), 20 against 45 ms each with torch's at W1's shapes; as :func:`matmul` calls, a
+    double backward differentiates them."""
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
         ctx.save_for_backward(a, b)
-        return _onednn_linear()(a, b.T.contiguous(), None, "none", [], "")
+        if not (b.is_contiguous() or b.T.is_contiguous()):
+            b = b.contiguous()
+        return _onednn_linear()(a.contiguous(), b.T, None, "none", [], "")
 
     @staticmethod
     def backward(ctx, g: Tensor):
         a, b = ctx.saved_tensors
-        ga = g @ b.T if ctx.needs_input_grad[0] else None
-        gb = a.T @ g if ctx.needs_input_grad[1] else None
+        g = g.contiguous()
+        ga = matmul(g, b.T) if ctx.needs_input_grad[0] else None
+        gb = matmul(a.T, g) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -600,7 +611,10 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` for 2-D ``a`` ``(M, K)`` and ``b`` ``(K, N)``: by oneDNN when both are float32
     on the CPU, the product is large (:data:`ONEDNN_MIN_FLOPS`), the code runs eagerly and
     :data:`ONEDNN_MATMUL` allows it; else by torch (twin: :func:`matmul_reference`). The two
-    differ by float32 rounding only (about 3e-7 relative at the blocked memory's shapes)."""
+    differ by float32 rounding only (about 3e-7 relative at the blocked memory's shapes, 6e-7
+    for the gradients). Tuned for those shapes (K small, N wide): for a long-K product with a
+    narrow N, e.g. a recurrence's weight gradient (212 × 78,400) @ (78,400 × 212), torch's was
+    faster here (38 against 61 ms), so the recurrences keep torch's products."""
     if (
         ONEDNN_MATMUL
         and a.dtype == torch.float32
