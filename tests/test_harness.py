@@ -510,3 +510,32 @@ def test_psmnist_paper_model_lr_schedule(tmp_path, monkeypatch):
     with pytest.raises(ValidationError, match="lr_schedule"):
         cfg = replace(psmnist.Config(), lr_schedule="step")
         psmnist.train_classifier(torch.nn.Linear(1, 1), splits, cfg, ctx, tmp_path, "t")
+
+
+# ------------------------------------------------------------------- Ctrl-C while saving
+def test_ctrl_c_during_a_checkpoint_write_waits_for_the_file(tmp_path):
+    """A SIGINT that lands inside torch.save (here sent from within the write itself) is held
+    until the file is complete and in place, then raised as KeyboardInterrupt; before, torch's
+    zip writer turned it into a RuntimeError ("unexpected pos") and the command printed a
+    traceback instead of the command that resumes. The previous handler is back afterwards."""
+    import os
+    import signal
+
+    from torchlmu.experiments.harness import atomic_torch_save
+
+    class Interrupting:
+        """Pickled by torch.save: sends SIGINT to this process in the middle of the write."""
+
+        def __reduce__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            return (dict, ())
+
+    obj = {"w": torch.arange(50_000.0), "mid": Interrupting(), "z": torch.ones(50_000)}
+    path = tmp_path / "last.pt"
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save(obj, path)
+    assert signal.getsignal(signal.SIGINT) is before
+    back = torch.load(path, weights_only=False)  # complete: written, synced and replaced
+    assert torch.equal(back["w"], obj["w"]) and torch.equal(back["z"], obj["z"])
+    assert not list(tmp_path.glob(".last.pt.*"))  # no temporary left behind
