@@ -186,10 +186,10 @@ def _backward_kernel(Hs, gM, gH, Ad, Bd, em, eh, Wm, Wh, Gm, Gp, Gu, T, B, D, H,
                      HAS_GH: tl.constexpr, ACT: tl.constexpr, BB: tl.constexpr,
                      DP: tl.constexpr, HP: tl.constexpr, KC: tl.constexpr,
                      PREC: tl.constexpr):  # fmt: skip
-    # Hs (T+1, B, H) as the forward's. Gm (T+1, B, D) and Gp (T+1, B, H): slot t + 1 holds
-    # ∂L/∂m_t and ∂L/∂(pre-activation of h_t); before step t is processed it holds the gradient
-    # carried back from step t + 1 (slot T: the last states' gradients), and slot 0 ends as the
-    # initial states' gradients.
+    # Hs (T, B, H): the forward's hidden states. Gm (T+1, B, D) and Gp (T+1, B, H): slot
+    # t + 1 holds ∂L/∂m_t and ∂L/∂(pre-activation of h_t); before step t is processed it holds
+    # the gradient carried back from step t + 1 (slot T: the last states' gradients), and slot 0
+    # ends as the initial states' gradients.
     rows, rmask, cd, dmask, ch, hmask = _program_rows(B, D, H, BB, DP, HP)
     dm = rmask[:, None] & dmask[None, :]
     hm = rmask[:, None] & hmask[None, :]
@@ -212,7 +212,7 @@ def _backward_kernel(Hs, gM, gH, Ad, Bd, em, eh, Wm, Wh, Gm, Gp, Gu, T, B, D, H,
         gp = tl.load(gp_ptr + hoff, mask=hm, other=0.0)
         if HAS_GH:
             gp += tl.load(gH + t * B * H + hoff, mask=hm, other=0.0)
-        y = tl.load(Hs + (t + 1) * B * H + hoff, mask=hm, other=0.0)
+        y = tl.load(Hs + t * B * H + hoff, mask=hm, other=0.0)
         gp = _act_bwd(gp, y, ACT)
         tl.store(gp_ptr + hoff, gp, mask=hm)
         tl.debug_barrier()
@@ -299,12 +299,11 @@ def lmu_elman_backward_steps(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The backward step loop in one kernel: (∂L/∂m_t ``(T, B, d)``, ∂L/∂pre-activation
     ``(T, B, H)``, ∂L/∂u_t ``(T, B, 1)``, ∂L/∂m0 ``(B, d)``, ∂L/∂h0 ``(B, H)``), as
-    ``recurrence.lmu_elman_backward_steps``; ``Hs`` the forward's hidden states."""
+    ``recurrence.lmu_elman_backward_steps``; ``Hs`` the forward's hidden states (h0 is not
+    read: f′ needs only the states after it)."""
     T, B, H = Hs.shape
     D = Ad.shape[0]
-    Hx = Hs.new_empty((T + 1, B, H))
-    Hx[0] = h0
-    Hx[1:] = Hs
+    Hs = Hs.contiguous()
     Gm = Hs.new_empty((T + 1, B, D))
     Gp = Hs.new_empty((T + 1, B, H))
     # slot T: the last states' gradients (zero where none is given)
@@ -313,10 +312,10 @@ def lmu_elman_backward_steps(
     Gu = Hs.new_empty((T, B, 1))
     grid, meta = _launch_args(B, D, H, Hs.dtype)
     _backward_kernel[grid](
-        Hx, Hx if gM is None else gM.contiguous(), Hx if gH is None else gH.contiguous(),
+        Hs, Hs if gM is None else gM.contiguous(), Hs if gH is None else gH.contiguous(),
         Ad.contiguous(), Bd.contiguous(),
-        Hx if Em is None else Em.reshape(-1).contiguous(),
-        Hx if Eh is None else Eh.reshape(-1).contiguous(),
+        Hs if Em is None else Em.reshape(-1).contiguous(),
+        Hs if Eh is None else Eh.reshape(-1).contiguous(),
         Wm.contiguous(), Wh.contiguous(), Gm, Gp, Gu, T, B, D, H,
         HAS_EM=Em is not None, HAS_EH=Eh is not None, HAS_GM=gM is not None,
         HAS_GH=gH is not None, ACT=_ACT[act], **meta,
