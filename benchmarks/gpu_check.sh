@@ -10,8 +10,9 @@
 #      fit on the GPU with a resume on the CPU, a quick reproduce);
 #   2. the benchmark table on the GPU (W1, W2, W4, W5 and nn.LSTM with cuDNN), unless BENCH=0;
 #      then W5 again with the fully recurrent scan on its Triton kernels (torchlmu.triton_scan,
-#      TORCHLMU_TRITON_SCAN=1; off by default until this check has passed on a GPU), and
-#      benchmarks/triton_scan_sweep.py: the scan's step loops against the kernels' settings;
+#      TORCHLMU_TRITON_SCAN=1; off by default until this check has passed on a GPU),
+#      benchmarks/triton_scan_sweep.py: the scan's step loops against the kernels' settings,
+#      and benchmarks/large_order.py on the GPU (orders 1024 and 4096);
 #   3. the psMNIST paper model's 10-epoch timing on the GPU (a tuning run: no test metric),
 #      with the Triton scan unless TRITON_SCAN=0 (steps 3 and 4),
 #      cut at PSMNIST_SECONDS (default 150: about 5 epochs with the graph; 330 for all 10;
@@ -23,7 +24,9 @@
 #      DEEP_SECONDS (default 0: skipped; 120 runs it).
 #   6. each workload against its kernel floor on the GPU (benchmarks/floor_ratios.py, 2 rounds),
 #      cut at FLOORS_SECONDS (default 120; 0 skips it).
-# Everything lands in $OUT (default /tmp/gpu_check). MNIST: $TORCHLMU_DATA/mnist.
+# Everything lands in $OUT (default /tmp/gpu_check). MNIST: $TORCHLMU_DATA/mnist. BUNDLE=FILE
+# packs it all into one .tar.gz at the end (the device tool brings back at most 8 files), e.g.
+#   BUNDLE=$OUT/gpu-check.tar.gz OUT=/tmp/gc PSMNIST_SECONDS=0 FLOORS_SECONDS=0 bash benchmarks/gpu_check.sh
 set -u -o pipefail
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
@@ -33,13 +36,21 @@ PY=${PY:-python3}
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   $PY -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))"
   $PY -c "import triton; print('triton', triton.__version__)"
-  if [ "${TESTS:-1}" = 1 ]; then $PY -m pytest -q -p no:cacheprovider -m gpu tests; fi
+  if [ "${TESTS:-1}" = 1 ]; then
+    $PY -m pytest -q -p no:cacheprovider -m gpu tests --ignore=tests/test_triton_scan.py
+    # the Triton kernels' tests compile about 110 specialisations (1-2 s each, on the CPU):
+    # spread over 8 of the machine's cores where pytest-xdist is installed (the image has it)
+    XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
+    $PY -m pytest -q -p no:cacheprovider -m gpu ${XDIST:-} tests/test_triton_scan.py
+  fi
 } 2>&1 | tee -a "$OUT/tests.log"
 if [ "${BENCH:-1}" = 1 ]; then
   $PY benchmarks/bench.py --device cuda --threads 1 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.jsonl"
   TORCHLMU_TRITON_SCAN=1 $PY benchmarks/bench.py --device cuda --threads 1 --only W5 2>&1 \
     | tee "$OUT/bench-cuda-W5-triton.jsonl"
   $PY benchmarks/triton_scan_sweep.py 2>&1 | tee "$OUT/triton-scan-sweep.jsonl"
+  # large orders built on the GPU (item 5; seconds): the ZOH's float64 squarings there
+  $PY benchmarks/large_order.py --orders 1024 4096 --device cuda 2>&1 | tee "$OUT/large-order-cuda.jsonl"
 fi
 export TORCHLMU_TRITON_SCAN=${TRITON_SCAN:-1}
 if [ "$TORCHLMU_TRITON_SCAN" = 1 ]; then
@@ -66,4 +77,7 @@ fi
 if [ "${FLOORS_SECONDS:-120}" -gt 0 ]; then
   timeout --signal=KILL "${FLOORS_SECONDS:-120}" $PY benchmarks/floor_ratios.py --device cuda \
     --threads 1 --rounds 2 2>&1 | tee "$OUT/floor-ratios-cuda.jsonl"
+fi
+if [ -n "${BUNDLE:-}" ]; then
+  tar czf "$BUNDLE" -C "$OUT" . && echo "bundled into $BUNDLE"
 fi
