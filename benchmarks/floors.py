@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from torchlmu.ops import matmul  # the blocked memory's large product: oneDNN where it is used
+from torchlmu.ops import matmul, scan_groups  # matmul: oneDNN where the library uses it
 
 DEVICE = torch.device("cpu")  # set by --device
 
@@ -67,14 +67,14 @@ def _r(*shape: int) -> torch.Tensor:
 def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
     """Hidden recurrence (forward, backward through time, weight gradient) and the memory's
     blocked projection: the block-end states (one GEMM), their carry across the T/L blocks
-    (T/L − 1 small GEMMs), W·Ā^{s+1} for the states entering the blocks (one GEMM, and one for
+    (:func:`_carries`), W·Ā^{s+1} for the states entering the blocks (one GEMM, and one for
     its weight gradient) and the projection itself (one GEMM forward, one for the weight
     gradient)."""
     h, Wh, pre = _r(B, G), _r(G, G), _r(B, G)
     X, Y = _r(T * B, G), _r(T * B, G)
     J, K, N = B * T // L, L + d, L * G  # fused_chunked's [inputs | states] x [[Toeplitz], [powers]]
     A, Wb, Gy = _r(J, K), _r(K, N), _r(J, N)
-    xb, Hr, S, AL = _r(J, L), _r(L, d), _r(B, d), _r(d, d)
+    xb, Hr = _r(J, L), _r(L, d)
     P, Wm, GPW = _r(L * d, d), _r(d, G), _r(L * d, G)
     if DEVICE.type == "cuda":  # the recurrence is one call of cuDNN's fused Elman RNN there
         k = _cudnn_elman(T, B, G)
@@ -90,9 +90,7 @@ def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
         }
     k |= {
         "memory block-end states: one GEMM": _median_ms(lambda: xb @ Hr),
-        "memory carries: T/L - 1 x addmm BxD DxD": _steps(
-            T // L - 1, lambda: torch.addmm(S, S, AL)
-        ),
+        **{f"memory {n}": v for n, v in _carries(T // L - 1, B, d).items()},
         "W times the block powers: one GEMM": _median_ms(lambda: P @ Wm),
         "memory projection forward: one GEMM (ops.matmul)": _median_ms(lambda: matmul(A, Wb)),
     }
@@ -117,17 +115,38 @@ def _cudnn_elman(T: int, B: int, G: int) -> dict:
     }
 
 
+def _carries(n: int, R: int, d: int) -> dict:
+    """The blocked memory's carry over n blocks of R × d states, as ``ops.carry_scan`` runs it
+    on this device: n small GEMMs, or (where ``ops.scan_groups`` splits it) two passes of K − 1
+    batched GEMMs over the G groups, G − 1 small ones between groups and P^K."""
+    K = scan_groups(n, R, d, DEVICE)
+    S, P = _r(R, d), _r(d, d)
+    if not K:
+        return {f"carries: {n} x addmm {R}x{d} {d}x{d}": _steps(n, lambda: torch.addmm(S, S, P))}
+    G = -(-(n + 1) // K)
+    Sg = _r(G * R, d)
+    return {
+        f"carries in groups: 2 x {K - 1} x addmm {G * R}x{d} {d}x{d}": _steps(
+            2 * (K - 1), lambda: torch.addmm(Sg, Sg, P)
+        ),
+        f"carries between groups: {G - 1} x addmm {R}x{d} {d}x{d}": _steps(
+            G - 1, lambda: torch.addmm(S, S, P)
+        ),
+        f"carries: P^{K}": _median_ms(lambda: torch.linalg.matrix_power(P, K)),
+    }
+
+
 def w2(B=16, T=10_000, d=64, L=50) -> list[dict]:
     """memory_chunked: one GEMM writes every state, after the block-end states (one GEMM) and
-    their carry across the T/L blocks (T/L − 1 small GEMMs). Training scales one memory of x by
+    their carry across the T/L blocks (:func:`_carries`). Training scales one memory of x by
     the encoder (a pass) and the encoder's gradient is one dot product of the states with the
     given output gradient (bench.py's W2 training step backpropagates a fixed one)."""
     J = B * T // L
     A, W = _r(J, L + d), _r(L + d, L * d)
-    xb, Hr, S, AL = _r(J, L), _r(L, d), _r(B, d), _r(d, d)
+    xb, Hr = _r(J, L), _r(L, d)
     k = {
         "block-end states: one GEMM": _median_ms(lambda: xb @ Hr),
-        "carries: T/L - 1 x addmm BxD DxD": _steps(T // L - 1, lambda: torch.addmm(S, S, AL)),
+        **_carries(T // L - 1, B, d),
         "all states: one GEMM (ops.matmul)": _median_ms(lambda: matmul(A, W)),
     }
     infer = dict(k)

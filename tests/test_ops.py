@@ -32,7 +32,9 @@ def test_memory_conv_equals_scan(dtype, method, batch):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("batch", [(), (4,), (2, 3)])
-@pytest.mark.parametrize(("T", "L"), [(37, None), (37, 8), (64, 16), (5, 16), (1, None)])
+@pytest.mark.parametrize(
+    ("T", "L"), [(37, None), (37, 8), (64, 16), (5, 16), (1, None), (700, 8)]
+)  # 700 / 8: 88 blocks, whose carries (and their backward) run in carry_scan's three passes
 def test_memory_chunked_equals_scan(dtype, batch, T, L):
     Ad, Bd, u, _ = setup(dtype, batch=batch, T=T)
     m0 = torch.randn(*batch, 3, 8, dtype=dtype)
@@ -52,7 +54,8 @@ def test_memory_chunked_equals_scan(dtype, batch, T, L):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(
-    ("T", "L", "C"), [(37, None, 3), (37, 8, 1), (64, 16, 2), (5, 16, 1), (1, None, 1)]
+    ("T", "L", "C"),
+    [(37, None, 3), (37, 8, 1), (64, 16, 2), (5, 16, 1), (1, None, 1), (700, 8, 2)],
 )
 def test_fused_chunked_equals_projected_scan(dtype, T, L, C):
     Ad, Bd, u, _ = setup(dtype, T=T, C=C)
@@ -68,6 +71,67 @@ def test_fused_chunked_equals_projected_scan(dtype, T, L, C):
     gb = torch.autograd.grad((ref * w).sum(), args)
     for a, b in zip(ga, gb, strict=True):
         assert rel(a, b) <= TOL[dtype] * 10  # Ā's gradient sums T·B·C products
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n", [0, 1, 5, 10, 11, 12, 63, 64, 199, 1001])
+@pytest.mark.parametrize("with_s0", [False, True])
+@pytest.mark.parametrize("split", [False, True])
+def test_carry_scan_equals_step_loop(monkeypatch, dtype, n, with_s0, split):
+    """The blocked memory's carry, as its step loop and (from 11 steps on, where it saves a
+    call) as its three passes of about √n products (n = 11 … 1001: groups that do and do not
+    divide the n + 1 states), against the plain loop, every state."""
+    monkeypatch.setattr(
+        ops, "CALL_FLOPS", dict.fromkeys(("cpu", "cuda"), float("inf") if split else 0.0)
+    )
+    g = torch.Generator().manual_seed(n)
+    d, R = 5, 3
+    Q = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))[0]
+    P = (0.97 * Q).to(dtype)  # spectral radius 0.97: states that neither vanish nor grow
+    E = torch.randn(R, n, d, generator=g, dtype=torch.float64).to(dtype).transpose(0, 1)
+    S0 = torch.randn(R, d, generator=g, dtype=torch.float64).to(dtype) if with_s0 else None
+    assert (ops.scan_groups(n, R, d, E.device) > 0) == (split and n >= 11)
+    out = ops.carry_scan(E, P, S0)  # E strided, as the blocked memory passes it
+    ref = ops.carry_scan_reference(E, P, S0)
+    assert out.shape == ref.shape == (n + 1, R, d)
+    assert rel(out, ref) <= TOL[dtype]
+    if n:  # each state, not only the norm over all: a wrong group boundary hits a few
+        diff, size = ((v.double().flatten(1).norm(dim=1)) for v in (out - ref, ref))
+        assert (diff <= TOL[dtype] * 10 * size).all()  # (S_0 = 0 exactly when no S0 is given)
+
+
+def test_carry_scan_splits_where_calls_cost_more_than_flops():
+    """The split's rule on the CPU, at shapes whose timings set CALL_FLOPS (2 threads, 199
+    steps): W2's carry (16 × 64 states: 1.00 → 0.49 ms) and 64 × 64 (2.12 → 1.86) split;
+    64 × 128 (4.04 → 5.44), order 512 (3.1 → 7.6) and W1's 27 blocks of 100 × 256 stay loops."""
+    cpu = torch.device("cpu")
+    assert ops.scan_groups(199, 16, 64, cpu) == 10
+    assert ops.scan_groups(199, 64, 64, cpu) > 0
+    assert ops.scan_groups(199, 64, 128, cpu) == 0
+    assert ops.scan_groups(199, 1, 512, cpu) == 0
+    assert ops.scan_groups(27, 100, 256, cpu) == 0
+
+
+def test_block_carries_gradient_through_the_split_scan(monkeypatch):
+    """The carry operator's backward runs the reversed recurrence through carry_scan: gradcheck
+    and the reference's gradients at 70 blocks, split into groups and not."""
+    g = torch.Generator().manual_seed(0)
+    E = torch.randn(2, 70, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    AL = 0.9 * torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))[0]
+    AL.requires_grad_()
+    S0 = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    fn = torch.ops.torchlmu.block_carries
+    ref = ops.block_carries_reference(E, AL, S0)
+    w = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    gb = torch.autograd.grad((ref * w).sum(), (E, AL, S0))
+    for flops in (float("inf"), 0.0):
+        monkeypatch.setattr(ops, "CALL_FLOPS", dict.fromkeys(("cpu", "cuda"), flops))
+        assert torch.autograd.gradcheck(fn, (E, AL, S0))
+        out = fn(E, AL, S0)
+        ga = torch.autograd.grad((out * w).sum(), (E, AL, S0))
+        assert rel(out, ref) <= 1e-12
+        for a, b in zip(ga, gb, strict=True):
+            assert rel(a, b) <= 1e-12
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

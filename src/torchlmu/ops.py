@@ -11,12 +11,14 @@ fast                                   reference
 :func:`fused_conv` (FFT, W·H kernel)   :func:`memory_scan` then the projection
 :func:`free_response` (doubling)       :func:`memory_scan` with zero input
 :func:`matmul` (oneDNN on the CPU)     :func:`matmul_reference` (``a @ b``)
+:func:`carry_scan` (~√n-call passes)   :func:`carry_scan_reference` (step loop)
 =====================================  ==========================================
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +29,14 @@ from .exceptions import ValidationError
 from .legendre import apply_A, apply_powers
 
 __all__ = [
+    "CALL_FLOPS",
     "CHUNK_MAX_ORDER",
     "CONV_METHODS",
     "EULER_O_D_MIN_ORDER",
     "block_carries_reference",
     "block_powers",
+    "carry_scan",
+    "carry_scan_reference",
     "chunk_weights",
     "free_response",
     "fused_block_size",
@@ -52,6 +57,7 @@ __all__ = [
     "poison",
     "right_align",
     "scale_states",
+    "scan_groups",
     "split_nonfinite",
     "zero_padding",
 ]
@@ -330,18 +336,85 @@ def block_carries_reference(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
 
 
 def _carries_forward(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
-    """``(J, R, d)`` carries, each written in place by one BLAS call (this loop is the
-    sequential part of the blocked memory; its per-block Python work is what it costs)."""
-    R, J, d = E.shape
-    out = E.new_empty((J, R, d))
-    Os, Es = out.unbind(0), E.unbind(1)
+    """``(J, R, d)`` carries: the states :func:`carry_scan` reaches from E's first J − 1 blocks."""
+    return carry_scan(E.transpose(0, 1)[:-1], AL, S0)
+
+
+#: What one call of a small product costs, in the flops it could do instead: a scan step's
+#: call is worth splitting away when the flops it saves exceed those the split adds. On this
+#: project's 2-core AVX-512 CPU the split broke even at about 1.4·10⁶ per call saved (199
+#: steps: won at 16 × 64 and 16 × 128 states, tied at 32 × 128, lost at 64 × 128 and at
+#: order 512, where P^K's d³ products dominate); a GPU's launch of a few µs is worth far more.
+CALL_FLOPS = {"cpu": 1e6, "cuda": 1e8}
+
+
+def scan_groups(n: int, R: int, d: int, device: torch.device) -> int:
+    """:func:`carry_scan`'s group length K for n steps of R × d states on ``device``, or 0 for
+    the step loop (benchmarks/floors.py times the carry's kernels by it)."""
+    K = math.ceil(math.sqrt((n + 1) / 2))
+    G = -(-(n + 1) // K)
+    saved = n - (2 * K + G)  # calls; at least one from n = 11 on
+    if saved <= 0:
+        return 0
+    extra = 2 * n * R * d * d + 2 * d**3 * math.log2(K)  # pass 1 again, and P^K
+    return K if saved * CALL_FLOPS.get(device.type, CALL_FLOPS["cuda"]) > extra else 0
+
+
+def carry_scan(E: Tensor, P: Tensor, S0: Tensor | None) -> Tensor:
+    """States S_0 … S_n ``(n + 1, R, d)`` of S_{j+1} = S_j P + E_j, S_0 = S0 (or zero), for E
+    ``(n, R, d)`` (any strides) and P ``(d, d)``. Not differentiable (it writes in place); the
+    blocked memory's carry and its backward. Twin: :func:`carry_scan_reference`.
+
+    A step's product is often too small to cost more than the call that makes it; then (see
+    :data:`CALL_FLOPS`) the n steps run in groups of K ≈ √(n/2), batched across groups:
+    (1) every group from a zero state, to its end state Z_g; (2) the states entering the
+    groups, S_{(g+1)K} = S_{gK} P^K + Z_g (one step per group); (3) every group again from its
+    entering state, writing all states. About 2K + n/K calls instead of n (37 for n = 199) and
+    twice the flops; the result differs from the step loop's by rounding only (P^K is one
+    product where the loop makes K)."""
+    n, R, d = E.shape
+    K = scan_groups(n, R, d, E.device)
+    if not K:
+        out = E.new_empty((n + 1, R, d))
+        if S0 is None:
+            out[0].zero_()
+        else:
+            out[0].copy_(S0)
+        for j in range(n):
+            torch.addmm(E[j], out[j], P, out=out[j + 1])
+        return out
+    G = -(-(n + 1) // K)  # groups, holding states 0 … G·K − 1 ⊇ 0 … n
+    Eg = E.new_zeros((G * K, R, d))  # inputs past E_{n−1} only reach states past S_n
+    Eg[:n] = E
+    Eg = Eg.view(G, K, R, d).transpose(0, 1).contiguous().view(K, G * R, d)  # [k] = group steps
+    Z, buf = Eg[0].clone(), torch.empty_like(Eg[0])  # (1): after step 0 from zero, Z = E_{gK}
+    for k in range(1, K):
+        torch.addmm(Eg[k], Z, P, out=buf)
+        Z, buf = buf, Z
+    Z = Z.view(G, R, d)
+    out = E.new_empty((K, G, R, d))  # [k, g] = S_{gK+k}
+    S = out[0]  # (2): the entering states
     if S0 is None:
-        Os[0].zero_()
+        S[0].zero_()
     else:
-        Os[0].copy_(S0)
-    for j in range(J - 1):
-        torch.addmm(Es[j], Os[j], AL, out=Os[j + 1])
-    return out
+        S[0].copy_(S0)
+    PK = torch.linalg.matrix_power(P, K)
+    for g in range(G - 1):
+        torch.addmm(Z[g], S[g], PK, out=S[g + 1])
+    flat = out.view(K, G * R, d)  # (3)
+    for k in range(K - 1):
+        torch.addmm(Eg[k], flat[k], P, out=flat[k + 1])
+    return out.transpose(0, 1).reshape(G * K, R, d)[: n + 1]
+
+
+def carry_scan_reference(E: Tensor, P: Tensor, S0: Tensor | None) -> Tensor:
+    """Reference twin of :func:`carry_scan`: the step loop, through autograd."""
+    S = E.new_zeros(E.shape[1:]) if S0 is None else S0
+    states = [S]
+    for Ej in E.unbind(0):
+        S = S @ P + Ej
+        states.append(S)
+    return torch.stack(states)
 
 
 @torch.library.custom_op("torchlmu::block_carries", mutates_args=())
@@ -362,13 +435,18 @@ def _carries_setup(ctx, inputs, output):
 
 def _carries_grads(AL: Tensor, S: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """With G_j = ∂L/∂S_j: G_{J−1} = g_{J−1}, G_j = g_j + G_{j+1} A_Lᵀ; ∂L/∂E_j = G_{j+1}
-    (E_{J−1} unused), ∂L/∂A_L = Σ_j S_jᵀ G_{j+1}, ∂L/∂S_0 = G_0. Written without in-place
-    updates, so that it is differentiable itself (a double backward)."""
+    (E_{J−1} unused), ∂L/∂A_L = Σ_j S_jᵀ G_{j+1}, ∂L/∂S_0 = G_0. With grad mode on (a double
+    backward) as a loop without in-place updates, so that it is differentiable itself; else
+    by :func:`carry_scan`."""
     R, J, d = S.shape
-    Gs = [g[:, J - 1]]
-    for j in range(J - 2, -1, -1):
-        Gs.append(g[:, j] + Gs[-1] @ AL.T)
-    G = torch.stack(Gs[::-1], 1)  # (R, J, d)
+    if torch.is_grad_enabled():  # a double backward: a differentiable loop
+        Gs = [g[:, J - 1]]
+        for j in range(J - 2, -1, -1):
+            Gs.append(g[:, j] + Gs[-1] @ AL.T)
+        G = torch.stack(Gs[::-1], 1)  # (R, J, d)
+    else:  # the same recurrence run backwards in time: a carry scan of the reversed g
+        gr = g.flip(1).transpose(0, 1)  # (J, R, d), last block first
+        G = carry_scan(gr[1:], AL.T, gr[0]).flip(0).transpose(0, 1)
     gE = torch.cat([G[:, 1:], G.new_zeros((R, 1, d))], 1)
     gAL = S[:, :-1].reshape(-1, d).T @ G[:, 1:].reshape(-1, d)
     return gE, gAL, G[:, 0]

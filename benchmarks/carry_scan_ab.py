@@ -1,0 +1,73 @@
+"""The blocked memory's carry as the step loop (before session 13) against ``ops.carry_scan``'s
+split into ~√n-call passes (the library's where calls cost more than their flops), alternating
+in one process so that both see the same machine state. One JSON line per workload: each
+variant's per-round minimum of 5 runs, over ``--rounds`` rounds, and their medians.
+
+W2 is bench.py's (memory alone, B 16, T 10,000, order 64: 199 carries of 16 × 64 states);
+W2-long the same memory over T 100,000 (1,999 carries); W2-gpu-like one sequence (B 1).
+
+    python benchmarks/carry_scan_ab.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=8)
+    args = ap.parse_args()
+    from torchlmu import LegendreMemory, ops
+    from torchlmu.runtime import configure_cpu
+
+    configure_cpu(args.threads)
+    torch.manual_seed(0)
+    library = dict(ops.CALL_FLOPS)
+    variants = {"step loop": dict.fromkeys(library, 0.0), "carry_scan (library)": library}
+    cases = {"W2": (16, 10_000), "W2-long": (16, 100_000), "W2-one-sequence": (1, 10_000)}
+    try:
+        for name, (B, T) in cases.items():
+            mem = LegendreMemory(1, 64, 10_000.0, batch_first=True)
+            x = torch.randn(B, T, 1)
+            with torch.no_grad():
+                dy = torch.randn_like(mem(x)[0])
+
+            def train():
+                mem.zero_grad(set_to_none=True)
+                mem(x)[0].backward(dy)
+
+            def infer():
+                with torch.no_grad():
+                    mem(x)
+
+            for phase, fn in (("train", train), ("infer", infer)):
+                runs: dict[str, list[float]] = {k: [] for k in variants}
+                for _ in range(args.rounds):
+                    for vname, flops in variants.items():
+                        ops.CALL_FLOPS = flops
+                        fn()
+                        times = []
+                        for _ in range(5):
+                            t0 = time.perf_counter()
+                            fn()
+                            times.append((time.perf_counter() - t0) * 1e3)
+                        runs[vname].append(min(times))
+                print(json.dumps({
+                    "workload": name, "phase": phase, "B": B, "T": T, "order": 64,
+                    "threads": args.threads, "torch": torch.__version__,
+                    "rounds_ms": {k: [round(v, 3) for v in r] for k, r in runs.items()},
+                    "median_ms": {k: round(statistics.median(r), 3) for k, r in runs.items()},
+                }), flush=True)  # fmt: skip
+    finally:
+        ops.CALL_FLOPS = library
+
+
+if __name__ == "__main__":
+    main()
