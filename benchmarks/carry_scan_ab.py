@@ -19,12 +19,32 @@ import time
 import torch
 
 
+def _steps(B: int, T: int):
+    """(train, infer) of a LegendreMemory of order 64 (θ 10,000) on a (B, T, 1) input."""
+    from torchlmu import LegendreMemory
+
+    mem = LegendreMemory(1, 64, 10_000.0, batch_first=True)
+    x = torch.randn(B, T, 1)
+    with torch.no_grad():
+        dy = torch.randn_like(mem(x)[0])
+
+    def train():
+        mem.zero_grad(set_to_none=True)
+        mem(x)[0].backward(dy)
+
+    def infer():
+        with torch.no_grad():
+            mem(x)
+
+    return train, infer
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args()
-    from torchlmu import LegendreMemory, ops
+    from torchlmu import ops
     from torchlmu.runtime import configure_cpu
 
     configure_cpu(args.threads)
@@ -34,19 +54,7 @@ def main() -> None:
     cases = {"W2": (16, 10_000), "W2-long": (16, 100_000), "W2-one-sequence": (1, 10_000)}
     try:
         for name, (B, T) in cases.items():
-            mem = LegendreMemory(1, 64, 10_000.0, batch_first=True)
-            x = torch.randn(B, T, 1)
-            with torch.no_grad():
-                dy = torch.randn_like(mem(x)[0])
-
-            def train():
-                mem.zero_grad(set_to_none=True)
-                mem(x)[0].backward(dy)
-
-            def infer():
-                with torch.no_grad():
-                    mem(x)
-
+            train, infer = _steps(B, T)
             for phase, fn in (("train", train), ("infer", infer)):
                 runs: dict[str, list[float]] = {k: [] for k in variants}
                 for _ in range(args.rounds):
