@@ -11,12 +11,11 @@ W2-long the same memory over T 100,000 (1,999 carries); W2-gpu-like one sequence
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-import time
+from collections.abc import Callable
 
 import torch
+from _ab import alternate, setup, summary  # benchmarks/_ab.py
 
 
 def _steps(B: int, T: int):
@@ -40,38 +39,24 @@ def _steps(B: int, T: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=8)
-    args = ap.parse_args()
+    args = setup(__doc__)
     from torchlmu import ops
-    from torchlmu.runtime import configure_cpu
 
-    configure_cpu(args.threads)
-    torch.manual_seed(0)
     library = dict(ops.CALL_FLOPS)
-    variants = {"step loop": dict.fromkeys(library, 0.0), "carry_scan (library)": library}
+
+    def use(flops: dict) -> Callable[[], None]:
+        return lambda: setattr(ops, "CALL_FLOPS", flops)
+
+    variants = {"step loop": use(dict.fromkeys(library, 0.0)), "carry_scan (library)": use(library)}
     cases = {"W2": (16, 10_000), "W2-long": (16, 100_000), "W2-one-sequence": (1, 10_000)}
     try:
         for name, (B, T) in cases.items():
             train, infer = _steps(B, T)
             for phase, fn in (("train", train), ("infer", infer)):
-                runs: dict[str, list[float]] = {k: [] for k in variants}
-                for _ in range(args.rounds):
-                    for vname, flops in variants.items():
-                        ops.CALL_FLOPS = flops
-                        fn()
-                        times = []
-                        for _ in range(5):
-                            t0 = time.perf_counter()
-                            fn()
-                            times.append((time.perf_counter() - t0) * 1e3)
-                        runs[vname].append(min(times))
+                runs = alternate(variants, fn, args.rounds, runs=5)
                 print(json.dumps({
                     "workload": name, "phase": phase, "B": B, "T": T, "order": 64,
-                    "threads": args.threads, "torch": torch.__version__,
-                    "rounds_ms": {k: [round(v, 3) for v in r] for k, r in runs.items()},
-                    "median_ms": {k: round(statistics.median(r), 3) for k, r in runs.items()},
+                    "threads": args.threads, "torch": torch.__version__, **summary(runs),
                 }), flush=True)  # fmt: skip
     finally:
         ops.CALL_FLOPS = library

@@ -8,25 +8,18 @@ minimum of 3 steps, over ``--rounds`` rounds, and their medians.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-import time
+from collections.abc import Callable
 
 import torch
+from _ab import alternate, setup, summary  # benchmarks/_ab.py
 from torch import nn
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=8)
-    args = ap.parse_args()
+    args = setup(__doc__)
     from torchlmu import LMU, ops
-    from torchlmu.runtime import configure_cpu
 
-    configure_cpu(args.threads)
-    torch.manual_seed(0)
     lmu = LMU(1, 212, 256, 784.0, input_to_hidden=True, init="psmnist", batch_first=True,
               return_sequences=False)  # fmt: skip
     head = nn.Linear(212, 10)
@@ -42,26 +35,19 @@ def main() -> None:
         return (g @ b.T if ctx.needs_input_grad[0] else None,
                 a.T @ g if ctx.needs_input_grad[1] else None)  # fmt: skip
 
-    variants = {"torch products": staticmethod(torch_products),
-                "oneDNN (library)": staticmethod(ops._OneDNNMatmul.backward)}  # fmt: skip
-    runs: dict[str, list[float]] = {k: [] for k in variants}
+    backwards = {"torch products": staticmethod(torch_products),
+                 "oneDNN (library)": staticmethod(ops._OneDNNMatmul.backward)}  # fmt: skip
+
+    def use(bwd) -> Callable[[], None]:
+        return lambda: setattr(ops._OneDNNMatmul, "backward", bwd)
+
     try:
-        for _ in range(args.rounds):
-            for name, bwd in variants.items():
-                ops._OneDNNMatmul.backward = bwd
-                step()
-                times = []
-                for _ in range(3):
-                    t0 = time.perf_counter()
-                    step()
-                    times.append((time.perf_counter() - t0) * 1e3)
-                runs[name].append(min(times))
+        runs = alternate({k: use(b) for k, b in backwards.items()}, step, args.rounds, runs=3)
     finally:
-        ops._OneDNNMatmul.backward = variants["oneDNN (library)"]
+        ops._OneDNNMatmul.backward = backwards["oneDNN (library)"]
     print(json.dumps({
         "workload": "W1 train", "threads": args.threads, "torch": torch.__version__,
-        "rounds_ms": {k: [round(v, 1) for v in r] for k, r in runs.items()},
-        "median_ms": {k: round(statistics.median(r), 1) for k, r in runs.items()},
+        **summary(runs, digits=1),
     }))  # fmt: skip
 
 

@@ -1,0 +1,52 @@
+"""Side-by-side timing for the A/B scripts: variants alternate within one process, round after
+round, so that each sees the same machine state (this machine's speed drifts within minutes)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def setup(doc: str) -> argparse.Namespace:
+    """The A/B scripts' command line (``--threads``, ``--rounds``), then the training entry
+    points' CPU settings (``torchlmu.runtime.configure_cpu``) and a fixed seed."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=8)
+    args = ap.parse_args()
+    from torchlmu.runtime import configure_cpu
+
+    configure_cpu(args.threads)
+    torch.manual_seed(0)
+    return args
+
+
+def alternate(
+    variants: dict[str, Callable[[], None]], step: Callable[[], None], rounds: int, runs: int
+) -> dict[str, list[float]]:
+    """Per variant, one time (ms) per round: each round switches every variant on in turn
+    (its callable), runs ``step`` once to warm up, then ``runs`` times, and keeps the minimum."""
+    out: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, switch_on in variants.items():
+            switch_on()
+            step()
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                step()
+                times.append((time.perf_counter() - t0) * 1e3)
+            out[name].append(min(times))
+    return out
+
+
+def summary(runs: dict[str, list[float]], digits: int = 3) -> dict:
+    """Each variant's per-round times and their median, for the JSON line."""
+    return {
+        "rounds_ms": {k: [round(v, digits) for v in r] for k, r in runs.items()},
+        "median_ms": {k: round(statistics.median(r), digits) for k, r in runs.items()},
+    }
