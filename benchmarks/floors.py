@@ -1,7 +1,8 @@
 """The kernel floor of each benchmark workload on this machine: the BLAS calls (and the few
 elementwise passes) that torchlmu's algorithm for it cannot avoid, each timed alone at its real
-shape with the engine torchlmu uses for it (the blocked memory's one large forward product by
-``ops.matmul``: oneDNN on the CPU where torch has it; every other product torch's), summed. One JSON line per workload and phase:
+shape with the engine torchlmu uses for it (the blocked memory's large products by
+``ops.matmul`` and the step loops' products by ``ops.linear``: oneDNN on the CPU where torch has
+it and the size pays; every other product torch's), summed. One JSON line per workload and phase:
 
     {"workload": "W1", "phase": "train", "floor_ms": ..., "kernels": {name: ms, ...}, ...}
 
@@ -26,7 +27,7 @@ import time
 
 import torch
 
-from torchlmu.ops import matmul, scan_groups  # matmul: oneDNN where the library uses it
+from torchlmu.ops import linear, matmul, scan_groups  # oneDNN where the library uses it
 
 DEVICE = torch.device("cpu")  # set by --device
 
@@ -80,11 +81,11 @@ def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
         k = _cudnn_elman(T, B, G)
     else:
         k = {
-            "recurrence forward: T x (addmm BxG GxG + tanh)": _steps(
-                T, lambda: torch.addmm(pre, h, Wh), lambda: torch.tanh(pre)
+            "recurrence forward: T x (linear BxG GxG + pre + tanh)": _steps(
+                T, lambda: linear(h, Wh, pre), lambda: torch.tanh(pre)
             ),
-            "recurrence backward: T x (mm BxG GxG + dtanh mul)": _steps(
-                T, lambda: h @ Wh, lambda: pre * h
+            "recurrence backward: T x (linear BxG GxG + dtanh mul)": _steps(
+                T, lambda: linear(h, Wh.T), lambda: pre * h
             ),
             "recurrence weight grad: (G x TB) (TB x G)": _median_ms(lambda: X.T @ Y),
         }
@@ -196,19 +197,19 @@ def w5(B=100, T=784, d=256, G=212) -> list[dict]:
         T,
         lambda: torch.addmm(u, m, em.T),
         lambda: torch.addmm(u, h, eh.T),
-        lambda: m @ Ad.T,
+        lambda: linear(m, Ad),
         lambda: m.addcmul(u, bd),
-        lambda: torch.addmm(pre, m, Wm.T),
-        lambda: torch.addmm(pre, h, Wh.T),
+        lambda: linear(m, Wm, pre),
+        lambda: linear(h, Wh, pre),
         lambda: torch.tanh(pre),
     )
     bwd = _steps(
         T,
         lambda: pre * h,
-        lambda: torch.addmm(gm, pre, Wm),
+        lambda: linear(pre, Wm.T, gm),
         lambda: gm @ bd.unsqueeze(1),
-        lambda: gm @ Ad,
-        lambda: pre @ Wh,
+        lambda: linear(gm, Ad.T),
+        lambda: linear(pre, Wh.T),
         lambda: torch.addmm(gm, u, em),
         lambda: torch.addmm(pre, u, eh),
     )

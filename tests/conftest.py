@@ -211,6 +211,23 @@ def refuse_test_reads(monkeypatch, module) -> None:
     monkeypatch.setattr(module, "load", load)
 
 
+def spy_onednn(monkeypatch) -> list:
+    """Route torchlmu.ops' oneDNN products through a counter: the real operator where torch has
+    it, else torch's product, so that the dispatch itself is tested on any build. Returns the
+    list of calls (x's shapes)."""
+    from torchlmu import ops
+
+    real = ops._onednn_linear()
+    calls = []
+
+    def op(a, w, b, attr, scalars, algorithm):
+        calls.append(tuple(a.shape))
+        return real(a, w, b, attr, scalars, algorithm) if real is not None else a @ w.T
+
+    monkeypatch.setattr(ops, "_onednn_linear", lambda: op)
+    return calls
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

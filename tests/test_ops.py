@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TOL, rel
+from conftest import TOL, rel, spy_onednn
 
 from torchlmu import ValidationError, legendre, ops
 
@@ -229,25 +229,11 @@ def test_scale_states_equals_multiply(dtype, C, layout):
         ops.scale_states(M, e.reshape(-1))
 
 
-def _spy_onednn(monkeypatch):
-    """Route ops.matmul's oneDNN calls through a counter (the real operator when torch has it,
-    else torch's product, so that the dispatch itself is tested on any build)."""
-    real = ops._onednn_linear()
-    calls = []
-
-    def op(a, w, b, attr, scalars, algorithm):
-        calls.append(tuple(a.shape))
-        return real(a, w, b, attr, scalars, algorithm) if real is not None else a @ w.T
-
-    monkeypatch.setattr(ops, "_onednn_linear", lambda: op)
-    return calls
-
-
 @pytest.mark.parametrize("a_layout", ["contiguous", "transposed"])
 def test_matmul_equals_reference(monkeypatch, a_layout):
     """The oneDNN product (float32, CPU, large) equals torch's within float32 rounding, its
     gradients equal torch's, and a double backward goes through it."""
-    calls = _spy_onednn(monkeypatch)
+    calls = spy_onednn(monkeypatch)
     g = torch.Generator().manual_seed(5)
     M, K, N = 600, 130, 300
     a0 = torch.randn(M, K, generator=g) if a_layout == "contiguous" else torch.randn(K, M).T
@@ -270,7 +256,7 @@ def test_matmul_backward_through_onednn(monkeypatch):
     """A plain backward (no graph of its own) computes both gradients by oneDNN too, g bᵀ and
     aᵀ g with g and b read in place, equal to torch's within float32 rounding; a strided b
     (neither layout contiguous) is copied first."""
-    calls = _spy_onednn(monkeypatch)
+    calls = spy_onednn(monkeypatch)
     g = torch.Generator().manual_seed(8)
     M, K, N = 600, 130, 300
     a = torch.randn(M, K, generator=g).requires_grad_()
@@ -286,7 +272,7 @@ def test_matmul_backward_through_onednn(monkeypatch):
 
 def test_matmul_keeps_torch_elsewhere(monkeypatch):
     """float64, small products and ONEDNN_MATMUL = False stay on torch's product, bit for bit."""
-    calls = _spy_onednn(monkeypatch)
+    calls = spy_onednn(monkeypatch)
     g = torch.Generator().manual_seed(6)
     a, b = torch.randn(600, 130, generator=g), torch.randn(130, 300, generator=g)
     assert torch.equal(ops.matmul(a.double(), b.double()), a.double() @ b.double())
@@ -304,10 +290,47 @@ def test_blocked_memory_uses_the_large_product(monkeypatch):
     ref_states = ops.memory_chunked(u, Ad, Bd, None, 20)
     ref_proj = ops.fused_chunked(u, Ad, Bd, W, None, 20)
     monkeypatch.setattr(ops, "ONEDNN_MIN_FLOPS", 1)
-    calls = _spy_onednn(monkeypatch)
+    calls = spy_onednn(monkeypatch)
     assert rel(ops.memory_chunked(u, Ad, Bd, None, 20), ref_states) <= TOL[torch.float32]
     assert rel(ops.fused_chunked(u, Ad, Bd, W, None, 20), ref_proj) <= TOL[torch.float32]
     assert len(calls) >= 2
+
+
+@pytest.mark.parametrize("w_layout", ["contiguous", "transposed view"])
+@pytest.mark.parametrize("form", ["product", "added", "into out", "added into itself"])
+def test_linear_equals_reference(monkeypatch, w_layout, form):
+    """A step loop's product x wᵀ (+ add) by oneDNN (its threshold at 1) equals torch's within
+    float32 rounding in every form the loops use, each call going to oneDNN; out of float32,
+    with a gradient needed, or under the default threshold at a small size, torch's."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 5, generator=g)
+    w = torch.randn(4, 5, generator=g) if w_layout == "contiguous" else torch.randn(5, 4).T
+    add = torch.randn(7, 4, generator=g)
+    ref = ops.linear_reference(x, w, None if form == "product" else add)
+    monkeypatch.setattr(ops, "ONEDNN_STEP_MIN_FLOPS", 1)
+    calls = spy_onednn(monkeypatch)
+    if form == "product":
+        out = ops.linear(x, w)
+    elif form == "added":
+        out = ops.linear(x, w, add)
+    elif form == "into out":
+        buf = torch.empty(7, 4)
+        out = ops.linear(x, w, add, out=buf)
+        assert out.data_ptr() == buf.data_ptr()
+    else:
+        out = ops.linear(x, w, add, out=add)
+        assert out.data_ptr() == add.data_ptr()
+    assert rel(out, ref) <= TOL[torch.float32]
+    assert calls == [(7, 5)]
+    # torch's product wherever oneDNN does not apply
+    xd, wd = x.double(), w.double()
+    assert rel(ops.linear(xd, wd), xd @ wd.T) <= 1e-15
+    xg = x.clone().requires_grad_()
+    ops.linear(xg, w).sum().backward()
+    assert rel(xg.grad, w.sum(0).expand(7, 5)) <= TOL[torch.float32]
+    monkeypatch.setattr(ops, "ONEDNN_STEP_MIN_FLOPS", 1 << 21)
+    ops.linear(x, w)
+    assert calls == [(7, 5)]
 
 
 def test_onednn_matmul_gradcheck(monkeypatch):

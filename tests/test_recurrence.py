@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TOL, rand, rel
+from conftest import TOL, rand, rel, spy_onednn
 
+from torchlmu import ops
 from torchlmu.exceptions import ValidationError
 from torchlmu.recurrence import (
     elman_scan,
@@ -15,10 +16,22 @@ from torchlmu.recurrence import (
     lmu_elman_scan_reference,
 )
 
+# (dtype, whether the step loops' products go to oneDNN at every size): float32 both ways
+ENGINES = [(torch.float64, False), (torch.float32, False), (torch.float32, True)]
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+
+def _engine(monkeypatch, onednn: bool) -> list | None:
+    """With ``onednn``, ops.linear's threshold at 1 and its oneDNN calls counted."""
+    if not onednn:
+        return None
+    monkeypatch.setattr(ops, "ONEDNN_STEP_MIN_FLOPS", 1)
+    return spy_onednn(monkeypatch)
+
+
+@pytest.mark.parametrize(("dtype", "onednn"), ENGINES)
 @pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid", "linear"])
-def test_elman_scan(dtype, act):
+def test_elman_scan(monkeypatch, dtype, onednn, act):
+    calls = _engine(monkeypatch, onednn)
     g = torch.Generator().manual_seed(0)
     pre, h0, W = (
         rand(17, 4, 6, dtype=dtype, g=g),
@@ -46,6 +59,8 @@ def test_elman_scan(dtype, act):
     gb = torch.autograd.grad((elman_scan_reference(pre, h0, W, act) * w).sum(), [pre, h0, W])
     for x, y in zip(gc, gb, strict=True):
         assert rel(x, y) <= TOL[dtype]
+    if onednn:  # every step's product, forward and backward
+        assert len(calls) >= 2 * pre.shape[0]
 
 
 def _elman_args(dtype, device="cpu", seed=0):
@@ -100,15 +115,17 @@ def test_elman_scan_on_cuda_against_the_cpu_float64_loop(act):
         assert rel(x.double().cpu(), y) <= tol
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("dtype", "onednn"), ENGINES)
 @pytest.mark.parametrize(
     ("em", "eh", "C"),
     [(True, True, 1), (True, True, 3), (False, True, 2), (True, False, 1), (False, False, 2)],
 )
 @pytest.mark.parametrize("use", ["sequences", "last", "both"])
-def test_lmu_elman_scan(dtype, em, eh, C, use):
+def test_lmu_elman_scan(monkeypatch, dtype, onednn, em, eh, C, use):
     """Outputs and every gradient equal the plain loop's, whether the loss reads the sequences,
-    only the last states (the backward then starts from them alone), or both."""
+    only the last states (the backward then starts from them alone), or both; in float32 also
+    with every step product on oneDNN."""
+    calls = _engine(monkeypatch, onednn)
     g = torch.Generator().manual_seed(1)
     T, B, H, d = 15, 3, 5, 4
     args = [
@@ -155,6 +172,8 @@ def test_lmu_elman_scan(dtype, em, eh, C, use):
     g64 = torch.autograd.grad({"sequences": seq, "last": last, "both": seq + 2 * last}[use], ps64)
     for x, y, z in zip(ga, gb, g64, strict=True):
         assert rel(x, z) <= max(TOL[dtype], 4 * rel(y, z))
+    if onednn:  # three products per step forward, three backward
+        assert len(calls) >= 6 * T
 
 
 def _lmu_elman_args(g, T, B, H, d, C, dt=torch.float64) -> tuple:

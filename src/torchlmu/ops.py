@@ -12,6 +12,7 @@ fast                                   reference
 :func:`free_response` (doubling)       :func:`memory_scan` with zero input
 :func:`matmul` (oneDNN on the CPU)     :func:`matmul_reference` (``a @ b``)
 :func:`carry_scan` (~√n-call passes)   :func:`carry_scan_reference` (step loop)
+:func:`linear` (oneDNN step products)   :func:`linear_reference` (``x @ wᵀ + add``)
 =====================================  ==========================================
 """
 
@@ -33,6 +34,7 @@ __all__ = [
     "CHUNK_MAX_ORDER",
     "CONV_METHODS",
     "EULER_O_D_MIN_ORDER",
+    "ONEDNN_STEP_MIN_FLOPS",
     "block_carries_reference",
     "block_powers",
     "carry_scan",
@@ -43,6 +45,8 @@ __all__ = [
     "fused_chunked",
     "fused_conv",
     "fused_kernel",
+    "linear",
+    "linear_reference",
     "mask_padding",
     "matmul",
     "matmul_reference",
@@ -709,6 +713,51 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 def matmul_reference(a: Tensor, b: Tensor) -> Tensor:
     """Reference twin of :func:`matmul`: torch's own product."""
     return a @ b
+
+
+#: Smallest product (rows x inner x columns) a step loop's :func:`linear` gives oneDNN: each call
+#: has a fixed cost of 11–14 µs there, so below about 2·10⁶ torch's was as fast or faster on the
+#: benchmark CPU ((32 × 212)·(212 × 212): 20.6 against 19.4 µs; (100 × 212)·(212 × 212), an
+#: Elman step of W1: 34 against 50 µs; (100 × 256)·(256 × 256): 39 against 68 µs).
+ONEDNN_STEP_MIN_FLOPS = 1 << 21
+
+
+def linear(x: Tensor, w: Tensor, add: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+    """``x wᵀ (+ add)`` for x ``(M, K)``, w ``(N, K)`` (contiguous, or a transposed view of a
+    contiguous ``(K, N)``: read in place), add ``(M, N)``, written into ``out`` if given (which
+    may be ``add``): a step loop's product. By oneDNN where that is faster (float32 on the CPU,
+    eagerly, outside autograd, a product of :data:`ONEDNN_STEP_MIN_FLOPS` or more, with
+    :data:`ONEDNN_MATMUL`), its sum with ``add`` then by torch (oneDNN's fused addition measured
+    slower here: 43.7 against 41.1 µs at W1's step), else by torch.addmm. Twin:
+    :func:`linear_reference`."""
+    M, K = x.shape
+    if (
+        ONEDNN_MATMUL
+        and M * K * w.shape[0] >= ONEDNN_STEP_MIN_FLOPS
+        and x.dtype == w.dtype == torch.float32
+        and x.device.type == "cpu"
+        and x.is_contiguous()
+        and (w.is_contiguous() or w.T.is_contiguous())
+        and not tracing()
+        and not (
+            torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, add))
+        )
+        and _onednn_linear() is not None
+    ):
+        y = _onednn_linear()(x, w, None, "none", [], "")
+        if add is None:
+            return y if out is None else out.copy_(y)
+        return y.add_(add) if out is None else torch.add(y, add, out=out)
+    if add is None:
+        return x @ w.T if out is None else torch.mm(x, w.T, out=out)
+    if out is add:
+        return out.addmm_(x, w.T)
+    return torch.addmm(add, x, w.T, out=out) if out is not None else torch.addmm(add, x, w.T)
+
+
+def linear_reference(x: Tensor, w: Tensor, add: Tensor | None = None) -> Tensor:
+    """Reference twin of :func:`linear`: torch's product."""
+    return x @ w.T if add is None else add + x @ w.T
 
 
 class _ScaleStates(torch.autograd.Function):

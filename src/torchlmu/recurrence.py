@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ._tracing import tracing
 from .exceptions import ValidationError
+from .ops import linear
 
 __all__ = [
     "ACTIVATIONS",
@@ -106,10 +107,10 @@ def elman_scan_reference(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor
 def _elman_forward(pre: Tensor, h0: Tensor, W: Tensor, act: str, out: Tensor) -> Tensor:
     """States into ``out`` (which may be ``pre`` itself: each step reads pre[t] before writing
     it) with one in-place BLAS call and activation per step."""
-    WT, act_ = W.T, activation_fn_(act)
+    act_ = activation_fn_(act)
     h = h0
     for t in range(pre.shape[0]):
-        act_(torch.addmm(pre[t], h, WT, out=out[t]))
+        act_(linear(h, W, pre[t], out=out[t]))
         h = out[t]
     return out
 
@@ -141,10 +142,7 @@ def _elman_backward(h0, W, Hs, act, gH, g_last):
         # f' is read from the state inside the step's one fused pass (a separate pass over all
         # T states for f' cost as much again as the whole elementwise part of the loop)
         dmul(g, Hs[t], grad_input=G[t])
-        if t > 0 and gH is not None:
-            g = torch.addmm(gH[t - 1], G[t], W)
-        else:
-            g = G[t] @ W
+        g = linear(G[t], W.T, gH[t - 1] if t > 0 and gH is not None else None)
     gW = G[0].T @ h0  # Σ_t G_tᵀ h_{t−1}, without concatenating h0 to the states
     if T > 1:
         gW = gW.addmm_(flat(G[1:]).T, flat(Hs[:-1]))
@@ -354,7 +352,6 @@ def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
     Ms = xu.new_empty((T, B, C * d))
     Hs = xh.new_empty(xh.shape)
     Us = xu.clone(memory_format=torch.contiguous_format)
-    AT, WmT, WhT = Ad.T, Wm.T, Wh.T
     EmT = None if Em is None else Em.T
     EhT = None if Eh is None else Eh.T
     act_ = activation_fn_(act)
@@ -366,11 +363,11 @@ def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
         if EhT is not None:
             u.addmm_(h, EhT)
         mt = Ms[t]
-        torch.mm(m.reshape(B * C, d), AT, out=mt.view(B * C, d))
+        linear(m.reshape(B * C, d), Ad, out=mt.view(B * C, d))
         mt.view(B, C, d).addcmul_(u.unsqueeze(-1), Bd)
         ht = Hs[t]
-        torch.addmm(xh[t], mt, WmT, out=ht)
-        ht.addmm_(h, WhT)
+        linear(mt, Wm, xh[t], out=ht)
+        linear(h, Wh, ht, out=ht)
         act_(ht)
         m, h = mt, ht
     return Ms, Hs, Us
@@ -430,12 +427,12 @@ def lmu_elman_backward_steps(
         gmt = Gm[t]
         if gM is not None:
             gmt.add_(gM[t])
-        gmt.addmm_(gp, Wm)
+        linear(gp, Wm.T, gmt, out=gmt)
         gu = Gu[t]
         torch.mm(gmt.view(B * C, d), BdT, out=gu.view(B * C, 1))
         to_m, to_h = (Gm[t - 1], Gpre[t - 1]) if t > 0 else (gm0, gh0)
-        torch.mm(gmt.view(B * C, d), Ad, out=to_m.view(B * C, d))
-        torch.mm(gp, Wh, out=to_h)
+        linear(gmt.view(B * C, d), Ad.T, out=to_m.view(B * C, d))
+        linear(gp, Wh.T, out=to_h)
         if Em is not None:
             to_m.addmm_(gu, Em)
         if Eh is not None:
