@@ -100,6 +100,23 @@ def test_carry_scan_equals_step_loop(monkeypatch, dtype, n, with_s0, split):
         assert (diff <= TOL[dtype] * 10 * size).all()  # (S_0 = 0 exactly when no S0 is given)
 
 
+def test_blocked_memory_of_an_empty_sequence():
+    """T = 0: no block and no carry (the carry operator returns none, as its fake kernel says),
+    the same empty states as the step loop, with or without an initial state."""
+    Ad, Bd, u, _ = setup(torch.float32, T=1)
+    u = u[:0]
+    m0 = torch.randn(4, 3, 8)
+    for init in (None, m0):
+        assert (
+            ops.memory_chunked(u, Ad, Bd, init, 8).shape == ops.memory_scan(u, Ad, Bd, init).shape
+        )
+    assert torch.ops.torchlmu.block_carries(torch.randn(2, 0, 3), Ad[:3, :3], None).shape == (
+        2,
+        0,
+        3,
+    )
+
+
 def test_carry_scan_splits_where_calls_cost_more_than_flops():
     """The split's rule on the CPU, at shapes whose timings set CALL_FLOPS (2 threads, 199
     steps): W2's carry (16 × 64 states: 1.00 → 0.49 ms) and 64 × 64 (2.12 → 1.86) split;

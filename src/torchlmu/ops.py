@@ -341,6 +341,8 @@ def block_carries_reference(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
 
 def _carries_forward(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
     """``(J, R, d)`` carries: the states :func:`carry_scan` reaches from E's first J − 1 blocks."""
+    if E.shape[1] == 0:  # no block, no carry (carry_scan would still return S_0)
+        return E.new_empty((0, E.shape[0], E.shape[2]))
     return carry_scan(E.transpose(0, 1)[:-1], AL, S0)
 
 
@@ -360,7 +362,8 @@ def scan_groups(n: int, R: int, d: int, device: torch.device) -> int:
     saved = n - (2 * K + G)  # calls; at least one from n = 11 on
     if saved <= 0:
         return 0
-    extra = 2 * n * R * d * d + 2 * d**3 * math.log2(K)  # pass 1 again, and P^K
+    powers = K.bit_length() + K.bit_count() - 2  # matrix_power's products for P^K
+    extra = 2 * n * R * d * d + 2 * d**3 * powers  # flops: pass 1 again, and P^K
     return K if saved * CALL_FLOPS.get(device.type, CALL_FLOPS["cuda"]) > extra else 0
 
 
@@ -634,8 +637,9 @@ def right_align(u: Tensor, lengths: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------ the large products
-#: Use oneDNN's float32 matmul for the blocked memory's large products on the CPU when torch
-#: has it (set False to keep every product on torch.mm). On the 2-core AVX-512 AMD EPYC of the
+#: Use oneDNN's float32 matmul on the CPU where torch has it, for the blocked memory's large
+#: products (:func:`matmul`) and the step loops' (:func:`linear`); False keeps every product on
+#: torch's. On the 2-core AVX-512 AMD EPYC of the
 #: benchmarks torch's (MKL's) sgemm ran 2048³ at 226 GFLOP/s and oneDNN's at 487 GFLOP/s; W1's
 #: projection GEMM took 36.5 against 59.1 ms (benchmarks/onednn_probe.py).
 ONEDNN_MATMUL = True
@@ -696,7 +700,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     differ by float32 rounding only (about 3e-7 relative at the blocked memory's shapes, 6e-7
     for the gradients). Tuned for those shapes (K small, N wide): for a long-K product with a
     narrow N, e.g. a recurrence's weight gradient (212 × 78,400) @ (78,400 × 212), torch's was
-    faster here (38 against 61 ms), so the recurrences keep torch's products."""
+    faster here (38 against 61 ms), so the recurrences' weight gradients keep torch's products
+    (their step products go through :func:`linear`)."""
     if (
         ONEDNN_MATMUL
         and a.dtype == torch.float32
@@ -715,7 +720,8 @@ def matmul_reference(a: Tensor, b: Tensor) -> Tensor:
     return a @ b
 
 
-#: Smallest product (rows x inner x columns) a step loop's :func:`linear` gives oneDNN: each call
+#: Smallest product (rows x inner x columns: multiply-adds) a step loop's :func:`linear` gives
+#: oneDNN: each call
 #: has a fixed cost of 11–14 µs there, so below about 2·10⁶ torch's was as fast or faster on the
 #: benchmark CPU ((32 × 212)·(212 × 212): 20.6 against 19.4 µs; (100 × 212)·(212 × 212), an
 #: Elman step of W1: 34 against 50 µs; (100 × 256)·(256 × 256): 39 against 68 µs).
@@ -724,8 +730,8 @@ ONEDNN_STEP_MIN_FLOPS = 1 << 21
 
 def linear(x: Tensor, w: Tensor, add: Tensor | None = None, out: Tensor | None = None) -> Tensor:
     """``x wᵀ (+ add)`` for x ``(M, K)``, w ``(N, K)`` (contiguous, or a transposed view of a
-    contiguous ``(K, N)``: read in place), add ``(M, N)``, written into ``out`` if given (which
-    may be ``add``): a step loop's product. By oneDNN where that is faster (float32 on the CPU,
+    contiguous ``(K, N)``: read in place), add ``(M, N)`` of x's dtype, written into ``out`` if
+    given (which may be ``add``, but must not overlap x or w): a step loop's product. By oneDNN where that is faster (float32 on the CPU,
     eagerly, outside autograd, a product of :data:`ONEDNN_STEP_MIN_FLOPS` or more, with
     :data:`ONEDNN_MATMUL`), its sum with ``add`` then by torch (oneDNN's fused addition measured
     slower here: 43.7 against 41.1 µs at W1's step), else by torch.addmm. Twin:
@@ -738,6 +744,7 @@ def linear(x: Tensor, w: Tensor, add: Tensor | None = None, out: Tensor | None =
         and x.device.type == "cpu"
         and x.is_contiguous()
         and (w.is_contiguous() or w.T.is_contiguous())
+        and (add is None or add.dtype == x.dtype)
         and not tracing()
         and not (
             torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, add))

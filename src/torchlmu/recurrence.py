@@ -106,7 +106,8 @@ def elman_scan_reference(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor
 
 def _elman_forward(pre: Tensor, h0: Tensor, W: Tensor, act: str, out: Tensor) -> Tensor:
     """States into ``out`` (which may be ``pre`` itself: each step reads pre[t] before writing
-    it) with one in-place BLAS call and activation per step."""
+    it) with one product (:func:`~torchlmu.ops.linear`: torch's addmm into the slot, or oneDNN's
+    product then the addition into it) and the activation in place per step."""
     act_ = activation_fn_(act)
     h = h0
     for t in range(pre.shape[0]):
