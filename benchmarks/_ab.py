@@ -11,12 +11,15 @@ from collections.abc import Callable
 import torch
 
 
-def setup(doc: str) -> argparse.Namespace:
-    """The A/B scripts' command line (``--threads``, ``--rounds``), then the training entry
-    points' CPU settings (``torchlmu.runtime.configure_cpu``) and a fixed seed."""
+def setup(doc: str, device: bool = False) -> argparse.Namespace:
+    """The A/B scripts' command line (``--threads``, ``--rounds``, and ``--device`` where the
+    script offers one), then the training entry points' CPU settings
+    (``torchlmu.runtime.configure_cpu``) and a fixed seed."""
     ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=8)
+    if device:
+        ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = ap.parse_args()
     from torchlmu.runtime import configure_cpu
 
@@ -26,19 +29,26 @@ def setup(doc: str) -> argparse.Namespace:
 
 
 def alternate(
-    variants: dict[str, Callable[[], None]], step: Callable[[], None], rounds: int, runs: int
+    variants: dict[str, Callable[[], None]],
+    step: Callable[[], None],
+    rounds: int,
+    runs: int,
+    sync: Callable[[], None] = lambda: None,
 ) -> dict[str, list[float]]:
     """Per variant, one time (ms) per round: each round switches every variant on in turn
-    (its callable), runs ``step`` once to warm up, then ``runs`` times, and keeps the minimum."""
+    (its callable), runs ``step`` once to warm up, then ``runs`` times, and keeps the minimum.
+    ``sync`` waits for the device before the clock is read (a GPU works asynchronously)."""
     out: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, switch_on in variants.items():
             switch_on()
             step()
+            sync()
             times = []
             for _ in range(runs):
                 t0 = time.perf_counter()
                 step()
+                sync()
                 times.append((time.perf_counter() - t0) * 1e3)
             out[name].append(min(times))
     return out

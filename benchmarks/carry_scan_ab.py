@@ -4,9 +4,10 @@ in one process so that both see the same machine state. One JSON line per worklo
 variant's per-round minimum of 5 runs, over ``--rounds`` rounds, and their medians.
 
 W2 is bench.py's (memory alone, B 16, T 10,000, order 64: 199 carries of 16 × 64 states);
-W2-long the same memory over T 100,000 (1,999 carries); W2-gpu-like one sequence (B 1).
+W2-long the same memory over T 100,000 (1,999 carries); W2-one-sequence one sequence (B 1).
 
     python benchmarks/carry_scan_ab.py --threads 2
+    python benchmarks/carry_scan_ab.py --device cuda --rounds 3   # synchronised timing
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import torch
 from _ab import alternate, setup, summary  # benchmarks/_ab.py
 
 
-def _steps(B: int, T: int):
+def _steps(B: int, T: int, device: str):
     """(train, infer) of a LegendreMemory of order 64 (θ 10,000) on a (B, T, 1) input."""
     from torchlmu import LegendreMemory
 
-    mem = LegendreMemory(1, 64, 10_000.0, batch_first=True)
-    x = torch.randn(B, T, 1)
+    mem = LegendreMemory(1, 64, 10_000.0, batch_first=True, device=device)
+    x = torch.randn(B, T, 1, device=device)
     with torch.no_grad():
         dy = torch.randn_like(mem(x)[0])
 
@@ -39,8 +40,11 @@ def _steps(B: int, T: int):
 
 
 def main() -> None:
-    args = setup(__doc__)
+    args = setup(__doc__, device=True)
     from torchlmu import ops
+
+    dev = torch.device(args.device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
     library = dict(ops.CALL_FLOPS)
 
@@ -51,12 +55,13 @@ def main() -> None:
     cases = {"W2": (16, 10_000), "W2-long": (16, 100_000), "W2-one-sequence": (1, 10_000)}
     try:
         for name, (B, T) in cases.items():
-            train, infer = _steps(B, T)
+            train, infer = _steps(B, T, args.device)
             for phase, fn in (("train", train), ("infer", infer)):
-                runs = alternate(variants, fn, args.rounds, runs=5)
+                runs = alternate(variants, fn, args.rounds, runs=5, sync=sync)
                 print(json.dumps({
                     "workload": name, "phase": phase, "B": B, "T": T, "order": 64,
-                    "threads": args.threads, "torch": torch.__version__, **summary(runs),
+                    "device": str(dev), "threads": args.threads, "torch": torch.__version__,
+                    **summary(runs),
                 }), flush=True)  # fmt: skip
     finally:
         ops.CALL_FLOPS = library
