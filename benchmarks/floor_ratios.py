@@ -42,6 +42,19 @@ def _run(args: list[str]) -> list[dict]:
     return [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
 
 
+def _after_gemm(ts: list[float], fs: list[float] | None) -> dict:
+    """Ratios against floors.py's ``floor_after_gemm_ms`` (W2's training floor with its two
+    passes over the states timed after the GEMM before them, as the step runs them)."""
+    if not fs:
+        return {}
+    ratios = [a / b for a, b in zip(ts, fs, strict=False)]
+    return {
+        "floor_after_gemm": [round(v, 3) for v in fs],
+        "ratios_after_gemm": [round(v, 3) for v in ratios],
+        "ratio_after_gemm_median": round(statistics.median(ratios), 3),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -54,12 +67,15 @@ def main() -> None:
     t = ["--threads", str(args.threads), "--device", args.device]
     times: dict[tuple[str, str], list[float]] = {}
     floors: dict[tuple[str, str], list[float]] = {}
+    after_gemm: dict[tuple[str, str], list[float]] = {}  # W2 train: its passes timed cold
     for r in range(args.rounds):
         if not args.quick:  # floors.py has the full sizes only
             for rec in _run([os.path.join(HERE, "floors.py"), *t]):
                 print(json.dumps({"round": r, "script": "floors.py", **rec}), flush=True)
                 key = (rec["workload"], rec["phase"])
                 floors.setdefault(key, []).append(rec.get("floor_ms", rec.get("floor_us")))
+                if "floor_after_gemm_ms" in rec:
+                    after_gemm.setdefault(key, []).append(rec["floor_after_gemm_ms"])
         for w, impl, mode, phase in MEASURED:
             one = ["--one", w, impl, mode, phase, *t, *(["--quick"] if args.quick else [])]
             (rec,) = _run([os.path.join(HERE, "bench.py"), *one])
@@ -77,6 +93,7 @@ def main() -> None:
             "floor": [round(v, 3) for v in fs],
             "ratios": [round(v, 3) for v in ratios],
             "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+            **_after_gemm(ts, after_gemm.get(key)),
             "threads": args.threads,
             "device": args.device,
         }
