@@ -60,3 +60,29 @@ def summary(runs: dict[str, list[float]], digits: int = 3) -> dict:
         "rounds_ms": {k: [round(v, digits) for v in r] for k, r in runs.items()},
         "median_ms": {k: round(statistics.median(r), digits) for k, r in runs.items()},
     }
+
+
+def psmnist_steps(recurrent: bool = False) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(training step, inference) of bench.py's W1 model (the psMNIST LMU, B 100, T 784, order
+    256, hidden 212, a Linear(10) head), or W5's with ``recurrent`` (hidden→memory and
+    memory→memory on)."""
+    from torch import nn
+
+    from torchlmu import LMU
+
+    lmu = LMU(1, 212, 256, 784.0, input_to_hidden=True, hidden_to_memory=recurrent,
+              memory_to_memory=recurrent, init="psmnist", batch_first=True,
+              return_sequences=False)  # fmt: skip
+    head = nn.Linear(212, 10)
+    x, y = torch.rand(100, 784, 1), torch.randint(0, 10, (100,))
+
+    def train():
+        lmu.zero_grad(set_to_none=True)
+        head.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(head(lmu(x)[0]), y).backward()
+
+    def infer():
+        with torch.no_grad():
+            head(lmu(x)[0])
+
+    return train, infer

@@ -12,23 +12,14 @@ import json
 from collections.abc import Callable
 
 import torch
-from _ab import alternate, setup, summary  # benchmarks/_ab.py
-from torch import nn
+from _ab import alternate, psmnist_steps, setup, summary  # benchmarks/_ab.py
 
 
 def main() -> None:
     args = setup(__doc__)
-    from torchlmu import LMU, ops
+    from torchlmu import ops
 
-    lmu = LMU(1, 212, 256, 784.0, input_to_hidden=True, init="psmnist", batch_first=True,
-              return_sequences=False)  # fmt: skip
-    head = nn.Linear(212, 10)
-    x, y = torch.rand(100, 784, 1), torch.randint(0, 10, (100,))
-
-    def step():
-        lmu.zero_grad(set_to_none=True)
-        head.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(head(lmu(x)[0]), y).backward()
+    step, _ = psmnist_steps()
 
     def torch_products(ctx, g):  # the backward before session 12
         a, b = ctx.saved_tensors

@@ -15,29 +15,7 @@ import json
 from collections.abc import Callable
 
 import torch
-from _ab import alternate, setup, summary  # benchmarks/_ab.py
-from torch import nn
-
-
-def _model(recurrent: bool):
-    from torchlmu import LMU
-
-    lmu = LMU(1, 212, 256, 784.0, input_to_hidden=True, hidden_to_memory=recurrent,
-              memory_to_memory=recurrent, init="psmnist", batch_first=True,
-              return_sequences=False)  # fmt: skip
-    head = nn.Linear(212, 10)
-    x, y = torch.rand(100, 784, 1), torch.randint(0, 10, (100,))
-
-    def train():
-        lmu.zero_grad(set_to_none=True)
-        head.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(head(lmu(x)[0]), y).backward()
-
-    def infer():
-        with torch.no_grad():
-            head(lmu(x)[0])
-
-    return train, infer
+from _ab import alternate, psmnist_steps, setup, summary  # benchmarks/_ab.py
 
 
 def main() -> None:
@@ -52,7 +30,7 @@ def main() -> None:
     variants = {"torch products": use(float("inf")), "oneDNN (library)": use(library)}
     try:
         for name, recurrent in (("W1", False), ("W5", True)):
-            train, infer = _model(recurrent)
+            train, infer = psmnist_steps(recurrent)
             for phase, fn in (("train", train), ("infer", infer)):
                 runs = alternate(variants, fn, args.rounds, runs=3)
                 print(json.dumps({
