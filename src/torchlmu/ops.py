@@ -383,10 +383,7 @@ def carry_scan(E: Tensor, P: Tensor, S0: Tensor | None) -> Tensor:
     K = scan_groups(n, R, d, E.device)
     if not K:
         out = E.new_empty((n + 1, R, d))
-        if S0 is None:
-            out[0].zero_()
-        else:
-            out[0].copy_(S0)
+        _start(out[0], S0)
         for j in range(n):
             torch.addmm(E[j], out[j], P, out=out[j + 1])
         return out
@@ -401,10 +398,7 @@ def carry_scan(E: Tensor, P: Tensor, S0: Tensor | None) -> Tensor:
     Z = Z.view(G, R, d)
     out = E.new_empty((K, G, R, d))  # [k, g] = S_{gK+k}
     S = out[0]  # (2): the entering states
-    if S0 is None:
-        S[0].zero_()
-    else:
-        S[0].copy_(S0)
+    _start(S[0], S0)
     PK = torch.linalg.matrix_power(P, K)
     for g in range(G - 1):
         torch.addmm(Z[g], S[g], PK, out=S[g + 1])
@@ -412,6 +406,14 @@ def carry_scan(E: Tensor, P: Tensor, S0: Tensor | None) -> Tensor:
     for k in range(K - 1):
         torch.addmm(Eg[k], flat[k], P, out=flat[k + 1])
     return out.transpose(0, 1).reshape(G * K, R, d)[: n + 1]
+
+
+def _start(slot: Tensor, S0: Tensor | None) -> None:
+    """Write the initial state S0 (or zero) into a scan's first slot."""
+    if S0 is None:
+        slot.zero_()
+    else:
+        slot.copy_(S0)
 
 
 def carry_scan_reference(E: Tensor, P: Tensor, S0: Tensor | None) -> Tensor:
