@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from torchlmu.ops import linear, matmul, scan_groups  # oneDNN where the library uses it
+from torchlmu.ops import chunk_size, linear, matmul, scan_groups  # as the library runs them
 
 DEVICE = torch.device("cpu")  # set by --device
 
@@ -141,18 +141,22 @@ def _carries(n: int, R: int, d: int) -> dict:
     }
 
 
-def w2(B=16, T=10_000, d=64, L=50) -> list[dict]:
+def w2(B=16, T=10_000, d=64) -> list[dict]:
     """memory_chunked: one GEMM writes every state, after the block-end states (one GEMM) and
-    their carry across the T/L blocks (:func:`_carries`). Training scales one memory of x by
-    the encoder (a pass) and the encoder's gradient is one dot product of the states with the
-    given output gradient (bench.py's W2 training step backpropagates a fixed one)."""
+    their carry across the T/L blocks (:func:`_carries`), L the library's block length on this
+    device (``ops.chunk_size``: 25 on the CPU, 50 until session 14). Training scales one memory
+    of x by the encoder (a pass) and the encoder's gradient is one dot product of the states
+    with the given output gradient (bench.py's W2 training step backpropagates a fixed one)."""
+    L = chunk_size(T, d, DEVICE)
     J = B * T // L
     A, W = _r(J, L + d), _r(L + d, L * d)
     xb, Hr = _r(J, L), _r(L, d)
     k = {
-        "block-end states: one GEMM": _median_ms(lambda: xb @ Hr),
+        f"block-end states: one GEMM {J}x{L} {L}x{d}": _median_ms(lambda: xb @ Hr),
         **_carries(T // L - 1, B, d),
-        "all states: one GEMM (ops.matmul)": _median_ms(lambda: matmul(A, W)),
+        f"all states: one GEMM {J}x{L + d} {L + d}x{L * d} (ops.matmul)": _median_ms(
+            lambda: matmul(A, W)
+        ),
     }
     infer = dict(k)
     y, g = _r(B, T, d), _r(B, T, d)

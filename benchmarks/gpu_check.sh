@@ -12,7 +12,8 @@
 #      then W5 again with the fully recurrent scan on its Triton kernels (torchlmu.triton_scan,
 #      TORCHLMU_TRITON_SCAN=1; off by default until this check has passed on a GPU),
 #      benchmarks/triton_scan_sweep.py: the scan's step loops against the kernels' settings,
-#      benchmarks/carry_scan_ab.py on the GPU (the split carry against the step loop) and
+#      benchmarks/carry_scan_ab.py on the GPU (the split carry against the step loop),
+#      benchmarks/chunk_size_sweep.py on the GPU (the blocked memory's block length) and
 #      benchmarks/large_order.py on the GPU (orders 1024 and 4096);
 #   3. the psMNIST paper model's 10-epoch timing on the GPU (a tuning run: no test metric),
 #      with the Triton scan unless TRITON_SCAN=0 (steps 3 and 4),
@@ -53,6 +54,9 @@ if [ "${BENCH:-1}" = 1 ]; then
   # the blocked memory's carry as a step loop against carry_scan's grouped passes on the GPU
   # (ops.CALL_FLOPS["cuda"] is a guess until this runs; about a minute)
   $PY benchmarks/carry_scan_ab.py --device cuda --threads 1 --rounds 3 2>&1 | tee "$OUT/carry-scan-ab-cuda.jsonl"
+  # the blocked memory's block length on the GPU (ops.chunk_size keeps L ≈ d there, unmeasured
+  # since the CPU's rule changed to √(8d) in session 14; under a minute)
+  $PY benchmarks/chunk_size_sweep.py --device cuda --threads 1 --rounds 2 2>&1 | tee "$OUT/chunk-size-sweep-cuda.jsonl"
   # large orders built on the GPU (item 5; seconds): the ZOH's float64 squarings there
   $PY benchmarks/large_order.py --orders 1024 4096 --device cuda 2>&1 | tee "$OUT/large-order-cuda.jsonl"
 fi

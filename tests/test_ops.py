@@ -52,6 +52,41 @@ def test_memory_chunked_equals_scan(dtype, batch, T, L):
         assert rel(a, b) <= TOL[dtype] * 10  # Ā's gradient sums T·B·C products
 
 
+@pytest.mark.parametrize(
+    ("d", "T", "cpu", "other"),
+    [  # benchmarks/chunk_size_sweep.py's shapes (CPU), and the rule kept for a GPU
+        (16, 10_000, 16, 16),
+        (64, 10_000, 25, 50),
+        (64, 784, 28, 56),
+        (128, 2_000, 25, 125),
+        (256, 784, 49, 196),
+        (256, 10_000, 50, 250),
+        (512, 784, 56, 392),
+        (8, 37, 16, 16),  # no divisor of a prime near the base: a padded tail
+        (4096, 10_000, 50, 5000),  # √(8d) capped at 64 on the CPU
+        (64, 10, 10, 10),  # never longer than the sequence
+    ],
+)
+def test_chunk_size(d, T, cpu, other):
+    assert ops.chunk_size(T, d) == ops.chunk_size(T, d, torch.device("cpu")) == cpu
+    assert ops.chunk_size(T, d, "cuda") == other
+
+
+def test_memory_chunked_default_block_on_the_cpu_equals_scan():
+    """Order 64 over 300 steps: the CPU's default L is 25 (12 blocks, against 5 of 60 before)."""
+    Ad, Bd, u, _ = setup(torch.float64, d=64, theta=300.0, T=300, batch=(2,), C=1)
+    assert ops.chunk_size(300, 64) == 25
+    m0 = torch.randn(2, 1, 64, dtype=torch.float64)
+    args = [t.clone().requires_grad_() for t in (u, Ad, Bd, m0)]
+    out, ref = ops.memory_chunked(*args), ops.memory_scan(*args)
+    assert rel(out, ref) <= TOL[torch.float64]
+    w = torch.randn(ref.shape, dtype=torch.float64)
+    ga = torch.autograd.grad((out * w).sum(), args)
+    gb = torch.autograd.grad((ref * w).sum(), args)
+    for a, b in zip(ga, gb, strict=True):
+        assert rel(a, b) <= TOL[torch.float64] * 10
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(
     ("T", "L", "C"),

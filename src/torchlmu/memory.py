@@ -464,7 +464,7 @@ class LegendreMemory(nn.Module):
         T = u.shape[0]
         conv = self._conv()
         if conv == "chunk":
-            L = ops.chunk_size(T, self.order)
+            L = ops.chunk_size(T, self.order, u.device)
             Ad, Bd = self.discretized()
             return ops.memory_chunked(u, Ad, Bd, m0, L, self.chunk_weights(L))
         seq = ops.memory_conv(u, self.kernel(T), conv)

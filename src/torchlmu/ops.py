@@ -225,10 +225,20 @@ def memory_conv(u: Tensor, H: Tensor, method: str = "fft") -> Tensor:
     return y.permute(2, 0, 1).reshape(T, *u.shape[1:], d)
 
 
-def chunk_size(T: int, d: int) -> int:
-    """Block length of :func:`memory_chunked`: about the order (balances its two matmuls),
-    preferring a divisor of T within [d/2, 2d] (no padded tail to slice off)."""
-    base = max(16, 8 * -(-d // 8))
+def chunk_size(T: int, d: int, device: torch.device | str = "cpu") -> int:
+    """Block length of :func:`memory_chunked` on ``device``, preferring a divisor of T within
+    ±50 % (no padded tail to slice off).
+
+    The all-states GEMM costs ~2·T·d·(L + d) flops per sequence and the carry ~T/L calls of
+    d² work each: their sum is least near L = √(c·d), c the cost of a carry's call in GEMM
+    flops per state. On the CPU L = √(8d), within [16, 64] (``benchmarks/chunk_size_sweep.py``,
+    2 cores, orders 16-512: within 5 % of the fastest L swept at every shape, where L ≈ d took
+    up to 2.5x as long at order 512). Elsewhere (a GPU, whose carry calls are launch-bound and
+    whose GEMMs are cheap) about the order, as measured there before (16 at least)."""
+    if torch.device(device).type == "cpu":
+        base = min(64, max(16, round(math.sqrt(8 * d))))
+    else:
+        base = max(16, 8 * -(-d // 8))
     return _divisor_near(T, base if _symbolic(T) else min(T, base))
 
 
@@ -296,7 +306,7 @@ def memory_chunked(
     """
     T = u.shape[0]
     d = Ad.shape[-1]
-    L = chunk_size(T, d) if L is None else L
+    L = chunk_size(T, d, u.device) if L is None else L
     J = _blocks(T, L)
     x = u.reshape(T, _rows(u)).T  # (R, T), R = N·C rows
     R = x.shape[0]
