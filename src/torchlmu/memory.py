@@ -355,7 +355,10 @@ class LegendreMemory(nn.Module):
     # ------------------------------------------------------------------------------ stages
     def encode(self, x: Tensor) -> Tensor:
         """u = E x (+ b): ``(..., I)`` -> ``(..., C)``."""
-        u = x @ self.input_encoders.T
+        E = self.input_encoders
+        # one input: the same products broadcast (a matmul of inner size 1 took 104 µs for W2's
+        # 160,000 steps, and first copied a batch-first x to rows)
+        u = x * E.T if x.shape[-1] == 1 else x @ E.T
         return u if self.memory_bias is None else u + self.memory_bias
 
     def scalar_input(self, x: Tensor, m0: Tensor | None) -> bool:

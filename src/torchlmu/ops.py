@@ -232,8 +232,8 @@ def chunk_size(T: int, d: int, device: torch.device | str = "cpu") -> int:
     The all-states GEMM costs ~2·T·d·(L + d) flops per sequence and the carry ~T/L calls of
     d² work each: their sum is least near L = √(c·d), c the cost of a carry's call in GEMM
     flops per state. On the CPU L = √(8d), within [16, 64] (``benchmarks/chunk_size_sweep.py``,
-    2 cores, orders 16-512: within 5 % of the fastest L swept at every shape, where L ≈ d took
-    up to 2.5x as long at order 512). Elsewhere (a GPU, whose carry calls are launch-bound and
+    2 cores, orders 16-512, two sittings: within 5 % of the fastest L swept at orders 64-512 and
+    9 % at order 16, where L ≈ d took up to 2.5x as long at order 512). Elsewhere (a GPU, whose carry calls are launch-bound and
     whose GEMMs are cheap) about the order, as measured there before (16 at least)."""
     if torch.device(device).type == "cpu":
         base = min(64, max(16, round(math.sqrt(8 * d))))
