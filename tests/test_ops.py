@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import TOL, rel, spy_onednn
@@ -279,6 +281,66 @@ def test_scale_states_equals_multiply(dtype, C, layout):
         assert rel(a, b) <= TOL[dtype]
     with pytest.raises(ValidationError, match="e"):
         ops.scale_states(M, e.reshape(-1))
+
+
+def _scale_through_case(dtype, layout="time-major", seed=0):
+    """A blocked memory of order 6 as the linear map f, an input x (T, B, 1), an output weight."""
+    g = torch.Generator().manual_seed(seed)
+    Ad, Bd, _, _ = setup(dtype, d=6, T=30)
+    x = torch.randn(30, 4, 1, generator=g, dtype=torch.float64).to(dtype)
+    if layout == "batch-major":  # a batch-first input, as the module passes it
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    w = torch.randn(30, 4, 1, 6, generator=g, dtype=torch.float64).to(dtype)
+    return (lambda u: ops.memory_chunked(u, Ad, Bd, None, 8)), x, w
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["time-major", "batch-major"])
+@pytest.mark.parametrize("e0", [0.7, -3.0, 0.0, 1e-30, float("inf")])
+def test_scale_through_equals_reference(dtype, layout, e0):
+    """e·f(x) as f(e·x), e's gradient as <g, f(e·x)>/e, against autograd's f(x)·e; at e = 0, a
+    scale near underflow (1e-30 < √tiny in both dtypes) and inf, f(x) again instead (∂/∂e of
+    e·f(x) is f(x) whatever e is)."""
+    f, x, w = _scale_through_case(dtype, layout)
+    e = torch.full((1, 1), e0, dtype=dtype, requires_grad=True)
+    out = ops.scale_through(f, x, e)
+    (ge,) = torch.autograd.grad(out, e, w)
+    if math.isfinite(e0):
+        e_ref = e.detach().clone().requires_grad_()
+        ref = ops.scale_through_reference(f, x, e_ref)
+        assert rel(out.detach(), ref.detach()) <= TOL[dtype]
+        (gr,) = torch.autograd.grad(ref, e_ref, w)
+    else:
+        gr = (f(x) * w).sum().reshape(1, 1)
+    assert rel(ge, gr) <= TOL[dtype] * 10  # one dot product over 720 states, then a division
+
+
+def test_scale_through_recomputes_only_when_it_cannot_divide():
+    """f runs once forward and not again backward for an ordinary e; once more for e = 0."""
+    f0, x, w = _scale_through_case(torch.float64)
+    calls = []
+
+    def f(u):
+        calls.append(1)
+        return f0(u)
+
+    for e0, runs in ((0.5, 1), (0.0, 2)):
+        calls.clear()
+        e = torch.full((1, 1), e0, dtype=torch.float64, requires_grad=True)
+        torch.autograd.grad((ops.scale_through(f, x, e) * w).sum(), e)
+        assert len(calls) == runs, (e0, len(calls))
+
+
+def test_gradcheck_scale_through():
+    f, x, _ = _scale_through_case(torch.float64)
+    x = x[:12, :2]
+    for e0 in (0.8, 0.0):
+        e = torch.full((1, 1), e0, dtype=torch.float64, requires_grad=True)
+        g = lambda e: ops.scale_through(f, x, e)  # noqa: E731
+        assert torch.autograd.gradcheck(g, (e,))
+        assert torch.autograd.gradgradcheck(g, (e,))
+    with pytest.raises(ValidationError, match="e"):
+        ops.scale_through(f, x, torch.ones(2, 1, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("a_layout", ["contiguous", "transposed"])

@@ -61,6 +61,8 @@ __all__ = [
     "poison",
     "right_align",
     "scale_states",
+    "scale_through",
+    "scale_through_reference",
     "scan_groups",
     "split_nonfinite",
     "zero_padding",
@@ -779,6 +781,17 @@ def linear_reference(x: Tensor, w: Tensor, add: Tensor | None = None) -> Tensor:
     return x @ w.T if add is None else add + x @ w.T
 
 
+def _states_dot(g: Tensor, M: Tensor) -> Tensor:
+    """Σ g[..., c, :] · M[..., 0, :] per channel c ``(C, 1)``, for M ``(..., 1, d)`` and g
+    ``(..., C, d)``: with one channel a dot product that reads both once in their memory order
+    (autograd's multiply backward writes g·M out in full, then sums it)."""
+    order = sorted(range(M.dim()), key=lambda i: -M.stride(i))
+    Mo, go = M.permute(order), g.permute(order)
+    if g.shape[-2] == 1 and Mo.is_contiguous() and go.is_contiguous():
+        return torch.dot(go.reshape(-1), Mo.reshape(-1)).reshape(1, 1)
+    return (g * M).sum((*range(M.dim() - 2), -1)).unsqueeze(-1)
+
+
 class _ScaleStates(torch.autograd.Function):
     @staticmethod
     def forward(ctx, M: Tensor, e: Tensor) -> Tensor:
@@ -789,16 +802,7 @@ class _ScaleStates(torch.autograd.Function):
     def backward(ctx, g: Tensor):
         M, e = ctx.saved_tensors
         gM = g * e if ctx.needs_input_grad[0] else None
-        ge = None
-        if ctx.needs_input_grad[1]:
-            # ∂L/∂e_c = Σ g[..., c, :] · M[..., 0, :]: a dot product over the states, read once in
-            # their memory order (autograd's mul backward writes g·M out in full, then sums it).
-            order = sorted(range(M.dim()), key=lambda i: -M.stride(i))
-            Mo, go = M.permute(order), g.permute(order)
-            if e.shape[0] == 1 and Mo.is_contiguous() and go.is_contiguous():
-                ge = torch.dot(go.reshape(-1), Mo.reshape(-1)).reshape(1, 1)
-            else:
-                ge = (g * M).sum((*range(M.dim() - 2), -1)).unsqueeze(-1)
+        ge = _states_dot(g, M) if ctx.needs_input_grad[1] else None
         return gM, ge
 
 
@@ -811,6 +815,49 @@ def scale_states(M: Tensor, e: Tensor) -> Tensor:
             "e", "a (C, 1) tensor scaling states of shape (..., 1, d)", tuple(e.shape)
         )
     return _ScaleStates.apply(M, e)
+
+
+def _divides_exactly(e: Tensor) -> bool:
+    """Whether <g, e·M>/e recovers <g, M> to rounding: e finite and far from underflow (|e| at
+    least √(the dtype's smallest normal)). Reads e on the host."""
+    tiny = torch.finfo(e.dtype).tiny ** 0.5
+    return bool((torch.isfinite(e) & (e.abs() >= tiny)).all())
+
+
+class _ScaleThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, e: Tensor, x: Tensor, f) -> Tensor:
+        S = f(x * e)
+        ctx.f = f
+        ctx.save_for_backward(S, e, x)
+        return S
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        S, e, x = ctx.saved_tensors
+        if _divides_exactly(e):
+            ge = _states_dot(g, S) / e
+        else:  # e = 0 (or inf, or near underflow): f(x) itself, once more
+            ge = _states_dot(g, ctx.f(x))
+        return ge, None, None
+
+
+def scale_through(f, x: Tensor, e: Tensor) -> Tensor:
+    """e·f(x) for a map f linear in x ``(..., 1)`` returning states ``(..., 1, d)``, and one
+    scale e ``(1, 1)``, computed as f(e·x): no pass over the states to scale them. e's gradient
+    is <g, f(e·x)>/e, one dot product over the output (f(x) is computed again only when e is 0,
+    not finite or near underflow). x gets no gradient. The backward reads e on the host: for the
+    CPU, eagerly. Twin: :func:`scale_through_reference`."""
+    if e.shape != (1, 1) or x.shape[-1] != 1:
+        raise ValidationError(
+            "e", "a (1, 1) scale of an input of shape (..., 1)", (tuple(e.shape), tuple(x.shape))
+        )
+    return _ScaleThrough.apply(e, x, f)
+
+
+def scale_through_reference(f, x: Tensor, e: Tensor) -> Tensor:
+    """f(x) · e by autograd's multiply."""
+    return f(x) * e.reshape(1, 1)
 
 
 # ------------------------------------------------------------------ padding and non-finite input
