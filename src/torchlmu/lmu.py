@@ -579,7 +579,7 @@ class LMU(nn.Module):
         batch_first: input and output ``(B, T, ·)`` instead of ``(T, B, ·)``.
         return_sequences: return every output ``(T, B, H)``; else only the last ``(B, H)``
             (parallel: the memory's last state by one matmul, nothing else materialised).
-        conv: ``"auto"`` (default: ``"chunk"`` up to order 512, ``"fft"`` above), ``"chunk"``
+        conv: ``"auto"`` (default: ``"chunk"`` up to order 384, ``"fft"`` above), ``"chunk"``
             (blocked matmuls), ``"fft"`` or ``"direct"``: how the memory's states, or their
             projection into a recurrent hidden, are computed in parallel.
 

@@ -166,8 +166,9 @@ class LegendreMemory(nn.Module):
             d = self.order
             warnings.warn(
                 f"conv='chunk' at order {d} builds up to {d} powers of the {d}x{d} state matrix "
-                f"(up to {d**3 * 8 / 2**30:.1f} GiB in float64 and {2 * d**4:.1e} flops) before "
-                f"any step; conv='auto' or 'fft' computes only the impulse response there",
+                f"on a GPU, 64 on the CPU (up to {d**3 * 8 / 2**30:.1f} GiB in float64 and "
+                f"{2 * d**4:.1e} flops) before any step, and its products cost ~d² per state; "
+                f"conv='auto' or 'fft' computes only the impulse response there",
                 CostWarning,
                 stacklevel=3,
             )

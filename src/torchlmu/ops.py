@@ -70,10 +70,14 @@ __all__ = [
 
 #: How the parallel memory computes all states: blocked matmuls (the CPU's fastest), FFT, conv1d.
 CONV_METHODS = ("chunk", "fft", "direct")
-#: Above this order the blocked kernels' set-up (L powers of Ā: L·d² numbers and L·d³ flops,
-#: L ≈ d or 32) outgrows the sequence's own work; ``conv="auto"`` takes the FFT there, whose
-#: set-up is the impulse response alone (T·d numbers).
-CHUNK_MAX_ORDER = 512
+#: Above this order ``conv="auto"`` takes the FFT, whose set-up is the impulse response alone
+#: (T·d numbers), where the blocked kernels' GEMMs (~d² per state) and set-up (L powers of Ā:
+#: L·d² numbers) cost more. 512 until session 14; then, with the CPU's shorter blocks
+#: (``benchmarks/conv_threshold.py``, 2 cores), the FFT took 0.56-0.96 of the blocks' time at
+#: order 512 in all ten shapes and phases (the states of T 784 B 16: 11.8 against 19.1 ms; the
+#: psMNIST-sized LMU's projection, B 16: 30.6 against 54.9), and the blocks were the faster at
+#: 384 in six of ten.
+CHUNK_MAX_ORDER = 384
 
 
 #: From this order on, :func:`memory_step_euler` (O(d)) beats the dense Euler step (O(d²)):
