@@ -320,11 +320,17 @@ def memory_chunked(
     xb = _to_blocks(x, J, L).flatten(0, 1)  # (R·J, L)
     if _symbolic(T) or J > 1 or m0 is not None:
         E = (xb @ Hrev).unflatten(0, (R, J))  # each block's own (zero-state) last state
-        Sj = _block_carries(E, AL, None if m0 is None else m0.reshape(R, d))
+        S0 = None if m0 is None else m0.reshape(R, d)
         # One GEMM writes every state once: [block inputs | state entering the block] times
         # [[Toeplitz of H], [Ā¹ … Ā^L]] (a Toeplitz product plus an in-place carry product
         # wrote, then re-read and re-wrote, the whole output).
-        Y = matmul(torch.cat([xb, Sj.flatten(0, 1)], 1), W)
+        if _carries_need_graph(E, AL, S0):
+            A = torch.cat([xb, _block_carries(E, AL, S0).flatten(0, 1)], 1)
+        else:  # the carry written straight into the GEMM's input (no copies to lay it out)
+            A = xb.new_empty((R * J, L + d))
+            A[:, :L] = xb
+            _carries_forward(E, AL, S0, out=A[:, L:].view(R, J, d).transpose(0, 1))
+        Y = matmul(A, W)
     else:
         Y = matmul(xb, W[:L])  # zero-state states of every block
     Y = Y.unflatten(0, (R, J)).unflatten(-1, (L, d)).flatten(1, 2)[:, :T]  # (R, T, d)
@@ -337,12 +343,17 @@ def _block_carries(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
     The sequential part of the blocked memory, as the custom operator
     ``torchlmu::block_carries`` when a gradient is needed or a graph is traced (one node for any
     number of blocks); twin: :func:`block_carries_reference`."""
+    if _carries_need_graph(E, AL, S0):
+        return _block_carries_op(E, AL, S0)
+    return _carries_forward(E, AL, S0).transpose(0, 1)  # (R, J, d), a view
+
+
+def _carries_need_graph(E: Tensor, AL: Tensor, S0: Tensor | None) -> bool:
+    """Whether the carries must be the custom operator's: a gradient is needed or a graph is
+    traced (else :func:`_carries_forward` writes them in place)."""
     if tracing():
-        return _block_carries_op(E, AL, S0)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (E, AL, S0)):
-        return _block_carries_op(E, AL, S0)
-    with torch.no_grad():
-        return _carries_forward(E, AL, S0).transpose(0, 1)  # (R, J, d), a view
+        return True
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (E, AL, S0))
 
 
 def block_carries_reference(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
@@ -355,11 +366,12 @@ def block_carries_reference(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
     return torch.stack(carry, 1)
 
 
-def _carries_forward(E: Tensor, AL: Tensor, S0: Tensor | None) -> Tensor:
-    """``(J, R, d)`` carries: the states :func:`carry_scan` reaches from E's first J − 1 blocks."""
+def _carries_forward(E: Tensor, AL: Tensor, S0: Tensor | None, out: Tensor | None = None) -> Tensor:
+    """``(J, R, d)`` carries: the states :func:`carry_scan` reaches from E's first J − 1 blocks
+    (into ``out``, any strides, where given)."""
     if E.shape[1] == 0:  # no block, no carry (carry_scan would still return S_0)
-        return E.new_empty((0, E.shape[0], E.shape[2]))
-    return carry_scan(E.transpose(0, 1)[:-1], AL, S0)
+        return E.new_empty((0, E.shape[0], E.shape[2])) if out is None else out
+    return carry_scan(E.transpose(0, 1)[:-1], AL, S0, out)
 
 
 #: What one call of a small product costs, in the flops it could do instead: a scan step's
@@ -383,10 +395,12 @@ def scan_groups(n: int, R: int, d: int, device: torch.device) -> int:
     return K if saved * CALL_FLOPS.get(device.type, CALL_FLOPS["cuda"]) > extra else 0
 
 
-def carry_scan(E: Tensor, P: Tensor, S0: Tensor | None) -> Tensor:
+@torch.no_grad()
+def carry_scan(E: Tensor, P: Tensor, S0: Tensor | None, out: Tensor | None = None) -> Tensor:
     """States S_0 … S_n ``(n + 1, R, d)`` of S_{j+1} = S_j P + E_j, S_0 = S0 (or zero), for E
-    ``(n, R, d)`` (any strides) and P ``(d, d)``. Not differentiable (it writes in place); the
-    blocked memory's carry and its backward. Twin: :func:`carry_scan_reference`.
+    ``(n, R, d)`` (any strides) and P ``(d, d)``, into ``out`` (any strides) where given. Not
+    differentiable (it writes in place); the blocked memory's carry and its backward. Twin:
+    :func:`carry_scan_reference`.
 
     A step's product is often too small to cost more than the call that makes it; then (see
     :data:`CALL_FLOPS`) the n steps run in groups of K ≈ √(n/2), batched across groups:
@@ -396,32 +410,60 @@ def carry_scan(E: Tensor, P: Tensor, S0: Tensor | None) -> Tensor:
     twice the flops; the result differs from the step loop's by rounding only (P^K is one
     product where the loop makes K)."""
     n, R, d = E.shape
+    if out is None:
+        out = E.new_empty((n + 1, R, d))
     K = scan_groups(n, R, d, E.device)
     if not K:
-        out = E.new_empty((n + 1, R, d))
         _start(out[0], S0)
         for j in range(n):
             torch.addmm(E[j], out[j], P, out=out[j + 1])
         return out
     G = -(-(n + 1) // K)  # groups, holding states 0 … G·K − 1 ⊇ 0 … n
-    Eg = E.new_zeros((G * K, R, d))  # inputs past E_{n−1} only reach states past S_n
-    Eg[:n] = E
-    Eg = Eg.view(G, K, R, d).transpose(0, 1).contiguous().view(K, G * R, d)  # [k] = group steps
+    Eg = E.new_empty((K, G, R, d))  # [k, g] = E_{gK+k}; zero past E_{n−1} (those inputs only
+    _steps_to_groups(Eg, E)  # reach states past S_n)
+    Eg = Eg.view(K, G * R, d)
     Z, buf = Eg[0].clone(), torch.empty_like(Eg[0])  # (1): after step 0 from zero, Z = E_{gK}
     for k in range(1, K):
         torch.addmm(Eg[k], Z, P, out=buf)
         Z, buf = buf, Z
     Z = Z.view(G, R, d)
-    out = E.new_empty((K, G, R, d))  # [k, g] = S_{gK+k}
-    S = out[0]  # (2): the entering states
+    St = E.new_empty((K, G, R, d))  # [k, g] = S_{gK+k}
+    S = St[0]  # (2): the entering states
     _start(S[0], S0)
     PK = torch.linalg.matrix_power(P, K)
     for g in range(G - 1):
         torch.addmm(Z[g], S[g], PK, out=S[g + 1])
-    flat = out.view(K, G * R, d)  # (3)
+    flat = St.view(K, G * R, d)  # (3)
     for k in range(K - 1):
         torch.addmm(Eg[k], flat[k], P, out=flat[k + 1])
-    return out.transpose(0, 1).reshape(G * K, R, d)[: n + 1]
+    return _groups_to_steps(out, St)
+
+
+def _steps_to_groups(Eg: Tensor, E: Tensor) -> None:
+    """Eg ``(K, G, R, d)`` [k, g] ← E[gK + k] for E's n steps ``(n, R, d)`` (any strides), zero
+    past them: one strided copy per full group set and one for a partial group."""
+    K, G = Eg.shape[:2]
+    q, r = divmod(E.shape[0], K)
+    by_group = Eg.transpose(0, 1)  # (G, K, R, d)
+    if q:
+        by_group[:q].copy_(E[: q * K].unflatten(0, (q, K)))
+    if r:
+        by_group[q, :r].copy_(E[q * K :])
+    if q < G:
+        by_group[q, r:].zero_()
+        by_group[q + 1 :].zero_()
+
+
+def _groups_to_steps(out: Tensor, St: Tensor) -> Tensor:
+    """out ``(m, R, d)`` (any strides) [gK + k] ← St ``(K, G, R, d)`` [k, g] for out's m steps."""
+    K = St.shape[0]
+    q, r = divmod(out.shape[0], K)
+    by_group = St.transpose(0, 1)  # (G, K, R, d)
+    if q:
+        out[: q * K].unflatten(0, (q, K)).copy_(by_group[:q])
+    if r:
+        out[q * K :].copy_(by_group[q, :r])
+    return out
 
 
 def _start(slot: Tensor, S0: Tensor | None) -> None:
