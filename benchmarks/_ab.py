@@ -62,6 +62,30 @@ def summary(runs: dict[str, list[float]], digits: int = 3) -> dict:
     }
 
 
+def memory_steps(
+    B: int = 16, T: int = 10_000, order: int = 64, theta: float = 10_000.0, device: str = "cpu"
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(training step, inference) of a ``LegendreMemory`` (scalar input, every state returned)
+    on a (B, T, 1) input: bench.py's W2 with the defaults. Training backpropagates a fixed
+    gradient of the states (the layer's backward alone)."""
+    from torchlmu import LegendreMemory
+
+    mem = LegendreMemory(1, order, theta, batch_first=True, device=device)
+    x = torch.randn(B, T, 1, device=device)
+    with torch.no_grad():
+        dy = torch.randn_like(mem(x)[0])
+
+    def train():
+        mem.zero_grad(set_to_none=True)
+        mem(x)[0].backward(dy)
+
+    def infer():
+        with torch.no_grad():
+            mem(x)
+
+    return train, infer
+
+
 def psmnist_steps(recurrent: bool = False) -> tuple[Callable[[], None], Callable[[], None]]:
     """(training step, inference) of bench.py's W1 model (the psMNIST LMU, B 100, T 784, order
     256, hidden 212, a Linear(10) head), or W5's with ``recurrent`` (hidden→memory and

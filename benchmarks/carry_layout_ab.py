@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 
 import torch
-from _ab import alternate, setup, summary  # benchmarks/_ab.py
+from _ab import alternate, memory_steps, setup, summary  # benchmarks/_ab.py
 
-from torchlmu import LegendreMemory, ops
+from torchlmu import ops
 
 
 def _carry_scan_s13(E, P, S0, out=None):
@@ -68,23 +68,6 @@ def _memory_chunked_s13(u, Ad, Bd, m0=None, L=None, weights=None):
     return Y.unflatten(0, u.shape[1:]).movedim(-2, 0)
 
 
-def _steps(T: int):
-    mem = LegendreMemory(1, 64, 10_000.0, batch_first=True)
-    x = torch.randn(16, T, 1)
-    with torch.no_grad():
-        dy = torch.randn_like(mem(x)[0])
-
-    def train():
-        mem.zero_grad(set_to_none=True)
-        mem(x)[0].backward(dy)
-
-    def infer():
-        with torch.no_grad():
-            mem(x)
-
-    return train, infer
-
-
 def main() -> None:
     args = setup(__doc__)
     new = (ops.carry_scan, ops.memory_chunked)
@@ -99,7 +82,7 @@ def main() -> None:
         ),
     }
     for name, T in (("W2", 10_000), ("W2-long", 100_000)):
-        for phase, step in zip(("train", "infer"), _steps(T), strict=True):
+        for phase, step in zip(("train", "infer"), memory_steps(T=T), strict=True):
             runs = alternate(variants, step, args.rounds, runs=5)
             ops.carry_scan, ops.memory_chunked = new
             rec = {"workload": name, "phase": phase, **summary(runs)}

@@ -16,27 +16,7 @@ import json
 from collections.abc import Callable
 
 import torch
-from _ab import alternate, setup, summary  # benchmarks/_ab.py
-
-
-def _steps(B: int, T: int, device: str):
-    """(train, infer) of a LegendreMemory of order 64 (θ 10,000) on a (B, T, 1) input."""
-    from torchlmu import LegendreMemory
-
-    mem = LegendreMemory(1, 64, 10_000.0, batch_first=True, device=device)
-    x = torch.randn(B, T, 1, device=device)
-    with torch.no_grad():
-        dy = torch.randn_like(mem(x)[0])
-
-    def train():
-        mem.zero_grad(set_to_none=True)
-        mem(x)[0].backward(dy)
-
-    def infer():
-        with torch.no_grad():
-            mem(x)
-
-    return train, infer
+from _ab import alternate, memory_steps, setup, summary  # benchmarks/_ab.py
 
 
 def main() -> None:
@@ -55,7 +35,7 @@ def main() -> None:
     cases = {"W2": (16, 10_000), "W2-long": (16, 100_000), "W2-one-sequence": (1, 10_000)}
     try:
         for name, (B, T) in cases.items():
-            train, infer = _steps(B, T, args.device)
+            train, infer = memory_steps(B, T, device=args.device)
             for phase, fn in (("train", train), ("infer", infer)):
                 runs = alternate(variants, fn, args.rounds, runs=5, sync=sync)
                 print(json.dumps({

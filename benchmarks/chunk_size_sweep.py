@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 
 import torch
-from _ab import alternate, setup, summary  # benchmarks/_ab.py
+from _ab import alternate, memory_steps, setup, summary  # benchmarks/_ab.py
 
-from torchlmu import LegendreMemory, ops
+from torchlmu import ops
 
 # (order d, T, B): W2 (order 64, T 10,000, B 16) and psMNIST's memory (order 256, T 784, B 100)
 # among orders 16-512, long and short sequences, one sequence and many.
@@ -50,25 +50,6 @@ def _divisors_near(T: int, d: int, default: int) -> list[int]:
     return sorted(out)
 
 
-def _steps(d: int, T: int, B: int, dev: torch.device):
-    """(train, infer) of a LegendreMemory of order d (θ = T) on a (B, T, 1) input, every state
-    returned; training backpropagates a fixed gradient of the states (bench.py's W2 step)."""
-    mem = LegendreMemory(1, d, float(T), batch_first=True, device=dev)
-    x = torch.randn(B, T, 1, device=dev)
-    with torch.no_grad():
-        dy = torch.randn_like(mem(x)[0])
-
-    def train():
-        mem.zero_grad(set_to_none=True)
-        mem(x)[0].backward(dy)
-
-    def infer():
-        with torch.no_grad():
-            mem(x)
-
-    return train, infer
-
-
 def main() -> None:
     args = setup(__doc__, device=True)
     dev = torch.device(args.device)
@@ -78,7 +59,9 @@ def main() -> None:
         default = library(T, d, dev)
         Ls = _divisors_near(T, d, default)
         variants = {str(L): (lambda L=L: setattr(ops, "chunk_size", lambda *_, L=L: L)) for L in Ls}
-        for phase, step in zip(("train", "infer"), _steps(d, T, B, dev), strict=True):
+        for phase, step in zip(
+            ("train", "infer"), memory_steps(B, T, d, float(T), dev), strict=True
+        ):
             runs = alternate(variants, step, args.rounds, runs=3, sync=sync)
             ops.chunk_size = library
             s = summary(runs)

@@ -19,26 +19,14 @@ from __future__ import annotations
 import json
 
 import torch
-from _ab import alternate, setup, summary  # benchmarks/_ab.py
+from _ab import alternate, memory_steps, setup, summary  # benchmarks/_ab.py
 
 from torchlmu import LegendreMemory
 
 
 def main() -> None:
     args = setup(__doc__)
-    mem = LegendreMemory(1, 64, 10_000.0, batch_first=True)
-    x = torch.randn(16, 10_000, 1)
-    with torch.no_grad():
-        dy = torch.randn_like(mem(x)[0])
-
-    def train():
-        mem.zero_grad(set_to_none=True)
-        mem(x)[0].backward(dy)
-
-    def infer():
-        with torch.no_grad():
-            mem(x)
-
+    train, infer = memory_steps()
     cls = LegendreMemory
     through, encode = cls._scales_through, cls.encode
 
