@@ -36,6 +36,7 @@ from torchlmu import (
     UnstableDiscretizationWarning,
     ValidationError,
     legendre,
+    ops,
 )
 
 
@@ -293,13 +294,17 @@ def test_scalar_input_folds_encoders_into_the_projection(kind, dtype, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_memory_scalar_input_scales_one_memory(dtype, device):
+def test_memory_scalar_input_scales_one_memory(monkeypatch, dtype, device):
     """A scalar input without bias: the parallel all-states path computes one memory of x and
-    scales it per channel (for several channels, or when only the encoders need a gradient);
-    outputs, final states and gradients equal the recurrent step loop's (on the CPU; the fast
-    module also on CUDA, float64 there)."""
+    scales it per channel (for several channels, or when only the encoders need a gradient;
+    one channel on the CPU: the memory of e·x, ops.scale_through); outputs, final states and
+    gradients equal the recurrent step loop's (on the CPU; the fast module also on CUDA,
+    float64 there)."""
     if device == "cuda" and dtype == torch.float32:
         pytest.skip("float32 on the GPU is covered by test_device_agrees_with_cpu_float64")
+    through = []
+    real = ops.scale_through
+    monkeypatch.setattr(ops, "scale_through", lambda *a: through.append(1) or real(*a))
     tol = TOL[dtype]
     T, B, d = 13, 2, 5
     for C, conv, with_state, x_grad in itertools.product(
@@ -328,9 +333,50 @@ def test_memory_scalar_input_scales_one_memory(dtype, device):
         (y_r, l_r, g_r), (y_f, l_f, g_f) = out
         check_equal([y_f, l_f], [y_r, l_r], tol, "states " + what)
         check_equal(g_f, g_r, tol, "grads " + what)
+        expected = C == 1 and not with_state and not x_grad and device == "cpu"
+        assert len(through) == expected, what  # the fast module's forward, once
+        through.clear()
         with torch.no_grad():
             y_ng = fast(x.to(device), m0.to(device) if with_state else None)[0]
             check_equal([y_ng.cpu()], [y_r], tol, "no-grad " + what)
+
+
+@pytest.mark.parametrize("shape", [(1,), (3, 1), (5, 3, 1), (2, 3)])
+def test_memory_encode_equals_the_matmul(shape):
+    """u = E x (+ b) for any leading shape, one input (a broadcast product) or several."""
+    mem = LegendreMemory(shape[-1], 4, 9.0, channels=3, bias=True, dtype=torch.float64)
+    with torch.no_grad():
+        mem.memory_bias.normal_()
+    x = torch.randn(shape, dtype=torch.float64)
+    u = mem.encode(x)
+    assert u.shape == (*shape[:-1], 3)
+    check_equal([u], [x @ mem.input_encoders.T + mem.memory_bias], 1e-15, "encode")
+
+
+def test_memory_states_may_change_in_place_before_the_backward():
+    """An in-place op on the states (an in-place ReLU after the memory) or on the input between
+    the forward and the backward: the gradients of the unchanged run's (the one-channel memory
+    of e·x computes the memory again for states changed in place)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn((11, 2, 1), generator=g, dtype=torch.float64)
+    w = torch.randn((11, 2, 6), generator=g, dtype=torch.float64)
+    mem = LegendreMemory(1, 6, 9.0, dtype=torch.float64)
+    ref = torch.autograd.grad((torch.relu(mem(x)[0]) * w).sum(), mem.input_encoders)[0]
+    for change_x in (False, True):
+        xi = x.clone()
+        y = mem(xi)[0]
+        if change_x:
+            xi.mul_(2.0)
+        (got,) = torch.autograd.grad((y.relu_() * w).sum(), mem.input_encoders)
+        check_equal([got], [ref], 1e-12, f"in place, input changed too: {change_x}")
+    relu = nn.Sequential(nn.ReLU(), nn.Linear(6, 4, dtype=torch.float64))
+    lmus = [
+        LMU(1, 4, 6, 9.0, hidden_cell=copy.deepcopy(relu), dtype=torch.float64) for _ in range(2)
+    ]
+    lmus[1].load_state_dict(lmus[0].state_dict())
+    lmus[1].cell.hidden.module[0].inplace = True
+    grads = [torch.autograd.grad(m(x)[0].sum(), m.cell.memory.input_encoders)[0] for m in lmus]
+    check_equal(grads[1:], grads[:1], 1e-12, "an in-place ReLU as the hidden cell")
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "linear"])

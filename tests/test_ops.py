@@ -326,8 +326,10 @@ def test_scale_through_equals_reference(dtype, layout, e0):
     assert rel(ge, gr) <= TOL[dtype] * 10  # one dot product over 720 states, then a division
 
 
-def test_scale_through_recomputes_only_when_it_cannot_divide():
-    """f runs once forward and not again backward for an ordinary e; once more for e = 0."""
+def test_scale_through_computes_f_again_only_for_an_output_changed_in_place():
+    """f runs once for an ordinary e and for e = 0 (then f(x), scaled); a second time in the
+    backward only when the output was changed in place (an in-place ReLU after the memory),
+    from a copy of x (so that x itself may change in place before the backward too)."""
     f0, x, w = _scale_through_case(torch.float64)
     calls = []
 
@@ -335,11 +337,25 @@ def test_scale_through_recomputes_only_when_it_cannot_divide():
         calls.append(1)
         return f0(u)
 
-    for e0, runs in ((0.5, 1), (0.0, 2)):
+    for e0, change_output, change_x, runs in (
+        (0.5, False, False, 1),
+        (0.0, False, False, 1),
+        (0.5, True, False, 2),
+        (0.5, False, True, 1),
+        (0.5, True, True, 2),
+    ):
         calls.clear()
+        xc = x.clone()
         e = torch.full((1, 1), e0, dtype=torch.float64, requires_grad=True)
-        torch.autograd.grad((ops.scale_through(f, x, e) * w).sum(), e)
-        assert len(calls) == runs, (e0, len(calls))
+        y = ops.scale_through(f, xc, e)
+        if change_output:
+            y.mul_(3.0)  # the gradient reaching the layer is then 3w
+        if change_x:
+            xc.mul_(2.0)  # no effect on a result already computed
+        (ge,) = torch.autograd.grad(y, e, w)
+        expected = (f0(x) * w).sum() * (3.0 if change_output else 1.0)
+        assert len(calls) == runs, (e0, change_output, change_x, len(calls))
+        assert rel(ge, expected.reshape(1, 1)) <= TOL[torch.float64] * 10
 
 
 def test_gradcheck_scale_through():

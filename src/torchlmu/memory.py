@@ -77,7 +77,7 @@ class LegendreMemory(nn.Module):
         conv: how all states are computed in parallel: ``"chunk"`` (blocked matmuls), ``"fft"``,
             ``"direct"`` (conv1d) or ``"auto"`` (default: ``"chunk"`` up to order
             :data:`~torchlmu.ops.CHUNK_MAX_ORDER`, ``"fft"`` above, where the blocked kernels'
-            powers of Ā would cost more than the sequence).
+            products, ~d² per state, and their powers of Ā cost more than the FFT).
 
     Large orders: the ZOH discretisation is a matrix exponential of a ``(d+1, d+1)`` matrix
     (about 18 dense products at order 4096: ≈ 2.5·10¹² flops), computed once for a fixed θ and
@@ -359,7 +359,7 @@ class LegendreMemory(nn.Module):
         E = self.input_encoders
         # one input: the same products broadcast (a matmul of inner size 1 took 104 µs for W2's
         # 160,000 steps, and first copied a batch-first x to rows)
-        u = x * E.T if x.shape[-1] == 1 else x @ E.T
+        u = x * E.reshape(-1) if x.shape[-1] == 1 else x @ E.T
         return u if self.memory_bias is None else u + self.memory_bias
 
     def scalar_input(self, x: Tensor, m0: Tensor | None) -> bool:

@@ -13,6 +13,8 @@ fast                                   reference
 :func:`matmul` (oneDNN on the CPU)     :func:`matmul_reference` (``a @ b``)
 :func:`carry_scan` (~√n-call passes)   :func:`carry_scan_reference` (step loop)
 :func:`linear` (oneDNN step products)   :func:`linear_reference` (``x @ wᵀ + add``)
+:func:`scale_states` (dot backward)    ``M * e`` (autograd's multiply)
+:func:`scale_through` (f(e·x))         :func:`scale_through_reference` (``f(x) · e``)
 =====================================  ==========================================
 """
 
@@ -398,9 +400,9 @@ def scan_groups(n: int, R: int, d: int, device: torch.device) -> int:
 @torch.no_grad()
 def carry_scan(E: Tensor, P: Tensor, S0: Tensor | None, out: Tensor | None = None) -> Tensor:
     """States S_0 … S_n ``(n + 1, R, d)`` of S_{j+1} = S_j P + E_j, S_0 = S0 (or zero), for E
-    ``(n, R, d)`` (any strides) and P ``(d, d)``, into ``out`` (any strides) where given. Not
-    differentiable (it writes in place); the blocked memory's carry and its backward. Twin:
-    :func:`carry_scan_reference`.
+    ``(n, R, d)`` (any strides) and P ``(d, d)``, into ``out`` (any strides, sharing no memory
+    with E, P or S0) where given. Not differentiable (it writes in place); the blocked memory's
+    carry and its backward. Twin: :func:`carry_scan_reference`.
 
     A step's product is often too small to cost more than the call that makes it; then (see
     :data:`CALL_FLOPS`) the n steps run in groups of K ≈ √(n/2), batched across groups:
@@ -873,27 +875,40 @@ def _divides_exactly(e: Tensor) -> bool:
 class _ScaleThrough(torch.autograd.Function):
     @staticmethod
     def forward(ctx, e: Tensor, x: Tensor, f) -> Tensor:
-        S = f(x * e)
-        ctx.f = f
-        ctx.save_for_backward(S, e, x)
-        return S
+        ctx.f, ctx.x, ctx.M = f, None, None
+        if _divides_exactly(e):
+            S = f(x * e)
+            # S is kept unsaved (its version noted) and returned detached: the output is then no
+            # view made inside this Function, so that it may be changed in place (an in-place
+            # ReLU after the memory), which only costs the backward f(x) again
+            ctx.S, ctx.version, ctx.x = S, S._version, x.detach().clone()
+        else:  # e = 0 (or inf, or near underflow): the memory of x, then scaled
+            ctx.M = f(x)
+            S = ctx.M * e
+        ctx.save_for_backward(e)
+        return S.detach()
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        S, e, x = ctx.saved_tensors
-        if _divides_exactly(e):
-            ge = _states_dot(g, S) / e
-        else:  # e = 0 (or inf, or near underflow): f(x) itself, once more
-            ge = _states_dot(g, ctx.f(x))
-        return ge, None, None
+        (e,) = ctx.saved_tensors
+        if ctx.M is not None:
+            M = ctx.M
+        elif ctx.S._version == ctx.version:
+            # <g, S>/e with e detached: a function of g alone, as <g, M> is (double backward)
+            return _states_dot(g, ctx.S) / e.detach(), None, None
+        else:  # the output was changed in place: f(x) once more
+            M = ctx.f(ctx.x)
+        return _states_dot(g, M), None, None
 
 
 def scale_through(f, x: Tensor, e: Tensor) -> Tensor:
     """e·f(x) for a map f linear in x ``(..., 1)`` returning states ``(..., 1, d)``, and one
     scale e ``(1, 1)``, computed as f(e·x): no pass over the states to scale them. e's gradient
-    is <g, f(e·x)>/e, one dot product over the output (f(x) is computed again only when e is 0,
-    not finite or near underflow). x gets no gradient. The backward reads e on the host: for the
-    CPU, eagerly. Twin: :func:`scale_through_reference`."""
+    is <g, f(e·x)>/e, one dot product over the output. Where e is 0, not finite or near
+    underflow, f(x) is computed and scaled instead (and its copy saved); where the output is
+    changed in place before the backward, the backward computes f(x) again (from a copy of x).
+    x gets no gradient. The forward reads e on the host: for the CPU, eagerly (neither traced
+    nor under compiled autograd). Twin: :func:`scale_through_reference`."""
     if e.shape != (1, 1) or x.shape[-1] != 1:
         raise ValidationError(
             "e", "a (1, 1) scale of an input of shape (..., 1)", (tuple(e.shape), tuple(x.shape))
