@@ -27,7 +27,13 @@ import time
 
 import torch
 
-from torchlmu.ops import chunk_size, linear, matmul, scan_groups  # as the library runs them
+from torchlmu.ops import (  # as the library runs them
+    chunk_size,
+    fused_block_size,
+    linear,
+    matmul,
+    scan_groups,
+)
 
 DEVICE = torch.device("cpu")  # set by --device
 
@@ -69,12 +75,14 @@ def _r(*shape: int) -> torch.Tensor:
     return torch.randn(*shape, device=DEVICE) * 0.05
 
 
-def w1(B=100, T=784, d=256, G=212, L=28) -> list[dict]:
+def w1(B=100, T=784, d=256, G=212) -> list[dict]:
     """Hidden recurrence (forward, backward through time, weight gradient) and the memory's
     blocked projection: the block-end states (one GEMM), their carry across the T/L blocks
     (:func:`_carries`), W·Ā^{s+1} for the states entering the blocks (one GEMM, and one for
     its weight gradient) and the projection itself (one GEMM forward, one for the weight
-    gradient)."""
+    gradient). L is the library's block length on this device (``ops.fused_block_size``: 16
+    on the CPU, 28 until session 14)."""
+    L = fused_block_size(T, DEVICE)
     h, Wh, pre = _r(B, G), _r(G, G), _r(B, G)
     X, Y = _r(T * B, G), _r(T * B, G)
     J, K, N = B * T // L, L + d, L * G  # fused_chunked's [inputs | states] x [[Toeplitz], [powers]]

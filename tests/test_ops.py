@@ -74,6 +74,16 @@ def test_chunk_size(d, T, cpu, other):
     assert ops.chunk_size(T, d, "cuda") == other
 
 
+@pytest.mark.parametrize(
+    ("T", "cpu", "other"), [(784, 16, 28), (1000, 20, 25), (37, 16, 37), (9, 9, 9)]
+)
+def test_fused_block_size(T, cpu, other):
+    """The blocked projection's L: a divisor of T near 16 on the CPU (benchmarks/
+    fused_block_sweep.py), near 32 elsewhere; a padded tail where none is near; at most T."""
+    assert ops.fused_block_size(T) == ops.fused_block_size(T, "cpu") == cpu
+    assert ops.fused_block_size(T, torch.device("cuda")) == other
+
+
 def test_memory_chunked_default_block_on_the_cpu_equals_scan():
     """Order 64 over 300 steps: the CPU's default L is 25 (12 blocks, against 5 of 60 before)."""
     Ad, Bd, u, _ = setup(torch.float64, d=64, theta=300.0, T=300, batch=(2,), C=1)

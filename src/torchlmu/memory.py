@@ -436,7 +436,7 @@ class LegendreMemory(nn.Module):
         conv = self._conv()
         if conv == "chunk":
             Ad, Bd = self.discretized()
-            L = ops.fused_block_size(T)
+            L = ops.fused_block_size(T, u.device)
             y = ops.fused_chunked(u, Ad, Bd, W, m0, L, self.block_powers(L))
         else:
             y = ops.fused_conv(u, ops.fused_kernel(self.kernel(T), W, C), conv)

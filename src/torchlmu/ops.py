@@ -547,13 +547,17 @@ def _(AL, S, g):
 _block_carries_op.register_autograd(_carries_backward, setup_context=_carries_setup)
 
 
-def fused_block_size(T: int) -> int:
-    """Block length of :func:`fused_chunked` for T steps: a divisor of T near 32.
+def fused_block_size(T: int, device: torch.device | str = "cpu") -> int:
+    """Block length of :func:`fused_chunked` for T steps on ``device``: a divisor of T near 16
+    on the CPU, near 32 elsewhere (a divisor avoids a padded tail).
 
     Its carry costs T·d·G flops per sequence whatever L is; short blocks keep the Toeplitz part
-    (T·L·G) small (L = 32 measured fastest for T 784, d 256, G 212 on 2 CPU cores; a divisor of
-    T near it, 28 for T 784, avoids a padded tail)."""
-    return _divisor_near(T, 32 if _symbolic(T) else min(T, 32))
+    (T·L·G) small. On 2 CPU cores (``benchmarks/fused_block_sweep.py``, the psMNIST-sized LMU,
+    T 784) L = 16 took 0.88-0.99 of L = 28's time, the most at order 384 and batch 16; L = 32
+    (28 for T 784) was measured fastest for W1 before the carry's products moved to oneDNN (until
+    session 14, and still on a GPU, where it is unmeasured)."""
+    base = 16 if torch.device(device).type == "cpu" else 32
+    return _divisor_near(T, base if _symbolic(T) else min(T, base))
 
 
 def fused_chunked(
@@ -586,7 +590,7 @@ def fused_chunked(
     T, C = u.shape[0], u.shape[-1]
     d = Ad.shape[-1]
     G = W.shape[0]
-    L = fused_block_size(T) if L is None else L
+    L = fused_block_size(T, u.device) if L is None else L
     J = _blocks(T, L)
     x = u.reshape(T, _rows(u) // C, C).permute(1, 2, 0)  # (N, C, T)
     N = x.shape[0]
