@@ -241,8 +241,9 @@ def chunk_size(T: int, d: int, device: torch.device | str = "cpu") -> int:
     d² work each: their sum is least near L = √(c·d), c the cost of a carry's call in GEMM
     flops per state. On the CPU L = √(8d), within [16, 64] (``benchmarks/chunk_size_sweep.py``,
     2 cores, orders 16-512, two sittings: within 5 % of the fastest L swept at orders 64-512 and
-    9 % at order 16, where L ≈ d took up to 2.5x as long at order 512). Elsewhere (a GPU, whose carry calls are launch-bound and
-    whose GEMMs are cheap) about the order, as measured there before (16 at least)."""
+    9 % at order 16, where L ≈ d took up to 2.5x as long at order 512). Elsewhere (a GPU, whose
+    carry calls are launch-bound and whose GEMMs are cheap) about the order, as before (16 at
+    least), until a sweep there says otherwise."""
     if torch.device(device).type == "cpu":
         base = min(64, max(16, round(math.sqrt(8 * d))))
     else:
@@ -553,9 +554,9 @@ def fused_block_size(T: int, device: torch.device | str = "cpu") -> int:
 
     Its carry costs T·d·G flops per sequence whatever L is; short blocks keep the Toeplitz part
     (T·L·G) small. On 2 CPU cores (``benchmarks/fused_block_sweep.py``, the psMNIST-sized LMU,
-    T 784) L = 16 took 0.88-0.99 of L = 28's time, the most at order 384 and batch 16; L = 32
-    (28 for T 784) was measured fastest for W1 before the carry's products moved to oneDNN (until
-    session 14, and still on a GPU, where it is unmeasured)."""
+    T 784) L = 16 took 0.88-0.99 of L = 28's time, the most at order 384 and batch 16. L = 32
+    (28 for T 784), measured fastest for W1 in an earlier session and the CPU's rule until
+    session 14, stays on a GPU, where no sweep has run yet."""
     base = 16 if torch.device(device).type == "cpu" else 32
     return _divisor_near(T, base if _symbolic(T) else min(T, base))
 
