@@ -468,7 +468,7 @@ class LegendreMemory(nn.Module):
     def _scales_through(self, x: Tensor) -> bool:
         """Whether a folded memory of one channel is that of e·x itself, e's gradient read off
         it (:func:`ops.scale_through`: no pass to scale the states, 41 MB in W2's step): eagerly
-        on the CPU (its backward reads e on the host) and for a fixed θ (a trainable θ's
+        on the CPU (its forward reads e on the host) and for a fixed θ (a trainable θ's
         gradient flows through the memory, which scale_through computes without a graph)."""
         return (
             self.channels == 1
