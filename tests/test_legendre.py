@@ -221,3 +221,23 @@ def test_structured_zoh_equals_matrix_exp_and_scipy(order, h):
 def test_input_vector_is_state_space_B():
     for d in (1, 2, 9):
         assert torch.equal(legendre.input_vector(d), legendre.state_space(d)[1])
+
+
+@pytest.mark.parametrize(("order", "w"), [(1, 1), (35, 5), (37, 5), (64, 38), (300, 16)])
+def test_zoh_column_blocks_equal_one_block(order, w, monkeypatch):
+    """zoh's Taylor sum in blocks of columns (a CPU's cache-sized blocks) is the one-block sum
+    bit for bit: each column of X·P depends on the same column of P only. Last blocks holding
+    B̄'s column d alone (orders 1 and 35), with columns of Ā (37), and a short one (64)."""
+    monkeypatch.setattr(legendre, "zoh_block_columns", lambda d, device: d + 1)
+    whole = legendre.zoh(order, 0.01)
+    monkeypatch.setattr(legendre, "zoh_block_columns", lambda d, device: w)
+    blocked = legendre.zoh(order, 0.01)
+    assert torch.equal(blocked[0], whole[0]) and torch.equal(blocked[1], whole[1])
+
+
+def test_zoh_block_columns_rule():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert legendre.zoh_block_columns(4096, cpu) == 16  # 512 KB of float64 rows
+    assert legendre.zoh_block_columns(2048, cpu) == 32
+    assert legendre.zoh_block_columns(100, cpu) == 101  # one block: fits a cache whole
+    assert legendre.zoh_block_columns(4096, gpu) == 4097

@@ -43,6 +43,7 @@ __all__ = [
     "state_space",
     "steps_cheaper",
     "zoh",
+    "zoh_block_columns",
     "zoh_cost",
 ]
 
@@ -225,6 +226,11 @@ def zoh(
     reference twin this is (:func:`discretize`). Float64 inside; not differentiable in h (a
     trainable θ uses :func:`discretize`).
 
+    A column of X·P depends on the same column of P alone, so on a CPU the Taylor sum is
+    taken in blocks of :func:`zoh_block_columns` columns, each through all 30 terms while it
+    stays in cache (bit for bit the same sum; at order 4096 its 30 passes over 134 MB were a
+    fifth of the time).
+
     Returns:
         Ā ``(order, order)``, B̄ ``(order,)``.
     """
@@ -234,18 +240,18 @@ def zoh(
     sq = max(0, math.ceil(math.log2(max(d * d * h / 4.0, 1.0))))
     g = h / 2**sq
     i = torch.arange(d, **f64).unsqueeze(1)
-    D = -(2 * i + 1)
     s = 1 - 2 * torch.remainder(i, 2)
-    B = ((2 * i + 1) * s).squeeze(1)
-    # P holds the top d rows of the Horner partial sum (its last row is always e_d); the
-    # bottom-right entry of X is 0, so X·P's top rows are g·(A P_top + B ⊗ e_d).
-    P = torch.zeros(d, d + 1, **f64)
-    P[:, :d].diagonal().fill_(1.0)  # P = I; then P <- I + X P / k for k = 30 … 1
-    for k in range(30, 0, -1):
-        P = _A_times(P, D * (g / k), s, overwrite=True)  # (g/k)·A P_top
-        P[:, d] += B * (g / k)
-        P[:, :d].diagonal().add_(1.0)
-    Ad, Bd = P[:, :d].contiguous(), P[:, d].clone()
+    terms = [
+        (-(2 * i + 1) * (g / k), ((2 * i + 1) * s).squeeze(1) * (g / k)) for k in range(30, 0, -1)
+    ]
+    Ad, Bd = torch.empty(d, d, **f64), torch.empty(d, **f64)
+    w = zoh_block_columns(d, torch.device(device or "cpu"))
+    for c0 in range(0, d + 1, w):
+        P = _taylor_columns(d, c0, min(c0 + w, d + 1), terms, s)
+        n = min(c0 + w, d) - c0  # columns of Ā in this block; B̄ is column d
+        Ad[:, c0 : c0 + n] = P[:, :n]
+        if c0 + w > d:
+            Bd.copy_(P[:, -1])
     del P
     buf = torch.empty_like(Ad)
     for _ in range(sq):  # [[Ā, B̄], [0, 1]]² = [[Ā², Ā B̄ + B̄], [0, 1]]
@@ -253,6 +259,33 @@ def zoh(
         torch.mm(Ad, Ad, out=buf)
         Ad, buf = buf, Ad
     return Ad.to(dtype), Bd.to(dtype)
+
+
+def zoh_block_columns(order: int, device: torch.device) -> int:
+    """Columns per block of :func:`zoh`'s Taylor sum: on a CPU about 512 KB of float64 rows
+    (measured best at orders 2048 and 4096 on the 2-core machine: 0.36 s against 0.95 s whole
+    at 2048, 0.9–1.7 s against 4.9 s at 4096), the whole matrix (d + 1 columns) where that is
+    fewer blocks or on a GPU, whose kernel launches favour one block."""
+    d = check_order(order)
+    if device.type != "cpu":
+        return d + 1
+    return min(d + 1, max(16, 2**16 // d))
+
+
+def _taylor_columns(d: int, c0: int, c1: int, terms: list, s: Tensor) -> Tensor:
+    """Columns c0:c1 of the top d rows of Σ_k X^k/k! (k <= 30) by Horner's rule,
+    P <- I + X·P/k for k = 30 … 1 with ``terms`` [(−(2i+1)·g/k, B·g/k)]: the bottom-right
+    entry of X is 0 and P's last row is always e_d, so X·P's top rows are
+    g·(A P_top + B ⊗ e_d)."""
+    n, eye = c1 - c0, min(c1, d) - c0  # columns, of which of the identity
+    P = torch.zeros(d, n, dtype=s.dtype, device=s.device)
+    P[c0 : c0 + eye, :eye].diagonal().fill_(1.0)
+    for D, B in terms:
+        P = _A_times(P, D, s, overwrite=True)  # (g/k)·A P_top
+        if c1 == d + 1:
+            P[:, -1] += B
+        P[c0 : c0 + eye, :eye].diagonal().add_(1.0)
+    return P
 
 
 def zoh_cost(order: int, h: float, structured: bool = True) -> tuple[int, float]:
