@@ -1,91 +1,127 @@
 #!/usr/bin/env bash
-# The GPU check on a lent CUDA machine (repository root; no install: PYTHONPATH=src). With the
-# defaults (steps 1, 2, 3 and 6; the probe ran in session 10 and the deep model's issue is
-# closed, so 4 and 5 are off) about 10 minutes (sessions 3-10: tests ~2-3 min, table ~2 min,
-# then the sweep ~1-2 min and the cuts: 150 + 120 s); under a 10-minute limit per command,
-# split it in two calls: PSMNIST_SECONDS=0 FLOORS_SECONDS=0, then TESTS=0 BENCH=0. Set a step's
-# variable to 0 to skip it:
-#   1. the CUDA tests unless TESTS=0 (every test marked gpu: each module's fast forms on the GPU
-#      against the CPU float64 step loop, the Triton scan's kernels against the CPU step loops,
-#      fit on the GPU with a resume on the CPU, a quick reproduce);
-#   2. the benchmark table on the GPU (W1, W2, W4, W5 and nn.LSTM with cuDNN), unless BENCH=0;
-#      then W5 again with the fully recurrent scan on its Triton kernels (torchlmu.triton_scan,
-#      TORCHLMU_TRITON_SCAN=1; off by default until this check has passed on a GPU),
-#      benchmarks/triton_scan_sweep.py: the scan's step loops against the kernels' settings,
-#      benchmarks/carry_scan_ab.py on the GPU (the split carry against the step loop),
-#      benchmarks/chunk_size_sweep.py on the GPU (the blocked memory's block length) and
-#      benchmarks/large_order.py on the GPU (orders 1024 and 4096);
-#   3. the psMNIST paper model's 10-epoch timing on the GPU (a tuning run: no test metric),
-#      with the Triton scan unless TRITON_SCAN=0 (steps 3 and 4),
-#      cut at PSMNIST_SECONDS (default 150: about 5 epochs with the graph; 330 for all 10;
-#      0 skips it); checkpoints each epoch, --resume continues it on a later machine.
-#   4. benchmarks/cuda_graph_probe.py (the paper model's step: eager, the hand-made CUDA graph,
-#      torch.compile reduce-overhead), cut at PROBE_SECONDS (default 0: skipped; 150 runs it);
-#   5. the deep LMU network's cost on the GPU (issue 19: candidate C of
-#      results/deep-psmnist/tuning/grid2.json, 2 epochs, a tuning run: validation only), cut at
-#      DEEP_SECONDS (default 0: skipped; 120 runs it).
-#   6. each workload against its kernel floor on the GPU (benchmarks/floor_ratios.py, 2 rounds),
-#      cut at FLOORS_SECONDS (default 120; 0 skips it).
-# Everything lands in $OUT (default /tmp/gpu_check). MNIST: $TORCHLMU_DATA/mnist. BUNDLE=FILE
-# packs it all into one .tar.gz at the end (the device tool brings back at most 8 files), e.g.
-#   BUNDLE=$OUT/gpu-check.tar.gz OUT=/tmp/gc PSMNIST_SECONDS=0 FLOORS_SECONDS=0 bash benchmarks/gpu_check.sh
+# The GPU check on a lent CUDA machine (repository root; no install: PYTHONPATH=src), in one
+# call of the device tool:
+#
+#   BUNDLE=$OUT/gpu-check.tar.gz OUT=/tmp/gc bash benchmarks/gpu_check.sh      # timeout_s 600
+#
+# The whole run keeps within DEADLINE_SECONDS (default 560) of its start: each step is cut at
+# what is left of it (less a reserve for the bundle) or at its own cap, whichever is sooner,
+# skipped when under MIN_STEP_SECONDS (default 20) are left, and the bundle is packed on every
+# exit, a cut or failed step included. Steps, most wanted first (the goal each measures, then
+# the sessions' costs on an H100/H200):
+#   guard    the Triton scan's kernels on this GPU against the CPU loops (seconds); a failure
+#            runs the psMNIST timing on the step loops instead (TORCHLMU_TRITON_SCAN=0).
+#            TRITON_SCAN=0 skips it and the kernels.
+#   psmnist  item 2: the psMNIST paper model's 10-epoch time (a tuning run: no test metric),
+#            cut at PSMNIST_SECONDS (default 180; the goal is 150); checkpoints each epoch.
+#   bench    item 1, the GPU table: benchmarks/bench.py --device cuda (W1, W2, W4, W5, cuDNN's
+#            nn.LSTM), W5 again on the Triton kernels, and benchmarks/large_order.py (item 5:
+#            the ZOH's float64 squarings on the GPU). BENCH=0 skips it (~2-3 min).
+#   tests    every test marked gpu (each module's fast forms on the GPU against the CPU float64
+#            step loop, fit on the GPU with a resume on the CPU, a quick reproduce), then the
+#            Triton kernels' tests (~110 specialisations, 1-2 s each, spread over 8 cores where
+#            pytest-xdist is installed). TESTS=0 skips it (~2-3 min).
+#   sweeps   settings measured on the GPU: benchmarks/triton_scan_sweep.py (the kernels'
+#            launch settings), carry_scan_ab.py (ops.CALL_FLOPS["cuda"] is a guess until it
+#            runs) and chunk_size_sweep.py (ops.chunk_size keeps L ≈ d on a GPU). SWEEPS=0
+#            skips it (~2 min).
+#   floors   each workload against its kernel floor on the GPU (floor_ratios.py, 2 rounds),
+#            cut at FLOORS_SECONDS (default 120; 0 skips it).
+#   probe    benchmarks/cuda_graph_probe.py (eager step, hand-made CUDA graph, torch.compile
+#            reduce-overhead), cut at PROBE_SECONDS (default 0: skipped; it ran in session 10).
+#   deep     the deep LMU network's cost (candidate C of results/deep-psmnist/tuning/grid2.json,
+#            2 epochs, validation only), cut at DEEP_SECONDS (default 0: skipped).
+# What one call leaves undone, a second does with the rest switched off, e.g.
+#   BUNDLE=$OUT/gpu-check-2.tar.gz OUT=/tmp/gc PSMNIST_SECONDS=0 BENCH=0 TESTS=0 bash benchmarks/gpu_check.sh
+# steps.jsonl in the bundle says what each step got and took. MNIST: $TORCHLMU_DATA/mnist.
+# The device tool brings back at most 8 files: hence the one .tar.gz.
 set -u -o pipefail
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 PY=${PY:-python3}
-{
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  $PY -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))"
-  $PY -c "import triton; print('triton', triton.__version__)"
-  if [ "${TESTS:-1}" = 1 ]; then
-    $PY -m pytest -q -p no:cacheprovider -m gpu tests --ignore=tests/test_triton_scan.py
-    # the Triton kernels' tests compile about 110 specialisations (1-2 s each, on the CPU):
-    # spread over 8 of the machine's cores where pytest-xdist is installed (the image has it)
-    XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
-    $PY -m pytest -q -p no:cacheprovider -m gpu ${XDIST:-} tests/test_triton_scan.py
+DEADLINE=${DEADLINE_SECONDS:-560}
+RESERVE=10 # seconds kept for the bundle
+START=$SECONDS
+
+bundle() {
+  if [ -n "${BUNDLE:-}" ]; then
+    tar czf "$BUNDLE" -C "$OUT" . && echo "bundled into $BUNDLE"
   fi
-} 2>&1 | tee -a "$OUT/tests.log"
-if [ "${BENCH:-1}" = 1 ]; then
-  $PY benchmarks/bench.py --device cuda --threads 1 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.jsonl"
-  TORCHLMU_TRITON_SCAN=1 $PY benchmarks/bench.py --device cuda --threads 1 --only W5 2>&1 \
-    | tee "$OUT/bench-cuda-W5-triton.jsonl"
-  $PY benchmarks/triton_scan_sweep.py 2>&1 | tee "$OUT/triton-scan-sweep.jsonl"
-  # the blocked memory's carry as a step loop against carry_scan's grouped passes on the GPU
-  # (ops.CALL_FLOPS["cuda"] is a guess until this runs; about a minute)
-  $PY benchmarks/carry_scan_ab.py --device cuda --threads 1 --rounds 3 2>&1 | tee "$OUT/carry-scan-ab-cuda.jsonl"
-  # the blocked memory's block length on the GPU (ops.chunk_size keeps L ≈ d there, unmeasured
-  # since the CPU's rule changed to √(8d) in session 14; under a minute)
-  $PY benchmarks/chunk_size_sweep.py --device cuda --threads 1 --rounds 2 2>&1 | tee "$OUT/chunk-size-sweep-cuda.jsonl"
-  # large orders built on the GPU (item 5; seconds): the ZOH's float64 squarings there
-  $PY benchmarks/large_order.py --orders 1024 4096 --device cuda 2>&1 | tee "$OUT/large-order-cuda.jsonl"
-fi
+}
+trap bundle EXIT
+
+# run NAME CAP LOG CMD...: CMD cut at CAP seconds (0: no cap of its own) or at the deadline,
+# its output appended to $OUT/LOG; one line per step in $OUT/steps.jsonl; RC its exit status
+# (137: cut), or "skipped".
+run() {
+  local name=$1 cap=$2 log=$3
+  shift 3
+  local limit=$((DEADLINE - RESERVE - (SECONDS - START)))
+  if [ "$cap" -gt 0 ] && [ "$cap" -lt "$limit" ]; then limit=$cap; fi
+  if [ "$limit" -lt "${MIN_STEP_SECONDS:-20}" ]; then
+    echo "{\"step\": \"$name\", \"skipped\": \"$limit s left\"}" | tee -a "$OUT/steps.jsonl"
+    RC=skipped
+    return 0
+  fi
+  local t0=$SECONDS
+  timeout --signal=KILL "$limit" "$@" 2>&1 | tee -a "$OUT/$log"
+  RC=${PIPESTATUS[0]}
+  echo "{\"step\": \"$name\", \"rc\": $RC, \"seconds\": $((SECONDS - t0)), \"limit_s\": $limit}" \
+    | tee -a "$OUT/steps.jsonl"
+}
+
+run info 60 tests.log bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  $PY -c \"import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))\"
+  $PY -c \"import triton; print('triton', triton.__version__)\""
+
 export TORCHLMU_TRITON_SCAN=${TRITON_SCAN:-1}
 if [ "$TORCHLMU_TRITON_SCAN" = 1 ]; then
-  # the kernels on this GPU against the CPU loops first (seconds): a failure keeps steps 3-4
-  # on the step loops instead of spending device time on a broken path
-  if ! $PY -m pytest -q -x -p no:cacheprovider tests/test_triton_scan.py \
-      -k test_scan_and_gradients_through_the_kernels > "$OUT/triton-guard.log" 2>&1; then
-    echo "Triton scan failed its check on this GPU (triton-guard.log): steps 3-4 without it"
+  run guard 0 triton-guard.log $PY -m pytest -q -x -p no:cacheprovider tests/test_triton_scan.py \
+    -k test_scan_and_gradients_through_the_kernels
+  if [ "$RC" != 0 ]; then
+    echo "Triton scan failed or missed its check on this GPU (triton-guard.log): without it"
     export TORCHLMU_TRITON_SCAN=0
   fi
 fi
-if [ "${PSMNIST_SECONDS:-150}" -gt 0 ]; then
-  timeout --signal=KILL "${PSMNIST_SECONDS:-150}" $PY -m torchlmu reproduce psmnist --device cuda \
-    --no-progress --threads 4 --resume --out "$OUT/psmnist" ${PSMNIST_ARGS:-} 2>&1 | tee "$OUT/psmnist.log"
+if [ "${PSMNIST_SECONDS:-180}" -gt 0 ]; then
+  run psmnist "${PSMNIST_SECONDS:-180}" psmnist.log $PY -m torchlmu reproduce psmnist \
+    --device cuda --no-progress --threads 4 --resume --out "$OUT/psmnist" ${PSMNIST_ARGS:-}
 fi
-if [ "${PROBE_SECONDS:-0}" -gt 0 ]; then
-  timeout --signal=KILL "${PROBE_SECONDS:-0}" $PY benchmarks/cuda_graph_probe.py 2>&1 | tee "$OUT/cuda_graph_probe.jsonl"
+if [ "${BENCH:-1}" = 1 ]; then
+  run bench 0 bench-cuda.jsonl $PY benchmarks/bench.py --device cuda --threads 1 ${BENCH_ARGS:-}
+  if [ "$TORCHLMU_TRITON_SCAN" = 1 ]; then
+    run bench-w5-triton 0 bench-cuda-W5-triton.jsonl \
+      $PY benchmarks/bench.py --device cuda --threads 1 --only W5
+  fi
+  run large-order 0 large-order-cuda.jsonl \
+    $PY benchmarks/large_order.py --orders 1024 4096 --device cuda
 fi
-if [ "${DEEP_SECONDS:-0}" -gt 0 ]; then
-  timeout --signal=KILL "${DEEP_SECONDS:-0}" $PY -m torchlmu reproduce deep-psmnist --device cuda \
-    --no-progress --threads 4 --set d_model=96 --set num_blocks=2 --set order=128 --set channels=8 \
-    --set epochs=2 --out "$OUT/deep-psmnist-C" 2>&1 | tee "$OUT/deep-psmnist.log"
+if [ "${TESTS:-1}" = 1 ]; then
+  run tests 0 tests.log $PY -m pytest -q -p no:cacheprovider -m gpu tests \
+    --ignore=tests/test_triton_scan.py
+  XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
+  run tests-triton 0 tests.log $PY -m pytest -q -p no:cacheprovider -m gpu ${XDIST:-} \
+    tests/test_triton_scan.py
+fi
+if [ "${SWEEPS:-1}" = 1 ]; then
+  if [ "${TRITON_SCAN:-1}" = 1 ]; then
+    run triton-sweep 0 triton-scan-sweep.jsonl $PY benchmarks/triton_scan_sweep.py
+  fi
+  run carry-ab 0 carry-scan-ab-cuda.jsonl \
+    $PY benchmarks/carry_scan_ab.py --device cuda --threads 1 --rounds 3
+  run chunk-sweep 0 chunk-size-sweep-cuda.jsonl \
+    $PY benchmarks/chunk_size_sweep.py --device cuda --threads 1 --rounds 2
 fi
 if [ "${FLOORS_SECONDS:-120}" -gt 0 ]; then
-  timeout --signal=KILL "${FLOORS_SECONDS:-120}" $PY benchmarks/floor_ratios.py --device cuda \
-    --threads 1 --rounds 2 2>&1 | tee "$OUT/floor-ratios-cuda.jsonl"
+  run floors "${FLOORS_SECONDS:-120}" floor-ratios-cuda.jsonl \
+    $PY benchmarks/floor_ratios.py --device cuda --threads 1 --rounds 2
 fi
-if [ -n "${BUNDLE:-}" ]; then
-  tar czf "$BUNDLE" -C "$OUT" . && echo "bundled into $BUNDLE"
+if [ "${PROBE_SECONDS:-0}" -gt 0 ]; then
+  run probe "$PROBE_SECONDS" cuda_graph_probe.jsonl $PY benchmarks/cuda_graph_probe.py
+fi
+if [ "${DEEP_SECONDS:-0}" -gt 0 ]; then
+  run deep "$DEEP_SECONDS" deep-psmnist.log $PY -m torchlmu reproduce deep-psmnist --device cuda \
+    --no-progress --threads 4 --set d_model=96 --set num_blocks=2 --set order=128 --set channels=8 \
+    --set epochs=2 --out "$OUT/deep-psmnist-C"
 fi

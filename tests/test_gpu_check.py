@@ -1,0 +1,84 @@
+"""benchmarks/gpu_check.sh's own logic on a CPU (its steps need a GPU): the deadline cuts a
+step, skips what no longer fits, and the bundle is packed on every exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(
+    shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash, timeout"
+)
+
+
+def _check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[dict], Path]:
+    # every Python the script starts is this stand-in: it names its arguments and whether the
+    # Triton scan is on, and fails where they hold FAKE_FAIL_ON, sleeps where FAKE_SLOW
+    fake = tmp_path / "py"
+    fake.write_text(
+        '#!/bin/sh\necho "py $* triton=$TORCHLMU_TRITON_SCAN"\n'
+        'case "$*" in *"${FAKE_FAIL_ON:-@none@}"*) exit 1;; esac\n'
+        'case "$*" in *"${FAKE_SLOW:-@none@}"*) sleep 60;; esac\n'
+    )
+    fake.chmod(0o755)
+    out, bundle = tmp_path / "out", tmp_path / "check.tar.gz"
+    full = {**os.environ, "PY": str(fake), "OUT": str(out), "BUNDLE": str(bundle), **env}
+    p = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh"], cwd=ROOT, env=full, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    steps = [json.loads(s) for s in (out / "steps.jsonl").read_text().splitlines()]
+    return p, steps, bundle
+
+
+def test_every_step_runs_in_order_within_the_deadline(tmp_path):
+    p, steps, bundle = _check(tmp_path, TRITON_SCAN="1")
+    assert p.returncode == 0, p.stderr
+    names = [s["step"] for s in steps]
+    assert names == [
+        "info", "guard", "psmnist", "bench", "bench-w5-triton", "large-order", "tests",
+        "tests-triton", "triton-sweep", "carry-ab", "chunk-sweep", "floors",
+    ]  # fmt: skip
+    assert all(s["rc"] == 0 for s in steps)
+    by = {s["step"]: s for s in steps}
+    assert by["psmnist"]["limit_s"] == 180 and by["floors"]["limit_s"] == 120  # their caps
+    assert by["bench"]["limit_s"] <= 560 - 10  # the deadline less the bundle's reserve
+    with tarfile.open(bundle) as t:
+        assert {"./steps.jsonl", "./psmnist.log", "./bench-cuda.jsonl"} <= set(t.getnames())
+    assert "reproduce psmnist --device cuda" in (tmp_path / "out/psmnist.log").read_text()
+    assert "triton=1" in (tmp_path / "out/psmnist.log").read_text()
+
+
+def test_the_deadline_cuts_a_step_and_skips_the_rest_and_still_bundles(tmp_path):
+    _, steps, bundle = _check(
+        tmp_path,
+        TRITON_SCAN="0",
+        FAKE_SLOW="reproduce",
+        DEADLINE_SECONDS="14",
+        MIN_STEP_SECONDS="2",
+    )
+    by = {s["step"]: s for s in steps}
+    # psmnist gets what is left of 14 s less the 10 s reserve and is killed at it
+    assert by["psmnist"]["rc"] == 137 and by["psmnist"]["limit_s"] <= 4
+    assert by["psmnist"]["seconds"] <= 6
+    assert "skipped" in by["bench"] and "skipped" in by["floors"]
+    assert "guard" not in by  # TRITON_SCAN=0
+    assert tarfile.is_tarfile(bundle)
+
+
+def test_a_failed_guard_runs_psmnist_without_the_kernels(tmp_path):
+    _, steps, _ = _check(
+        tmp_path, TRITON_SCAN="1", TESTS="0", SWEEPS="0", FLOORS_SECONDS="0",
+        FAKE_FAIL_ON="-k test_scan_and_gradients_through_the_kernels",
+    )  # fmt: skip
+    by = {s["step"]: s for s in steps}
+    assert by["guard"]["rc"] == 1 and by["psmnist"]["rc"] == 0
+    assert "triton=0" in (tmp_path / "out/psmnist.log").read_text()
+    assert "bench-w5-triton" not in by and "bench" in by
