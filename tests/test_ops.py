@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -482,6 +483,40 @@ def test_linear_equals_reference(monkeypatch, w_layout, form):
     monkeypatch.setattr(ops, "ONEDNN_STEP_MIN_FLOPS", 1 << 21)
     ops.linear(x, w)
     assert calls == [(7, 5)]
+
+
+def test_step_linear_is_linears_choice_made_once(monkeypatch):
+    """step_linear hands a loop the engine linear would take for the sample's operands, and the
+    returned function computes exactly what linear does, in every form, call after call: oneDNN
+    for a large float32 product outside autograd, torch's otherwise (float64, a gradient
+    needed, under the threshold, ONEDNN_MATMUL off)."""
+    calls = spy_onednn(monkeypatch)
+    g = torch.Generator().manual_seed(5)
+    x, w, add = (torch.randn(*s, generator=g) for s in ((100, 212), (212, 212), (100, 212)))
+    cases = {
+        "large float32": ((x, w, add), ops._linear_onednn),
+        "transposed w": ((x, w.T, add), ops._linear_onednn),
+        "float64": ((x.double(), w.double(), add.double()), ops._linear_torch),
+        "small": ((x[:4, :8], w[:6, :8], None), ops._linear_torch),
+        "grad": ((x.clone().requires_grad_(), w, add), ops._linear_torch),
+    }
+    for name, ((a, b, c), engine) in cases.items():
+        f = ops.step_linear(a, b, c)
+        assert f is engine, name
+        for add_ in (None, c):
+            ref = ops.linear(a, b, add_)
+            with torch.no_grad() if a.requires_grad else contextlib.nullcontext():
+                assert torch.equal(f(a, b, add_), ref), name
+                buf = torch.empty_like(ref)
+                assert f(a, b, add_, out=buf) is buf and torch.equal(buf, ref), name
+            tol = TOL[torch.float64] if a.dtype == torch.float64 else TOL[torch.float32]
+            assert rel(ref, ops.linear_reference(a, b, add_)) <= tol, name
+    into = add.clone()
+    assert ops.step_linear(x, w, into)(x, w, into, out=into) is into
+    assert torch.equal(into, ops.linear(x, w, add))
+    assert calls  # the oneDNN cases went through the (spied) operator
+    monkeypatch.setattr(ops, "ONEDNN_MATMUL", False)
+    assert ops.step_linear(x, w, add) is ops._linear_torch
 
 
 def test_onednn_matmul_gradcheck(monkeypatch):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,7 @@ __all__ = [
     "scale_through_reference",
     "scan_groups",
     "split_nonfinite",
+    "step_linear",
     "zero_padding",
 ]
 
@@ -798,13 +800,23 @@ ONEDNN_STEP_MIN_FLOPS = 1 << 21
 def linear(x: Tensor, w: Tensor, add: Tensor | None = None, out: Tensor | None = None) -> Tensor:
     """``x wᵀ (+ add)`` for x ``(M, K)``, w ``(N, K)`` (contiguous, or a transposed view of a
     contiguous ``(K, N)``: read in place), add ``(M, N)`` of x's dtype, written into ``out`` if
-    given (which may be ``add``, but must not overlap x or w): a step loop's product. By oneDNN where that is faster (float32 on the CPU,
-    eagerly, outside autograd, a product of :data:`ONEDNN_STEP_MIN_FLOPS` or more, with
-    :data:`ONEDNN_MATMUL`), its sum with ``add`` then by torch (oneDNN's fused addition measured
-    slower here: 43.7 against 41.1 µs at W1's step), else by torch.addmm. Twin:
+    given (which may be ``add``, but must not overlap x or w): a step loop's product. By oneDNN
+    where that is faster (float32 on the CPU, eagerly, outside autograd, a product of
+    :data:`ONEDNN_STEP_MIN_FLOPS` or more, with :data:`ONEDNN_MATMUL`), its sum with ``add``
+    then by torch (oneDNN's fused addition measured slower here: 43.7 against 41.1 µs at W1's
+    step), else by torch.addmm. A step loop chooses once, by :func:`step_linear`. Twin:
     :func:`linear_reference`."""
+    return step_linear(x, w, add)(x, w, add, out)
+
+
+def step_linear(x: Tensor, w: Tensor, add: Tensor | None = None) -> Callable[..., Tensor]:
+    """:func:`linear`'s engine for a step loop's product, chosen once from one step's operands:
+    ``f(x, w, add=None, out=None)``, which computes what :func:`linear` does for every call
+    whose operands share these ones' dtypes, device, shapes and contiguity and the autograd
+    state (the slices of one buffer in one loop do). :func:`linear` decides at each call, which
+    cost 6–10 µs of its ~80 at W1's Elman step (1,568 calls per training step)."""
     M, K = x.shape
-    if (
+    onednn = (
         ONEDNN_MATMUL
         and M * K * w.shape[0] >= ONEDNN_STEP_MIN_FLOPS
         and x.dtype == w.dtype == torch.float32
@@ -817,11 +829,18 @@ def linear(x: Tensor, w: Tensor, add: Tensor | None = None, out: Tensor | None =
             torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, add))
         )
         and _onednn_linear() is not None
-    ):
-        y = _onednn_linear()(x, w, None, "none", [], "")
-        if add is None:
-            return y if out is None else out.copy_(y)
-        return y.add_(add) if out is None else torch.add(y, add, out=out)
+    )
+    return _linear_onednn if onednn else _linear_torch
+
+
+def _linear_onednn(x: Tensor, w: Tensor, add: Tensor | None = None, out: Tensor | None = None):
+    y = _onednn_linear()(x, w, None, "none", [], "")
+    if add is None:
+        return y if out is None else out.copy_(y)
+    return y.add_(add) if out is None else torch.add(y, add, out=out)
+
+
+def _linear_torch(x: Tensor, w: Tensor, add: Tensor | None = None, out: Tensor | None = None):
     if add is None:
         return x @ w.T if out is None else torch.mm(x, w.T, out=out)
     if out is add:

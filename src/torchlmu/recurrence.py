@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ._tracing import tracing
 from .exceptions import ValidationError
-from .ops import linear
+from .ops import step_linear
 
 __all__ = [
     "ACTIVATIONS",
@@ -109,10 +109,14 @@ def _elman_forward(pre: Tensor, h0: Tensor, W: Tensor, act: str, out: Tensor) ->
     it) with one product (:func:`~torchlmu.ops.linear`: torch's addmm into the slot, or oneDNN's
     product then the addition into it) and the activation in place per step."""
     act_ = activation_fn_(act)
-    h = h0
-    for t in range(pre.shape[0]):
-        act_(linear(h, W, pre[t], out=out[t]))
-        h = out[t]
+    if pre.shape[0] == 0:
+        return out
+    outs, pres = out.unbind(0), pre.unbind(0)  # one call for all T views
+    lin = step_linear(outs[0], W, pres[0])  # the engine chosen once for the loop
+    h = h0.contiguous()
+    for o, p in zip(outs, pres, strict=True):
+        act_(lin(h, W, p, out=o))
+        h = o
     return out
 
 
@@ -139,11 +143,14 @@ def _elman_backward(h0, W, Hs, act, gH, g_last):
     g = torch.zeros_like(h0) if g_last is None else g_last
     if gH is not None:
         g = g + gH[T - 1]
+    Gs, Hss, WT = G.unbind(0), Hs.unbind(0), W.T
+    gHs = (None,) * T if gH is None else (None, *gH.unbind(0)[:-1])  # gHs[t] = gH[t − 1]
+    lin = step_linear(Gs[0], WT, gHs[-1])
     for t in range(T - 1, -1, -1):
         # f' is read from the state inside the step's one fused pass (a separate pass over all
         # T states for f' cost as much again as the whole elementwise part of the loop)
-        dmul(g, Hs[t], grad_input=G[t])
-        g = linear(G[t], W.T, gH[t - 1] if t > 0 and gH is not None else None)
+        dmul(g, Hss[t], grad_input=Gs[t])
+        g = lin(Gs[t], WT, gHs[t])
     gW = G[0].T @ h0  # Σ_t G_tᵀ h_{t−1}, without concatenating h0 to the states
     if T > 1:
         gW = gW.addmm_(flat(G[1:]).T, flat(Hs[:-1]))
@@ -356,19 +363,22 @@ def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
     EmT = None if Em is None else Em.T
     EhT = None if Eh is None else Eh.T
     act_ = activation_fn_(act)
-    m, h = m0, h0
-    for t in range(T):
-        u = Us[t]
+    if T == 0:
+        return Ms, Hs, Us
+    # each product's engine chosen once, from the first step's operands (ops.step_linear)
+    m, h = m0.contiguous(), h0.contiguous()
+    lin_A = step_linear(m.view(B * C, d), Ad)
+    lin_m = step_linear(Ms[0], Wm, xh[0])
+    lin_h = step_linear(h, Wh, Hs[0])
+    for u, mt, ht, xt in zip(Us.unbind(0), Ms.unbind(0), Hs.unbind(0), xh.unbind(0), strict=True):
         if EmT is not None:
             u.addmm_(m, EmT)
         if EhT is not None:
             u.addmm_(h, EhT)
-        mt = Ms[t]
-        linear(m.reshape(B * C, d), Ad, out=mt.view(B * C, d))
+        lin_A(m.view(B * C, d), Ad, out=mt.view(B * C, d))
         mt.view(B, C, d).addcmul_(u.unsqueeze(-1), Bd)
-        ht = Hs[t]
-        linear(mt, Wm, xh[t], out=ht)
-        linear(h, Wh, ht, out=ht)
+        lin_m(mt, Wm, xt, out=ht)
+        lin_h(h, Wh, ht, out=ht)
         act_(ht)
         m, h = mt, ht
     return Ms, Hs, Us
@@ -420,20 +430,26 @@ def lmu_elman_backward_steps(
             slot.copy_(g)
     BdT = Bd.unsqueeze(1)
     dmul = _dact_mul_into(act)
+    WmT, AdT, WhT = Wm.T, Ad.T, Wh.T
+    Gps, Gms, Gus, Hss = Gpre.unbind(0), Gm.unbind(0), Gu.unbind(0), Hs.unbind(0)
+    # each product's engine chosen once, from the last step's operands (ops.step_linear)
+    lin_m = step_linear(Gps[-1], WmT, Gms[-1])
+    lin_A = step_linear(Gms[-1].view(B * C, d), AdT)
+    lin_h = step_linear(Gps[-1], WhT)
     for t in range(T - 1, -1, -1):
-        gp = Gpre[t]
+        gp = Gps[t]
         if gH is not None:
             gp.add_(gH[t])
-        dmul(gp, Hs[t], grad_input=gp)
-        gmt = Gm[t]
+        dmul(gp, Hss[t], grad_input=gp)
+        gmt = Gms[t]
         if gM is not None:
             gmt.add_(gM[t])
-        linear(gp, Wm.T, gmt, out=gmt)
-        gu = Gu[t]
+        lin_m(gp, WmT, gmt, out=gmt)
+        gu = Gus[t]
         torch.mm(gmt.view(B * C, d), BdT, out=gu.view(B * C, 1))
-        to_m, to_h = (Gm[t - 1], Gpre[t - 1]) if t > 0 else (gm0, gh0)
-        linear(gmt.view(B * C, d), Ad.T, out=to_m.view(B * C, d))
-        linear(gp, Wh.T, out=to_h)
+        to_m, to_h = (Gms[t - 1], Gps[t - 1]) if t > 0 else (gm0, gh0)
+        lin_A(gmt.view(B * C, d), AdT, out=to_m.view(B * C, d))
+        lin_h(gp, WhT, out=to_h)
         if Em is not None:
             to_m.addmm_(gu, Em)
         if Eh is not None:
