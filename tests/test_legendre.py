@@ -241,3 +241,51 @@ def test_zoh_block_columns_rule():
     assert legendre.zoh_block_columns(2048, cpu) == 32
     assert legendre.zoh_block_columns(100, cpu) == 101  # one block: fits a cache whole
     assert legendre.zoh_block_columns(4096, gpu) == 4097
+
+
+def _p(order: int) -> torch.Tensor:
+    i = torch.arange(order, dtype=torch.float64)
+    return (1 - 2 * (i % 2)) * (2 * i + 1)  # P_i = (−1)^i (2i+1)
+
+
+@pytest.mark.parametrize("order", [1, 2, 5, 64, 257])
+def test_A_and_zoh_are_p_symmetric(order):
+    """The premise of zoh's squarings: A·diag(P) is symmetric (exactly: integers), hence so is
+    every power series of A, e^{Ah} included, to rounding."""
+    A, _ = legendre.state_space(order)
+    P = _p(order)
+    assert torch.equal(A * P, (A * P).T)
+    Ad, _ = legendre.zoh(order, 1 / 50)
+    Y = Ad * P
+    assert rel(Y, Y.T) < 1e-13
+
+
+@pytest.mark.parametrize(("order", "rows"), [(100, 16), (100, 7), (64, 32), (33, 10)])
+def test_p_symmetric_square_equals_the_product(order, rows, monkeypatch):
+    """Ā² by blocks multiplied up to their diagonal, the rest read off the P-symmetry, against
+    the whole product Ā·Ā: equal to rounding, and P-symmetric to the rounding of the two
+    scalings (where Ā·Ā is only to that of its sums). Uneven blocks (100 rows in 6 or 14
+    blocks, 33 in 3)."""
+    monkeypatch.setattr(legendre, "ZOH_SQUARE_ROWS", rows)
+    Ad, _ = legendre.zoh(order, 1 / 30)
+    P = _p(order)
+    out = torch.full_like(Ad, float("nan"))
+    assert legendre._square_p_symmetric(Ad, P, out=out) is out
+    assert rel(out, Ad @ Ad) < 1e-13
+    Y = out * P
+    assert ((Y - Y.T).abs() <= 1e-15 * Y.abs()).all()
+
+
+@pytest.mark.parametrize(("order", "rows"), [(300, 32), (1024, legendre.ZOH_SQUARE_ROWS)])
+def test_zoh_with_blocked_squarings_equals_scipy(order, rows, monkeypatch):
+    """zoh with its squarings in blocks (4 at order 1024 by default) against SciPy's expm."""
+    from scipy.linalg import expm
+
+    monkeypatch.setattr(legendre, "ZOH_SQUARE_ROWS", rows)
+    h = 1 / 784
+    Ad, Bd = legendre.zoh(order, h)
+    A, B = legendre.state_space(order)
+    M = np.zeros((order + 1, order + 1))
+    M[:order, :order], M[:order, order] = A.numpy() * h, B.numpy() * h
+    E = torch.from_numpy(expm(M))
+    assert rel(Ad, E[:order, :order]) < 1e-12 and rel(Bd, E[:order, order]) < 1e-12

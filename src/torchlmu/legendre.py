@@ -18,6 +18,7 @@ m_t = Ā m_{t−1} + B̄ u_t, and all states are one causal convolution with H[k
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -30,6 +31,7 @@ from .exceptions import ValidationError
 
 __all__ = [
     "METHODS",
+    "ZOH_SQUARE_ROWS",
     "apply_A",
     "apply_powers",
     "discretize",
@@ -254,11 +256,43 @@ def zoh(
             Bd.copy_(P[:, -1])
     del P
     buf = torch.empty_like(Ad)
+    Pd = (s * (2 * i + 1)).squeeze(1)  # Ā·diag(Pd) is symmetric: see _square_p_symmetric
     for _ in range(sq):  # [[Ā, B̄], [0, 1]]² = [[Ā², Ā B̄ + B̄], [0, 1]]
         Bd = torch.addmv(Bd, Ad, Bd)
-        torch.mm(Ad, Ad, out=buf)
+        _square_p_symmetric(Ad, Pd, out=buf)
         Ad, buf = buf, Ad
     return Ad.to(dtype), Bd.to(dtype)
+
+
+#: Rows per block of :func:`zoh`'s squarings (:func:`_square_p_symmetric`): at orders 1024,
+#: 2048 and 4096 blocks of 256 rows were the fastest tried (2 threads: 0.024, 0.135 and 0.88 s
+#: per squaring against 0.028, 0.183 and 1.41 s for the whole product).
+ZOH_SQUARE_ROWS = 256
+
+
+def _square_p_symmetric(Ad: Tensor, P: Tensor, out: Tensor) -> Tensor:
+    """Ā² into ``out`` for a d×d Ā with Ā·diag(P) symmetric, in about half a product's flops.
+
+    The ZOH's Ā is such a matrix for P_i = (−1)^i (2i+1): A = diag(2i+1)·M where M's signs
+    satisfy S M S = Mᵀ (S = diag((−1)^i)), so A·diag(P) is symmetric, Aᵀ = P⁻¹ A P, and every
+    power series of A, e^{Ah} and its square included, is P-symmetric too. So each block of
+    :data:`ZOH_SQUARE_ROWS` rows of Ā² is multiplied out up to its diagonal block only, and
+    the entries above the diagonal are read off those below: (Ā²)_ji = (Ā²)_ij P_j / P_i. Their
+    terms are the terms of (Ā²)_ij, each times P_j / P_i, so the rounding bound is a full
+    product's; the result is P-symmetric to the rounding of one scaling per entry."""
+    d = Ad.shape[0]
+    n = max(1, d // ZOH_SQUARE_ROWS)
+    if n == 1:
+        return torch.mm(Ad, Ad, out=out)
+    edges = [round(k * d / n) for k in range(n + 1)]
+    for r0, r1 in itertools.pairwise(edges):
+        torch.mm(Ad[r0:r1], Ad[:, :r1], out=out[r0:r1, :r1])
+    for r0, r1 in itertools.pairwise(edges):
+        Pb = P[r0:r1]
+        out[:r0, r0:r1] = out[r0:r1, :r0].T * (P[:r0, None] / Pb)  # rows above the block
+        diag = out[r0:r1, r0:r1]
+        diag.copy_(diag.tril() + (diag.T * (Pb[:, None] / Pb)).triu(1))
+    return out
 
 
 def zoh_block_columns(order: int, device: torch.device) -> int:
@@ -292,15 +326,17 @@ def zoh_cost(order: int, h: float, structured: bool = True) -> tuple[int, float]
     """(dense d×d products, flops) of the ZOH discretisation of order d with step h = dt/θ.
 
     ``structured``: :func:`zoh`'s ⌈log2(d²h/4)⌉ squarings (its Taylor series costs O(d²) per
-    term). Else ``torch.linalg.matrix_exp`` (scaling and squaring, Bader, Blanes & Casas
+    term), each about (n + 1)/2n of a product's flops in n blocks of :data:`ZOH_SQUARE_ROWS`
+    rows (:func:`_square_p_symmetric`). Else ``torch.linalg.matrix_exp`` (scaling and squaring, Bader, Blanes & Casas
     2019; a trainable θ's path): about 5 + ⌈log2(‖M‖₁/3.01)⌉ products of (d+1)² matrices for
     M = [[A, B], [0, 0]]·h, whose 1-norm is d²·h (every column of A sums to d² in magnitude,
     as does B)."""
     d = check_order(order)
     if structured:
         products = max(0, math.ceil(math.log2(max(d * d * h / 4.0, 1.0))))
-    else:
-        products = 5 + max(0, math.ceil(math.log2(max(d * d * h / 3.01, 1.0))))
+        n = max(1, d // ZOH_SQUARE_ROWS)
+        return products, products * 2.0 * d**3 * (n + 1) / (2 * n)
+    products = 5 + max(0, math.ceil(math.log2(max(d * d * h / 3.01, 1.0))))
     return products, products * 2.0 * (d + 1) ** 3
 
 
