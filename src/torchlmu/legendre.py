@@ -327,10 +327,10 @@ def zoh_cost(order: int, h: float, structured: bool = True) -> tuple[int, float]
 
     ``structured``: :func:`zoh`'s ⌈log2(d²h/4)⌉ squarings (its Taylor series costs O(d²) per
     term), each about (n + 1)/2n of a product's flops in n blocks of :data:`ZOH_SQUARE_ROWS`
-    rows (:func:`_square_p_symmetric`). Else ``torch.linalg.matrix_exp`` (scaling and squaring, Bader, Blanes & Casas
-    2019; a trainable θ's path): about 5 + ⌈log2(‖M‖₁/3.01)⌉ products of (d+1)² matrices for
-    M = [[A, B], [0, 0]]·h, whose 1-norm is d²·h (every column of A sums to d² in magnitude,
-    as does B)."""
+    rows (:func:`_square_p_symmetric`). Else ``torch.linalg.matrix_exp`` (scaling and
+    squaring, Bader, Blanes & Casas 2019; a trainable θ's path): about 5 + ⌈log2(‖M‖₁/3.01)⌉
+    products of (d+1)² matrices for M = [[A, B], [0, 0]]·h, whose 1-norm is d²·h (every column
+    of A sums to d² in magnitude, as does B)."""
     d = check_order(order)
     if structured:
         products = max(0, math.ceil(math.log2(max(d * d * h / 4.0, 1.0))))

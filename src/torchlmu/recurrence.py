@@ -106,8 +106,9 @@ def elman_scan_reference(pre: Tensor, h0: Tensor, W: Tensor, act: str) -> Tensor
 
 def _elman_forward(pre: Tensor, h0: Tensor, W: Tensor, act: str, out: Tensor) -> Tensor:
     """States into ``out`` (which may be ``pre`` itself: each step reads pre[t] before writing
-    it) with one product (:func:`~torchlmu.ops.linear`: torch's addmm into the slot, or oneDNN's
-    product then the addition into it) and the activation in place per step."""
+    it) with one product (torch's addmm into the slot, or oneDNN's product then the addition
+    into it: :func:`~torchlmu.ops.step_linear`'s engine, chosen once) and the activation in
+    place per step."""
     act_ = activation_fn_(act)
     if pre.shape[0] == 0:
         return out
