@@ -3,16 +3,16 @@ source trees (e.g. a worktree of the last commit and the working tree), round af
 that both see the same machine (its speed drifts within minutes). One JSON line per record
 (tagged with its tree and round), then one summary line per measurement:
 
-    {"summary": true, "workload": "W1", ..., "ms": {"base": [...], "new": [...]},
-     "median_ms": {"base": ..., "new": ...}, "new_over_base": ...}
+    {"summary": true, "workload": "W1", ..., "unit": "ms", "times": {"base": [...], "new": [...]},
+     "median": {"base": ..., "new": ...}, "new_over_base": ...}
 
     git worktree add /tmp/base HEAD
     python benchmarks/ab_trees.py --tree base=/tmp/base/src --tree new=src --rounds 4 \\
         --case W1 torchlmu parallel train --case W5 torchlmu recurrent train
 
 Each record is one ``bench.py --one`` process run with ``PYTHONPATH`` set to its tree (which
-shadows an installed torchlmu); ``new_over_base`` is the ratio of the medians of the last tree
-to the first.
+shadows an installed torchlmu), the trees' order reversed every other round; ``new_over_base``
+is the ratio of the medians of the last tree to the first.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
     times: dict[tuple, dict[str, list[float]]] = {}
     for r in range(args.rounds):
         for case in args.case:
-            for name, path in trees.items():
+            for name, path in list(trees.items())[:: -1 if r % 2 else 1]:
                 env = {**os.environ, "PYTHONPATH": os.path.abspath(path)}
                 cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--one", *case,
                        "--threads", str(args.threads)]  # fmt: skip

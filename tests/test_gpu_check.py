@@ -29,7 +29,9 @@ def _check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, lis
     )
     fake.chmod(0o755)
     out, bundle = tmp_path / "out", tmp_path / "check.tar.gz"
-    full = {**os.environ, "PY": str(fake), "OUT": str(out), "BUNDLE": str(bundle), **env}
+    # only what the script needs: an outer TESTS=0 or DEADLINE_SECONDS must not leak in
+    base = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+    full = {**base, "PY": str(fake), "OUT": str(out), "BUNDLE": str(bundle), **env}
     p = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh"], cwd=ROOT, env=full, capture_output=True,
         text=True, timeout=120,
@@ -54,6 +56,10 @@ def test_every_step_runs_in_order_within_the_deadline(tmp_path):
         assert {"./steps.jsonl", "./psmnist.log", "./bench-cuda.jsonl"} <= set(t.getnames())
     assert "reproduce psmnist --device cuda" in (tmp_path / "out/psmnist.log").read_text()
     assert "triton=1" in (tmp_path / "out/psmnist.log").read_text()
+    # every other step measures and tests the step loops; W5 again on the kernels
+    assert "triton=0" in (tmp_path / "out/bench-cuda.jsonl").read_text()
+    assert "triton=1" in (tmp_path / "out/bench-cuda-W5-triton.jsonl").read_text()
+    assert "triton=1" not in (tmp_path / "out/tests.log").read_text()
 
 
 def test_the_deadline_cuts_a_step_and_skips_the_rest_and_still_bundles(tmp_path):
@@ -82,3 +88,13 @@ def test_a_failed_guard_runs_psmnist_without_the_kernels(tmp_path):
     assert by["guard"]["rc"] == 1 and by["psmnist"]["rc"] == 0
     assert "triton=0" in (tmp_path / "out/psmnist.log").read_text()
     assert "bench-w5-triton" not in by and "bench" in by
+
+
+def test_a_cap_below_the_minimum_still_runs_the_step(tmp_path):
+    """MIN_STEP_SECONDS guards what is left of the deadline, not a step's own shorter cap."""
+    _, steps, _ = _check(
+        tmp_path, TRITON_SCAN="0", PSMNIST_SECONDS="3", FAKE_SLOW="reproduce", BENCH="0",
+        TESTS="0", SWEEPS="0", FLOORS_SECONDS="0",
+    )  # fmt: skip
+    by = {s["step"]: s for s in steps}
+    assert by["psmnist"]["limit_s"] == 3 and by["psmnist"]["rc"] == 137

@@ -91,7 +91,7 @@ def test_zoh_cost_estimate_and_warning(monkeypatch):
     assert legendre.zoh_cost(4096, 1 / 784, structured=False)[0] == 18
     assert legendre.zoh_cost(4, 1.0, structured=False)[0] == 8  # 5 + ⌈log2(16/3.01)⌉
     monkeypatch.setattr(memory_module, "_WARN_FLOPS", 1e3)
-    with pytest.warns(CostWarning, match="computed once, now: about 11 dense 8x8 products"):
+    with pytest.warns(CostWarning, match="computed once, now: about 11 dense 8x8 squarings"):
         LegendreMemory(1, 8, 0.01)  # d²h/4 = 1600: 11 squarings
     with pytest.warns(CostWarning, match="in every forward"):
         LegendreMemory(1, 8, 1000.0, trainable_theta=True)

@@ -247,7 +247,7 @@ def zoh(
         (-(2 * i + 1) * (g / k), ((2 * i + 1) * s).squeeze(1) * (g / k)) for k in range(30, 0, -1)
     ]
     Ad, Bd = torch.empty(d, d, **f64), torch.empty(d, **f64)
-    w = zoh_block_columns(d, torch.device(device or "cpu"))
+    w = zoh_block_columns(d, i.device)
     for c0 in range(0, d + 1, w):
         P = _taylor_columns(d, c0, min(c0 + w, d + 1), terms, s)
         n = min(c0 + w, d) - c0  # columns of Ā in this block; B̄ is column d
@@ -265,8 +265,9 @@ def zoh(
 
 
 #: Rows per block of :func:`zoh`'s squarings (:func:`_square_p_symmetric`): at orders 1024,
-#: 2048 and 4096 blocks of 256 rows were the fastest tried (2 threads: 0.024, 0.135 and 0.88 s
-#: per squaring against 0.028, 0.183 and 1.41 s for the whole product).
+#: 2048 and 4096 blocks of 256 rows were the fastest tried (a one-off timing, 2 threads: 0.024,
+#: 0.135 and 0.88 s per squaring against 0.028, 0.183 and 1.41 s for the whole product;
+#: ``benchmarks/zoh_parts.py`` times the whole ZOH with and without the blocks).
 ZOH_SQUARE_ROWS = 256
 
 
@@ -279,7 +280,7 @@ def _square_p_symmetric(Ad: Tensor, P: Tensor, out: Tensor) -> Tensor:
     :data:`ZOH_SQUARE_ROWS` rows of Ā² is multiplied out up to its diagonal block only, and
     the entries above the diagonal are read off those below: (Ā²)_ji = (Ā²)_ij P_j / P_i. Their
     terms are the terms of (Ā²)_ij, each times P_j / P_i, so the rounding bound is a full
-    product's; the result is P-symmetric to the rounding of one scaling per entry."""
+    product's; the result is P-symmetric to two roundings per entry (the ratio, the product)."""
     d = Ad.shape[0]
     n = max(1, d // ZOH_SQUARE_ROWS)
     if n == 1:
@@ -297,9 +298,10 @@ def _square_p_symmetric(Ad: Tensor, P: Tensor, out: Tensor) -> Tensor:
 
 def zoh_block_columns(order: int, device: torch.device) -> int:
     """Columns per block of :func:`zoh`'s Taylor sum: on a CPU about 512 KB of float64 rows
-    (measured best at orders 2048 and 4096 on the 2-core machine: 0.36 s against 0.95 s whole
-    at 2048, 0.9–1.7 s against 4.9 s at 4096), the whole matrix (d + 1 columns) where that is
-    fewer blocks or on a GPU, whose kernel launches favour one block."""
+    (the best of a one-off sweep on the 2-core machine: the sum took 0.36 s against 0.95 s
+    whole at order 2048, 0.9–1.7 s against 4.9 s at 4096; ``benchmarks/zoh_parts.py`` times
+    the whole ZOH with and without), the whole matrix (d + 1 columns) where that is fewer
+    blocks or on a GPU, whose kernel launches favour one block."""
     d = check_order(order)
     if device.type != "cpu":
         return d + 1

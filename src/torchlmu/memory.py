@@ -185,7 +185,8 @@ class LegendreMemory(nn.Module):
         when = "in every forward (trainable theta)" if self.trainable_theta else "once, now"
         warnings.warn(
             f"order {d}: the ZOH discretisation is a {d + 1}x{d + 1} matrix exponential, computed "
-            f"{when}: about {products} dense {d}x{d} products, {flops:.1e} flops "
+            f"{when}: about {products} dense {d}x{d} "
+            f"{'squarings' if not self.trainable_theta else 'products'}, {flops:.1e} flops "
             f"(≈ {flops / 5e10:.0f} s of one core at 50 GFLOP/s)",
             CostWarning,
             stacklevel=stacklevel + 1,

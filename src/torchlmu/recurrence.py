@@ -368,9 +368,9 @@ def _lmu_elman_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
         return Ms, Hs, Us
     # each product's engine chosen once, from the first step's operands (ops.step_linear)
     m, h = m0.contiguous(), h0.contiguous()
-    lin_A = step_linear(m.view(B * C, d), Ad)
+    lin_A = step_linear(Ms[0].view(B * C, d), Ad)
     lin_m = step_linear(Ms[0], Wm, xh[0])
-    lin_h = step_linear(h, Wh, Hs[0])
+    lin_h = step_linear(Hs[0], Wh, Hs[0])
     for u, mt, ht, xt in zip(Us.unbind(0), Ms.unbind(0), Hs.unbind(0), xh.unbind(0), strict=True):
         if EmT is not None:
             u.addmm_(m, EmT)
