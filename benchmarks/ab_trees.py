@@ -36,6 +36,7 @@ def main() -> None:
                     metavar=("WORKLOAD", "IMPL", "MODE", "PHASE"))  # fmt: skip
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="bench.py's small sizes (a smoke test)")
     args = ap.parse_args()
     trees = dict(t.split("=", 1) for t in args.tree)
     if len(trees) < 2:
@@ -49,7 +50,7 @@ def main() -> None:
             for name, path in list(trees.items())[:: -1 if r % 2 else 1]:
                 env = {**os.environ, "PYTHONPATH": os.path.abspath(path)}
                 cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--one", *case,
-                       "--threads", str(args.threads)]  # fmt: skip
+                       "--threads", str(args.threads), *(["--quick"] if args.quick else [])]  # fmt: skip
                 p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
                 (rec,) = [json.loads(s) for s in p.stdout.splitlines() if s.startswith("{")]
                 print(json.dumps({"tree": name, "round": r, **rec}), flush=True)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,3 +71,50 @@ def test_table_fails_clearly_without_bench_records(tmp_path):
         text=True,
     )  # fmt: skip
     assert p.returncode == 1 and "no bench.py records" in p.stderr
+
+
+def test_ab_trees_alternates_two_trees_and_summarises(tmp_path):
+    """benchmarks/ab_trees.py with the same tree twice (W2 at bench.py's quick sizes): one
+    record per tree, case and round, the trees' order reversed every other round, and a
+    summary whose ratio is the medians' ratio."""
+    src = str(ROOT / "src")
+    out = subprocess.run(
+        [sys.executable, "benchmarks/ab_trees.py", "--tree", f"base={src}", "--tree",
+         f"new={src}", "--rounds", "2", "--threads", "1", "--quick",
+         "--case", "W2", "torchlmu", "parallel", "infer"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    recs = [json.loads(s) for s in out.splitlines()]
+    runs = [(r["round"], r["tree"]) for r in recs if not r.get("summary")]
+    assert runs == [(0, "base"), (0, "new"), (1, "new"), (1, "base")]
+    (summary,) = [r for r in recs if r.get("summary")]
+    med = summary["median"]
+    # the medians are printed to 3 decimals, the ratio from the unrounded ones
+    assert summary["new_over_base"] == pytest.approx(med["new"] / med["base"], rel=2e-2)
+    assert len(summary["times"]["base"]) == 2 and summary["unit"] == "ms"
+
+
+def test_ab_trees_refuses_a_tree_without_the_package(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "benchmarks/ab_trees.py", "--tree", f"a={tmp_path}", "--tree",
+         f"b={ROOT / 'src'}", "--case", "W2", "torchlmu", "parallel", "infer"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 1 and "holds no torchlmu package" in p.stderr
+
+
+def test_zoh_parts_times_each_variant():
+    """benchmarks/zoh_parts.py at a small order: each variant timed each round, the savings
+    derived from the medians."""
+    out = subprocess.run(
+        [sys.executable, "benchmarks/zoh_parts.py", "--orders", "600", "--rounds", "2",
+         "--threads", "1"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    (rec,) = [json.loads(s) for s in out.splitlines()]
+    assert rec["order"] == 600 and rec["squarings"] >= 1
+    assert all(len(v) == 2 for v in rec["seconds"].values()) and len(rec["seconds"]) == 3
+    med = rec["median_s"]
+    assert rec["taylor_saved_s"] == pytest.approx(
+        med["neither (session 14)"] - med["column blocks"], abs=1e-3
+    )
