@@ -244,8 +244,7 @@ def test_zoh_block_columns_rule():
 
 
 def _p(order: int) -> torch.Tensor:
-    i = torch.arange(order, dtype=torch.float64)
-    return (1 - 2 * (i % 2)) * (2 * i + 1)  # P_i = (−1)^i (2i+1)
+    return legendre.input_vector(order)  # P_i = (−1)^i (2i+1), which is B
 
 
 @pytest.mark.parametrize("order", [1, 2, 5, 64, 257])

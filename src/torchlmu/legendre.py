@@ -243,9 +243,8 @@ def zoh(
     g = h / 2**sq
     i = torch.arange(d, **f64).unsqueeze(1)
     s = 1 - 2 * torch.remainder(i, 2)
-    terms = [
-        (-(2 * i + 1) * (g / k), ((2 * i + 1) * s).squeeze(1) * (g / k)) for k in range(30, 0, -1)
-    ]
+    B = input_vector(d, device=i.device)  # also the P of Ā·diag(P)'s symmetry: P_i = B_i
+    terms = [(-(2 * i + 1) * (g / k), B * (g / k)) for k in range(30, 0, -1)]
     Ad, Bd = torch.empty(d, d, **f64), torch.empty(d, **f64)
     w = zoh_block_columns(d, i.device)
     for c0 in range(0, d + 1, w):
@@ -256,10 +255,9 @@ def zoh(
             Bd.copy_(P[:, -1])
     del P
     buf = torch.empty_like(Ad)
-    Pd = (s * (2 * i + 1)).squeeze(1)  # Ā·diag(Pd) is symmetric: see _square_p_symmetric
     for _ in range(sq):  # [[Ā, B̄], [0, 1]]² = [[Ā², Ā B̄ + B̄], [0, 1]]
         Bd = torch.addmv(Bd, Ad, Bd)
-        _square_p_symmetric(Ad, Pd, out=buf)
+        _square_p_symmetric(Ad, B, out=buf)  # Ā·diag(B) is symmetric
         Ad, buf = buf, Ad
     return Ad.to(dtype), Bd.to(dtype)
 

@@ -19,6 +19,7 @@ forward pass (differentiably). ``forward`` uses no NumPy and does not synchronis
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -79,9 +80,10 @@ class LegendreMemory(nn.Module):
             :data:`~torchlmu.ops.CHUNK_MAX_ORDER`, ``"fft"`` above, where the blocked kernels'
             products, ~d² per state, and their powers of Ā cost more than the FFT).
 
-    Large orders: the ZOH discretisation is a matrix exponential of a ``(d+1, d+1)`` matrix
-    (about 18 dense products at order 4096: ≈ 2.5·10¹² flops), computed once for a fixed θ and
-    in every forward for a trainable one; a :class:`~torchlmu.exceptions.CostWarning` gives the
+    Large orders: the ZOH discretisation is a matrix exponential of a ``(d+1, d+1)`` matrix,
+    computed once for a fixed θ (13 squarings at order 4096, θ 784, each about half a product:
+    ≈ 9.5·10¹¹ flops) and in every forward for a trainable one (torch's ``matrix_exp``: about
+    18 dense products there, ≈ 2.5·10¹² flops); a :class:`~torchlmu.exceptions.CostWarning` gives the
     estimate where it exceeds a few seconds of one core.
 
     Shapes:
@@ -383,7 +385,8 @@ class LegendreMemory(nn.Module):
             # u_c = e_c·x: one memory of x, scaled per channel (the memory is linear in u)
             x, bad = ops.split_nonfinite(x)
             if self._scales_through(x):
-                seq = ops.scale_through(self._zero_state_states, x, self.input_encoders)
+                states = functools.partial(self._all_states, m0=None)
+                seq = ops.scale_through(states, x, self.input_encoders)
             else:
                 seq = ops.scale_states(self._all_states(x, None), self.input_encoders)
         else:
@@ -477,9 +480,6 @@ class LegendreMemory(nn.Module):
             and x.device.type == "cpu"
             and not tracing()
         )
-
-    def _zero_state_states(self, u: Tensor) -> Tensor:
-        return self._all_states(u, None)
 
     def _all_states(self, u: Tensor, m0: Tensor | None) -> Tensor:
         """Every state ``(T, B, C', d)`` of a finite u ``(T, B, C')`` by this module's parallel
