@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -98,3 +99,70 @@ def test_a_cap_below_the_minimum_still_runs_the_step(tmp_path):
     )  # fmt: skip
     by = {s["step"]: s for s in steps}
     assert by["psmnist"]["limit_s"] == 3 and by["psmnist"]["rc"] == 137
+
+
+# Each Python command the script starts, run up to its argument parser and stopped there: a
+# flag renamed in a benchmark or the command line must fail here, not on a lent GPU.
+_PARSE_ONLY = r"""
+import argparse, json, os, runpy, sys
+
+class Parsed(BaseException):
+    pass
+
+_parse = argparse.ArgumentParser.parse_args
+
+def parse_then_stop(self, args=None, namespace=None):
+    _parse(self, args, namespace)
+    raise Parsed
+
+argparse.ArgumentParser.parse_args = parse_then_stop
+result = {}
+for line in sys.stdin.read().splitlines():
+    argv = line.split()
+    sys.argv = argv[1:] if argv[0] == "-m" else argv
+    try:
+        if argv[0] == "-m":
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:  # as `python script.py` does, the script's folder first on the path
+            sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
+            runpy.run_path(argv[0], run_name="__main__")
+        result[line] = "ran past its parser"
+    except Parsed:
+        result[line] = "parsed"
+    except SystemExit as e:
+        result[line] = f"exit {e.code}"
+    except Exception as e:
+        result[line] = repr(e)
+print(json.dumps(result))
+"""
+
+
+def test_every_command_the_check_starts_parses(tmp_path):
+    _, steps, _ = _check(tmp_path, TRITON_SCAN="1", PROBE_SECONDS="30", DEEP_SECONDS="30")
+    assert {"probe", "deep"} <= {s["step"] for s in steps}
+    commands = []
+    for log in sorted((tmp_path / "out").glob("*.*")):
+        for line in log.read_text().splitlines():
+            if line.startswith("py ") and " -c " not in line:
+                commands.append(line[3:].rsplit(" triton=", 1)[0])
+    # (cuda_graph_probe.py takes no arguments and has no parser)
+    scripts = [c for c in commands if c.split()[:2] != ["-m", "pytest"] and "probe" not in c]
+    assert len(scripts) == 9 and any(c.startswith("-m torchlmu reproduce") for c in scripts)
+    p = subprocess.run(
+        [sys.executable, "-c", _PARSE_ONLY], input="\n".join(scripts), cwd=ROOT,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    result = json.loads(p.stdout.splitlines()[-1])
+    assert result == dict.fromkeys(scripts, "parsed"), p.stderr[-2000:]
+    # the pytest steps select tests (the guard's -k names one that exists)
+    for c in (c for c in commands if c.startswith("-m pytest")):
+        args = [a for a in c.split()[2:] if a not in ("-n", "8")]  # xdist's, where installed
+        q = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", *args], cwd=ROOT,
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        selected = [t for t in q.stdout.splitlines() if "::" in t]
+        assert q.returncode == 0 and selected, (c, q.stdout[-1500:])
+        if "-k" in args:
+            assert all(args[args.index("-k") + 1] in t for t in selected)
