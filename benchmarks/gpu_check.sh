@@ -35,8 +35,13 @@
 #            2 epochs, validation only), cut at DEEP_SECONDS (default 0: skipped).
 # What one call leaves undone, a second does with the rest switched off, e.g.
 #   BUNDLE=$OUT/gpu-check-2.tar.gz OUT=/tmp/gc PSMNIST_SECONDS=0 BENCH=0 TESTS=0 bash benchmarks/gpu_check.sh
-# steps.jsonl in the bundle says what each step got and took. MNIST: $TORCHLMU_DATA/mnist.
-# The device tool brings back at most 8 files: hence the one .tar.gz.
+# steps.jsonl in the bundle says what each step got and took. The device tool brings back at
+# most 8 files: hence the one .tar.gz.
+#
+# MNIST (for psmnist): $TORCHLMU_DATA/mnist, else $GPU_DATA/mnist (default .gpu-data/ here, which
+# git ignores). ../shared does not travel to the device machine, so before the call:
+#   mkdir -p .gpu-data && cp -r ../shared/data/mnist .gpu-data/
+# and name ".gpu-data" in the device tool's carry.
 set -u -o pipefail
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
@@ -44,6 +49,8 @@ export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 DEADLINE=${DEADLINE_SECONDS:-560}
 RESERVE=10 # seconds kept for the bundle
+GPU_DATA=${GPU_DATA:-$PWD/.gpu-data}
+if [ -z "${TORCHLMU_DATA:-}" ] && [ -d "$GPU_DATA/mnist" ]; then export TORCHLMU_DATA=$GPU_DATA; fi
 START=$SECONDS
 
 bundle() {
@@ -75,7 +82,8 @@ run() {
 
 run info 60 tests.log bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   $PY -c \"import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))\"
-  $PY -c \"import triton; print('triton', triton.__version__)\""
+  $PY -c \"import triton; print('triton', triton.__version__)\"
+  echo \"MNIST from: \${TORCHLMU_DATA:-not set, the defaults of the command line}\""
 
 # The step loops everywhere but where a step asks for the Triton kernels (TRITON: 1 while they
 # are in play; a failed guard turns it off).

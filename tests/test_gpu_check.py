@@ -24,7 +24,7 @@ def _check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, lis
     # Triton scan is on, and fails where they hold FAKE_FAIL_ON, sleeps where FAKE_SLOW
     fake = tmp_path / "py"
     fake.write_text(
-        '#!/bin/sh\necho "py $* triton=$TORCHLMU_TRITON_SCAN"\n'
+        '#!/bin/sh\necho "py $* triton=$TORCHLMU_TRITON_SCAN data=$TORCHLMU_DATA"\n'
         'case "$*" in *"${FAKE_FAIL_ON:-@none@}"*) exit 1;; esac\n'
         'case "$*" in *"${FAKE_SLOW:-@none@}"*) sleep 60;; esac\n'
     )
@@ -166,3 +166,16 @@ def test_every_command_the_check_starts_parses(tmp_path):
         assert q.returncode == 0 and selected, (c, q.stdout[-1500:])
         if "-k" in args:
             assert all(args[args.index("-k") + 1] in t for t in selected)
+
+
+def test_mnist_from_the_carried_folder_unless_torchlmu_data_says(tmp_path):
+    data = tmp_path / "gpu-data"
+    (data / "mnist").mkdir(parents=True)
+    quick = {"TRITON_SCAN": "0", "BENCH": "0", "TESTS": "0", "SWEEPS": "0", "FLOORS_SECONDS": "0"}
+    _check(tmp_path, GPU_DATA=str(data), **quick)
+    assert f"data={data}\n" in (tmp_path / "out/psmnist.log").read_text()
+    (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
+    _check(tmp_path / "b", GPU_DATA=str(data), TORCHLMU_DATA="/elsewhere", **quick)
+    assert "data=/elsewhere\n" in (tmp_path / "b/out/psmnist.log").read_text()
+    _check(tmp_path / "c", GPU_DATA=str(tmp_path / "none"), **quick)  # no folder: not set
+    assert "data=\n" in (tmp_path / "c/out/psmnist.log").read_text()
