@@ -113,6 +113,7 @@ def test_zoh_parts_times_each_variant():
     ).stdout  # fmt: skip
     (rec,) = [json.loads(s) for s in out.splitlines()]
     assert rec["order"] == 600 and rec["squarings"] >= 1
+    assert rec["squarings_floor_s"] > 0 and set(rec["f64_gemm_gflops"]) == {"torch", "numpy"}
     assert all(len(v) == 2 for v in rec["seconds"].values()) and len(rec["seconds"]) == 3
     med = rec["median_s"]
     assert rec["taylor_saved_s"] == pytest.approx(
