@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(
 def _check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[dict], Path]:
     # every Python the script starts is this stand-in: it names its arguments and whether the
     # Triton scan is on, and fails where they hold FAKE_FAIL_ON, sleeps where FAKE_SLOW
+    tmp_path.mkdir(parents=True, exist_ok=True)
     fake = tmp_path / "py"
     fake.write_text(
         '#!/bin/sh\necho "py $* triton=$TORCHLMU_TRITON_SCAN data=$TORCHLMU_DATA"\n'
@@ -174,7 +175,6 @@ def test_mnist_from_the_carried_folder_unless_torchlmu_data_says(tmp_path):
     quick = {"TRITON_SCAN": "0", "BENCH": "0", "TESTS": "0", "SWEEPS": "0", "FLOORS_SECONDS": "0"}
     _check(tmp_path, GPU_DATA=str(data), **quick)
     assert f"data={data}\n" in (tmp_path / "out/psmnist.log").read_text()
-    (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
     _check(tmp_path / "b", GPU_DATA=str(data), TORCHLMU_DATA="/elsewhere", **quick)
     assert "data=/elsewhere\n" in (tmp_path / "b/out/psmnist.log").read_text()
     _check(tmp_path / "c", GPU_DATA=str(tmp_path / "none"), **quick)  # no folder: not set
