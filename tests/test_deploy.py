@@ -59,6 +59,7 @@ SEQUENCE_MODELS = {
     "fully recurrent": dict(
         hidden_to_memory=True, memory_to_memory=True, input_to_hidden=True, memory_bias=True
     ),
+    "memory→memory, tanh": dict(memory_to_memory=True, input_to_hidden=True),
     "relu, 2 channels": dict(hidden_cell="relu", channels=2),
     "linear": dict(hidden_cell="linear", input_to_hidden=True),
     "none": dict(hidden_cell=None),

@@ -10,7 +10,7 @@
   ``GRU`` fed [m_t, x_t] (gate rows reordered to ONNX's i, o, f, c and z, r, h), or a
   ``MatMul`` for a feed-forward ``nn.Linear`` (+ activation), or nothing; the paper's fully
   recurrent cell (``hidden_to_memory``/``memory_to_memory``, Elman hidden) as one ``Scan`` whose
-  body is the stepper's fused step. (The fully recurrent cell with a torch-cell hidden part has
+  body is the stepper's step. (The fully recurrent cell with a torch-cell hidden part has
   no such form: export its step.)
 
 A JSON sidecar beside each file says what the state holds (order, θ, dt, method, channels, the
@@ -352,20 +352,30 @@ def _recurrent_weights(h, H: int):
 
 def _scan_cell(g: _Graph, cell: LMUCell, x: str) -> str:
     """The fully recurrent Elman cell as one ONNX Scan: state (m, h), input x_t; the body is
-    the stepper's fused step [m, pre] = [m, h, x] M + b, then the activation on pre. Writes
-    ``memory_out`` and ``hidden_out``; returns the outputs (T, B, H)."""
+    the stepper's step on z = [m, x, h]: m_t = z[:, :k] M_m + b_m, h_t = act(z M_h + b_h).
+    Writes ``memory_out`` and ``hidden_out``; returns the outputs (T, B, H)."""
     from onnx import TensorProto, helper, numpy_helper
 
     stepper = cell.stepper()
     S, H, I = cell.memory.state_size, cell.hidden_size, cell.input_size
+    k = stepper.M_m.shape[0]
     act = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "linear": "Identity"}
-    M, b = g.const("M_step", stepper.M), g.const("b_step", stepper.b)
+    Mm, bm = g.const("M_m_step", stepper.M_m), g.const("b_m_step", stepper.b_m)
+    Mh, bh = g.const("M_h_step", stepper.M_h), g.const("b_h_step", stepper.b_h)
+    z_m, sliced, ints = "z", [], []
+    if k < S + I + H:  # the memory does not read h: z's first k columns
+        z_m = "z_m"
+        bounds = {"k_start": 0, "k_end": k, "k_axis": 1}
+        sliced = [helper.make_node("Slice", ["z", *bounds], [z_m])]
+        ints = [numpy_helper.from_array(np.asarray([v], np.int64), n) for n, v in bounds.items()]
     body = helper.make_graph(
         [
-            helper.make_node("Concat", ["m_in", "h_in", "x_t"], ["z"], axis=1),
-            helper.make_node("MatMul", ["z", M], ["zm"]),
-            helper.make_node("Add", ["zm", b], ["out"]),
-            helper.make_node("Split", ["out", "split_sizes"], ["m_out", "pre"], axis=1),
+            helper.make_node("Concat", ["m_in", "x_t", "h_in"], ["z"], axis=1),
+            *sliced,
+            helper.make_node("MatMul", [z_m, Mm], ["zm"]),
+            helper.make_node("Add", ["zm", bm], ["m_out"]),
+            helper.make_node("MatMul", ["z", Mh], ["zh"]),
+            helper.make_node("Add", ["zh", bh], ["pre"]),
             helper.make_node(act[cell.hidden.activation], ["pre"], ["h_out"]),
             helper.make_node("Identity", ["h_out"], ["y_t"]),
         ],
@@ -380,7 +390,7 @@ def _scan_cell(g: _Graph, cell: LMUCell, x: str) -> str:
             helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["B", H]),
             helper.make_tensor_value_info("y_t", TensorProto.FLOAT, ["B", H]),
         ],
-        [numpy_helper.from_array(np.asarray([S, H], dtype=np.int64), "split_sizes")],
+        ints,
     )
     g.node("Scan", ["memory", "hidden", x], ["memory_out", "hidden_out", "Y_scan"],
            num_scan_inputs=1, body=body)  # fmt: skip

@@ -465,30 +465,37 @@ class LMUStepper(nn.Module):
     """Streaming inference with a snapshot of an :class:`LMUCell`'s weights: ``forward(x_t,
     state) -> (y_t, state)`` on batched ``(B, I)`` input, no autograd.
 
-    For the Elman and memory-only cells the step is linear in (m_{t−1}, h_{t−1}, x_t) before
-    the activation, so it is precomputed (in float64) as one matrix M and bias b with
-    [m_t, pre-activation of h_t] = [m_{t−1}, h_{t−1}, x_t] M + b: a step is one matmul and the
-    activation. Other hidden types step through the cell. The snapshot does not follow later
-    changes of the cell's weights, θ or dt: make a new stepper after them. It is a plain module
-    (buffers M and b), so ``torch.export`` and ONNX export take it as it is.
+    For the Elman and memory-only cells the step is linear in (m_{t−1}, x_t, h_{t−1}) before
+    the activation, so it is precomputed (in float64) as matrices on z = [m_{t−1}, x_t,
+    h_{t−1}]: m_t = z[:, :k] M_m + b_m and, with an Elman hidden part, its pre-activation
+    z M_h + b_h (W_m m_t substituted, so both products read the old state and need not wait for
+    each other). k leaves h_{t−1} out when the memory does not read it (no ``hidden_to_memory``):
+    that block of a fused matrix would be zeros, a quarter of the psMNIST cell's bytes, and a
+    batch-1 step is bound by reading the matrices. A step is one concatenation, one or two
+    matmuls and the activation. Other hidden types step through the cell. The snapshot does not
+    follow later changes of the cell's weights, θ or dt: make a new stepper after them. It is a
+    plain module (buffers ``M_m``, ``b_m``, ``M_h``, ``b_h``), so ``torch.export`` and ONNX
+    export take it as it is.
     """
 
     def __init__(self, cell: LMUCell) -> None:
         super().__init__()
         self.cell = cell
-        self.register_buffer("M", None, persistent=False)
-        self.register_buffer("b", None, persistent=False)
+        for name in ("M_m", "b_m", "M_h", "b_h"):
+            self.register_buffer(name, None, persistent=False)
         h = cell.hidden
         if isinstance(h, (ElmanHidden, NoHidden)):
-            p = cell.memory.input_encoders
-            M, b = _fused_weights(cell)
-            self.M, self.b = M.to(p.dtype), b.to(p.dtype)
+            dtype = cell.memory.input_encoders.dtype
+            for name, w in zip(("M_m", "b_m", "M_h", "b_h"), _step_weights(cell), strict=True):
+                setattr(self, name, None if w is None else w.to(dtype))
+            self._k = self.M_m.shape[0]  # columns of z the memory reads
         # the step, chosen once by the hidden type (a streaming step is a few microseconds:
-        # no per-step branching or lookups beyond the two matrices)
+        # no per-step branching or lookups beyond the matrices)
         if isinstance(h, ElmanHidden):
-            self._act, self._sizes = h._act, (cell.memory.state_size, cell.hidden_size)
-            self._act_ = activation_fn_(h.activation)
-            self._step = self._elman_step
+            self._act, self._act_ = h._act, activation_fn_(h.activation)
+            # a slice is itself ~2 µs of a batch-1 step: none when the memory reads all of z
+            full = self._k == self.M_h.shape[0]
+            self._step = self._elman_step_all if full else self._elman_step
         elif isinstance(h, NoHidden):
             self._step = self._concat_step if cell.input_to_hidden else self._memory_step
         else:
@@ -502,58 +509,66 @@ class LMUStepper(nn.Module):
         return self._step(x, state)
 
     def _memory_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
+        # the buffers by their dict: Module.__getattr__ costs about 0.7 µs per lookup
         buf = self._buffers
-        m = torch.addmm(buf["b"], torch.cat([state.memory, x], 1), buf["M"])
+        m = torch.addmm(buf["b_m"], torch.cat([state.memory, x], 1), buf["M_m"])
         return m, LMUState(m)
 
     def _concat_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
         buf = self._buffers
-        m = torch.addmm(buf["b"], torch.cat([state.memory, x], 1), buf["M"])
+        m = torch.addmm(buf["b_m"], torch.cat([state.memory, x], 1), buf["M_m"])
         return torch.cat([m, x], 1), LMUState(m)
 
     def _elman_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
-        # the buffers by their dict: Module.__getattr__ costs about 0.7 µs per lookup
+        z = torch.cat([state.memory, x, state.hidden], 1)
+        return self._elman(z, z[:, : self._k])
+
+    def _elman_step_all(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
+        z = torch.cat([state.memory, x, state.hidden], 1)
+        return self._elman(z, z)
+
+    def _elman(self, z: Tensor, z_m: Tensor) -> tuple[Tensor, LMUState]:
         buf = self._buffers
-        out = torch.addmm(buf["b"], torch.cat([state.memory, state.hidden, x], 1), buf["M"])
-        m, h = out.split_with_sizes(self._sizes, 1)
-        # in place on the fresh step output when eager and recording no gradient (autograd
-        # forbids it on split's views, and the exporter then fixes the batch size): one
-        # allocation less, about 1 of the step's 16 µs
+        m = torch.addmm(buf["b_m"], z_m, buf["M_m"])
+        h = torch.addmm(buf["b_h"], z, buf["M_h"])
+        # in place on the fresh product when eager and recording no gradient (the exporter
+        # would otherwise fix the batch size): one allocation less
         h = self._act(h) if torch.is_grad_enabled() or tracing() else self._act_(h)
         return h, LMUState(m, h)
 
 
-def _fused_weights(cell: LMUCell) -> tuple[Tensor, Tensor]:
-    """(M, b) of :class:`LMUStepper` in float64: rows m_{t−1}, h_{t−1}, x_t; columns m_t, then
-    the hidden pre-activation. m_t = m Āᵀ + u B̄ᵀ with u = x e_xᵀ + h e_hᵀ + m e_mᵀ + b_u, and
-    W_m m_t substitutes it."""
+def _step_weights(cell: LMUCell) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """The streaming step's matrices in float64 (see :class:`LMUStepper`): ``(M_m, b_m, M_h,
+    b_h)`` on z = [m_{t−1}, x_t, h_{t−1}] ``(B, S + I + H)``: m_t = z[:, :k] M_m + b_m with
+    M_m ``(k, S)``, k = S + I, or S + I + H when the memory reads h (``hidden_encoders``); the
+    Elman pre-activation z M_h + b_h, M_h ``(S + I + H, H)`` (None without an Elman part).
+    m_t = m Āᵀ + u B̄ᵀ with u = x e_xᵀ + h e_hᵀ + m e_mᵀ + b_u per channel."""
     with torch.no_grad():
         mem = cell.memory
         C, S, I = mem.channels, mem.state_size, cell.input_size
         Ad, Bd = (t.detach() for t in mem.discretized64())
         f64 = {"dtype": torch.float64, "device": Ad.device}
         Bk = torch.block_diag(*([Bd.unsqueeze(0)] * C))  # (C, S): u -> its B̄ u per channel
-        A_blk = torch.block_diag(*([Ad.T] * C))  # (S, S)
-        elman = isinstance(cell.hidden, ElmanHidden)
-        Hn = cell.hidden_size if elman else 0
-        rows_m = [A_blk, torch.zeros(Hn, S, **f64), mem.input_encoders.double().T @ Bk]
+        rows_m = [torch.block_diag(*([Ad.T] * C)), mem.input_encoders.double().T @ Bk]
         if cell.memory_encoders is not None:
             rows_m[0] = rows_m[0] + cell.memory_encoders.double().T @ Bk
         if cell.hidden_encoders is not None:
-            rows_m[1] = cell.hidden_encoders.double().T @ Bk
-        Mm = torch.cat(rows_m, 0)  # (S + H + I, S)
+            rows_m.append(cell.hidden_encoders.double().T @ Bk)
+        Mm = torch.cat(rows_m, 0)  # (k, S)
         bm = mem.memory_bias.double() @ Bk if mem.memory_bias is not None else torch.zeros(S, **f64)
-        if not elman:
-            return Mm, bm
         h = cell.hidden
-        Wx = h.input_kernel.double().T if h.input_kernel is not None else torch.zeros(I, Hn, **f64)
-        if not cell.input_to_hidden:
-            Wx = torch.zeros(I, Hn, **f64)
-        direct = torch.cat([torch.zeros(S, Hn, **f64), h.hidden_kernel.double().T, Wx], 0)
+        if not isinstance(h, ElmanHidden):
+            return Mm, bm, None, None
+        Hn = cell.hidden_size
+        Wx = torch.zeros(I, Hn, **f64)
+        if cell.input_to_hidden and h.input_kernel is not None:
+            Wx = h.input_kernel.double().T
+        direct = torch.cat([torch.zeros(S, Hn, **f64), Wx, h.hidden_kernel.double().T], 0)
+        Mm_all = torch.cat([Mm, torch.zeros(S + I + Hn - Mm.shape[0], S, **f64)], 0)
         WmT = h.memory_kernel.double().T
-        M = torch.cat([Mm, Mm @ WmT + direct], 1)
-        b = torch.cat([bm, bm @ WmT + (h.bias.double() if h.bias is not None else 0)])
-        return M, b
+        Mh = Mm_all @ WmT + direct  # (S + I + H, H)
+        bh = bm @ WmT + (h.bias.double() if h.bias is not None else 0)
+        return Mm, bm, Mh, bh
 
 
 class LMU(nn.Module):
