@@ -119,3 +119,24 @@ def test_zoh_parts_times_each_variant():
     assert rec["taylor_saved_s"] == pytest.approx(
         med["neither (session 14)"] - med["column blocks"], abs=1e-3
     )
+
+
+def test_step_parts_times_each_product_and_the_step():
+    """benchmarks/step_parts.py at small sizes: each model's products through both engines and
+    the step, each round; the derived step at NumPy's rate follows from the medians."""
+    out = subprocess.run(
+        [sys.executable, "benchmarks/step_parts.py", "--order", "16", "--hidden", "8",
+         "--rounds", "2", "--steps", "50"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    recs = {r["model"]: r for r in map(json.loads, out.splitlines())}
+    assert set(recs) == {"memory", "cell"}
+    assert recs["memory"]["matrices"] == {"M_m": [17, 16]}
+    assert recs["cell"]["matrices"] == {"M_m": [17, 16], "M_h": [25, 8]}  # [m, x] / [m, x, h]
+    for r in recs.values():
+        assert all(len(v) == 2 for v in r["us"].values())
+        med = r["median_us"]
+        assert set(r["gb_per_s"]) == set(med) - {"step"}
+        assert r["step_at_numpy_rate_us"] == pytest.approx(
+            med["step"] - r["products_torch_us"] + r["products_numpy_us"], abs=2e-3
+        )

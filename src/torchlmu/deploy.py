@@ -1,7 +1,7 @@
 """Deployment: an LMU as ONNX files that onnxruntime runs.
 
 - :func:`export_onnx_step`: the streaming step of :class:`~torchlmu.LMUStepper` (for the Elman
-  and memory-only cells one matmul and the activation), through
+  and memory-only cells a concatenation, one or two matmuls and the activation), through
   ``torch.onnx.export(..., dynamo=True)``: inputs ``x`` ``(B, I)`` and the state tensors,
   outputs ``y`` and the new state, the batch dynamic.
 - :func:`export_onnx_sequence`: the whole-sequence layer, batch and length dynamic, written as
