@@ -130,9 +130,9 @@ class Streaming(nn.Module):
     """(x_t, memory, hidden[, cell]) -> (y_t, memory, hidden[, cell]): the stepper with its
     state as plain tensors."""
 
-    def __init__(self, lmu):
+    def __init__(self, lmu, fused=None):
         super().__init__()
-        self.step = lmu.stepper()
+        self.step = lmu.stepper(fused)
 
     def forward(self, x, *state):
         y, st = self.step(x, LMUState(*state))
@@ -140,15 +140,18 @@ class Streaming(nn.Module):
 
 
 @pytest.mark.parametrize("dtype", [F64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("name", ["tanh", "tanh, fully recurrent", "lstm", "gru", "none"])
+@pytest.mark.parametrize(
+    "name", ["tanh", "tanh, fused step", "tanh, fully recurrent", "lstm", "gru", "none"]
+)
 def test_export_streaming_step(name, dtype):
     """The one-step streaming module exports (state in, state out, any batch) and, stepped
-    through a sequence, equals the eager forward of the whole sequence."""
-    lmu = build(name, dtype).eval()
+    through a sequence, equals the eager forward of the whole sequence (the Elman step in both
+    of its forms)."""
+    lmu = build(name.replace(", fused step", ""), dtype).eval()
     st0 = [s for s in lmu.initial_state(3) if s is not None]
     B = torch.export.Dim("B")
     ep = torch.export.export(
-        Streaming(lmu),
+        Streaming(lmu, fused=True if "fused" in name else None),
         (torch.randn(3, 2, dtype=dtype), *st0),
         dynamic_shapes=({0: B}, tuple({0: B} for _ in st0)),
     )

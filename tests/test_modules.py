@@ -379,19 +379,25 @@ def test_memory_states_may_change_in_place_before_the_backward():
     check_equal(grads[1:], grads[:1], 1e-12, "an in-place ReLU as the hidden cell")
 
 
+@pytest.mark.parametrize("fused", [None, True], ids=["cpu-form", "fused"])
 @pytest.mark.parametrize("reads_h", [False, True], ids=["m-reads-x", "m-reads-h"])
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "linear"])
-def test_streaming_fast_path_activations_and_kept_states(activation, reads_h):
-    """The precomputed streaming step (LMUStepper) equals the cell's step for each activation,
-    with the memory's product on [m, x] (no hidden encoders) or on all of [m, x, h], and
-    states a caller kept are never changed later."""
+def test_streaming_fast_path_activations_and_kept_states(activation, reads_h, fused):
+    """The precomputed streaming step (LMUStepper) equals the cell's step for each activation:
+    in the CPU's default form, the memory's product on [m, x] (no hidden encoders) or on all of
+    [m, x, h], and in the fused form (one product, a GPU's default); states a caller kept are
+    never changed later."""
     torch.manual_seed(4)
     lmu = LMU(2, 5, 3, 7.0, hidden_cell=activation, input_to_hidden=True,
               hidden_to_memory=reads_h, dtype=torch.float64)  # fmt: skip
     x = torch.randn(6, 2, 2, dtype=torch.float64)
     kept, st = [], lmu.initial_state(2)
-    stepper = lmu.stepper()
-    assert stepper.M_m.shape == (3 + 2 + 5 * reads_h, 3) and stepper.M_h.shape == (3 + 2 + 5, 5)
+    stepper = lmu.stepper(fused)
+    if fused:
+        assert stepper.M.shape == (3 + 2 + 5, 3 + 5) and stepper.M_m is None
+    else:
+        assert stepper.M_m.shape == (3 + 2 + 5 * reads_h, 3) and stepper.M_h.shape == (10, 5)
+        assert stepper.M is None
     with torch.no_grad():
         for t in range(6):
             y_ref, st_ref = lmu.cell.step_(x[t], st)

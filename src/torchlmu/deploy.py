@@ -41,7 +41,7 @@ class _StepGraph(nn.Module):
 
     def __init__(self, cell: LMUCell) -> None:
         super().__init__()
-        self.step = cell.stepper()
+        self.step = cell.stepper(fused=False)  # the CPU form: ONNX Runtime on a CPU runs it
 
     def forward(self, x: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         y, st = self.step(x, LMUState(*state))
@@ -356,7 +356,7 @@ def _scan_cell(g: _Graph, cell: LMUCell, x: str) -> str:
     Writes ``memory_out`` and ``hidden_out``; returns the outputs (T, B, H)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    stepper = cell.stepper()
+    stepper = cell.stepper(fused=False)  # M_m and M_h, whatever the cell's device
     S, H, I = cell.memory.state_size, cell.hidden_size, cell.input_size
     k = stepper.M_m.shape[0]
     act = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "linear": "Identity"}

@@ -391,9 +391,9 @@ class LMUCell(nn.Module):
             y, st = y.squeeze(0), LMUState(*(_squeeze0(s) for s in st))
         return y, st
 
-    def stepper(self) -> LMUStepper:
+    def stepper(self, fused: bool | None = None) -> LMUStepper:
         """A streaming module of this cell's current weights (see :class:`LMUStepper`)."""
-        return LMUStepper(self)
+        return LMUStepper(self, fused)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, order={self.order}, theta={self.theta:g}"
@@ -470,19 +470,24 @@ class LMUStepper(nn.Module):
     h_{t−1}]: m_t = z[:, :k] M_m + b_m and, with an Elman hidden part, its pre-activation
     z M_h + b_h (W_m m_t substituted, so both products read the old state and need not wait for
     each other). k leaves h_{t−1} out when the memory does not read it (no ``hidden_to_memory``):
-    in one fused matrix that block would be zeros, a quarter of the psMNIST cell's bytes, and the
-    products are bound by reading their matrices (measured 15–20 % faster than the fused form at
-    batch 16 and 128; at batch 1 the second call costs what the bytes save). A step is one or
-    two concatenations, one or two matmuls and the activation. Other hidden types step through
-    the cell. The snapshot does not follow later changes of the cell's weights, θ or dt: make a
-    new stepper after them. It is a plain module (buffers ``M_m``, ``b_m``, ``M_h``, ``b_h``),
-    so ``torch.export`` and ONNX export take it as it is.
+    in one fused matrix that block would be zeros, a quarter of the psMNIST cell's bytes, and on
+    a CPU the products are bound by reading their matrices (measured 7 % faster than the fused
+    form at batch 1, 15–20 % at batch 16 and 128). A step is one or two concatenations, one or
+    two matmuls and the activation. ``fused=True`` runs the Elman step as one product with
+    [M_m (zero rows for h), M_h] side by side (buffers ``M``, ``b``) and a split: fewer kernel
+    launches, which is what a small step costs on a GPU; ``None`` (default) fuses unless the
+    cell is on the CPU. The choice is made here: a stepper moved to another device keeps it.
+
+    Other hidden types step through the cell. The snapshot does not follow later changes of
+    the cell's weights, θ or dt: make a new stepper after them. It is a plain module (buffers
+    ``M_m``, ``b_m``, ``M_h``, ``b_h`` or ``M``, ``b``), so ``torch.export`` and ONNX export
+    take it as it is.
     """
 
-    def __init__(self, cell: LMUCell) -> None:
+    def __init__(self, cell: LMUCell, fused: bool | None = None) -> None:
         super().__init__()
         self.cell = cell
-        for name in ("M_m", "b_m", "M_h", "b_h"):
+        for name in ("M_m", "b_m", "M_h", "b_h", "M", "b"):
             self.register_buffer(name, None, persistent=False)
         h = cell.hidden
         if isinstance(h, (ElmanHidden, NoHidden)):
@@ -490,12 +495,23 @@ class LMUStepper(nn.Module):
             for name, w in zip(("M_m", "b_m", "M_h", "b_h"), _step_weights(cell), strict=True):
                 setattr(self, name, None if w is None else w.to(dtype))
             self._k = self.M_m.shape[0]  # columns of z the memory reads
+        if fused is None:
+            fused = cell.memory.input_encoders.device.type != "cpu"
         # the step, chosen once by the hidden type (a streaming step is a few microseconds:
         # no per-step branching or lookups beyond the matrices)
         if isinstance(h, ElmanHidden):
             self._act, self._act_ = h._act, activation_fn_(h.activation)
-            full = self._k == self.M_h.shape[0]
-            self._step = self._elman_step_all if full else self._elman_step
+            if fused:
+                zeros = self.M_m.new_zeros(self.M_h.shape[0] - self._k, self.M_m.shape[1])
+                M_m = torch.cat([self.M_m, zeros], 0)  # (S + I + H, S): rows for h if absent
+                self.M, self.b = torch.cat([M_m, self.M_h], 1), torch.cat([self.b_m, self.b_h])
+                self.M_m = self.b_m = self.M_h = self.b_h = None
+                self._sizes = (cell.memory.state_size, cell.hidden_size)
+                self._step = self._fused_step
+            elif self._k == self.M_h.shape[0]:
+                self._step = self._elman_step_all
+            else:
+                self._step = self._elman_step
         elif isinstance(h, NoHidden):
             self._step = self._concat_step if cell.input_to_hidden else self._memory_step
         else:
@@ -528,6 +544,14 @@ class LMUStepper(nn.Module):
     def _elman_step_all(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
         z = torch.cat([state.memory, x, state.hidden], 1)
         return self._elman(z, z)
+
+    def _fused_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
+        buf = self._buffers
+        out = torch.addmm(buf["b"], torch.cat([state.memory, x, state.hidden], 1), buf["M"])
+        m, h = out.split_with_sizes(self._sizes, 1)
+        # in place when eager and recording no gradient (autograd forbids it on split's views)
+        h = self._act(h) if torch.is_grad_enabled() or tracing() else self._act_(h)
+        return h, LMUState(m, h)
 
     def _elman(self, z: Tensor, z_m: Tensor) -> tuple[Tensor, LMUState]:
         buf = self._buffers
@@ -741,11 +765,11 @@ class LMU(nn.Module):
             new.append(st)
         return x, _stack_states(new)
 
-    def stepper(self) -> LMUStepper:
+    def stepper(self, fused: bool | None = None) -> LMUStepper:
         """A fast streaming module of the current weights (:class:`LMUStepper`; one layer)."""
         if self.layers is not None:
             raise ModeError("stepper: one layer, one direction only (use step() for a stack)")
-        return self.cell.stepper()
+        return self.cell.stepper(fused)
 
     def forward(
         self, x: Tensor, state: LMUState | None = None, lengths: Tensor | None = None
