@@ -385,11 +385,17 @@ def test_memory_states_may_change_in_place_before_the_backward():
 def test_streaming_fast_path_activations_and_kept_states(activation, reads_h, fused):
     """The precomputed streaming step (LMUStepper) equals the cell's step for each activation:
     in the CPU's default form, the memory's product on [m, x] (no hidden encoders) or on all of
-    [m, x, h], and in the fused form (one product, a GPU's default); states a caller kept are
-    never changed later."""
+    [m, x, h], and in the fused form (one product, a GPU's default), with and without each bias
+    (a memory bias with tanh and relu, no hidden bias with relu and linear); states a caller
+    kept are never changed later."""
     torch.manual_seed(4)
     lmu = LMU(2, 5, 3, 7.0, hidden_cell=activation, input_to_hidden=True,
-              hidden_to_memory=reads_h, dtype=torch.float64)  # fmt: skip
+              hidden_to_memory=reads_h, memory_bias=activation in ("tanh", "relu"),
+              bias=activation in ("tanh", "sigmoid"), dtype=torch.float64)  # fmt: skip
+    with torch.no_grad():  # nonzero biases (a memory bias starts at zero)
+        for b in (lmu.cell.memory.memory_bias, lmu.cell.hidden.bias):
+            if b is not None:
+                b.uniform_(-0.5, 0.5)
     x = torch.randn(6, 2, 2, dtype=torch.float64)
     kept, st = [], lmu.initial_state(2)
     stepper = lmu.stepper(fused)
@@ -418,6 +424,12 @@ def test_streaming_fast_path_activations_and_kept_states(activation, reads_h, fu
         loss = (y * w).sum() + s1.memory.square().sum()
         grads.append(torch.autograd.grad(loss, [xs, s0.memory, s0.hidden]))
     check_equal(list(grads[0]), list(grads[1]), 1e-12, f"{activation} stepper gradients")
+    # a snapshot: the cell's weights changed in place afterwards leave the stepper as it was
+    with torch.no_grad():
+        y0, _ = stepper(x[0], st)
+        for p in lmu.parameters():
+            p.add_(0.25)
+        check_equal([stepper(x[0], st)[0]], [y0], 0.0, f"{activation} stepper after a change")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])

@@ -360,8 +360,16 @@ def _scan_cell(g: _Graph, cell: LMUCell, x: str) -> str:
     S, H, I = cell.memory.state_size, cell.hidden_size, cell.input_size
     k = stepper.M_m.shape[0]
     act = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "linear": "Identity"}
-    Mm, bm = g.const("M_m_step", stepper.M_m), g.const("b_m_step", stepper.b_m)
-    Mh, bh = g.const("M_h_step", stepper.M_h), g.const("b_h_step", stepper.b_h)
+
+    def affine(z: str, name: str, out: str) -> list:  # z M (+ b: the stepper's bias, if any)
+        M, b = getattr(stepper, "M_" + name), getattr(stepper, "b_" + name)
+        if b is None:
+            return [helper.make_node("MatMul", [z, g.const(f"M_{name}_step", M)], [out])]
+        return [
+            helper.make_node("MatMul", [z, g.const(f"M_{name}_step", M)], [out + "_M"]),
+            helper.make_node("Add", [out + "_M", g.const(f"b_{name}_step", b)], [out]),
+        ]
+
     z_m, sliced, ints = "z", [], []
     if k < S + I + H:  # the memory does not read h: z's first k columns
         z_m = "z_m"
@@ -372,10 +380,8 @@ def _scan_cell(g: _Graph, cell: LMUCell, x: str) -> str:
         [
             helper.make_node("Concat", ["m_in", "x_t", "h_in"], ["z"], axis=1),
             *sliced,
-            helper.make_node("MatMul", [z_m, Mm], ["zm"]),
-            helper.make_node("Add", ["zm", bm], ["m_out"]),
-            helper.make_node("MatMul", ["z", Mh], ["zh"]),
-            helper.make_node("Add", ["zh", bh], ["pre"]),
+            *affine(z_m, "m", "m_out"),
+            *affine("z", "h", "pre"),
             helper.make_node(act[cell.hidden.activation], ["pre"], ["h_out"]),
             helper.make_node("Identity", ["h_out"], ["y_t"]),
         ],

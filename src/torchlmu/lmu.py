@@ -498,15 +498,17 @@ class LMUStepper(nn.Module):
         if fused is None:
             fused = cell.memory.input_encoders.device.type != "cpu"
         # the step, chosen once by the hidden type (a streaming step is a few microseconds:
-        # no per-step branching or lookups beyond the matrices)
+        # no per-step lookups beyond the matrices, and a missing bias is one test for None)
         if isinstance(h, ElmanHidden):
             self._act, self._act_ = h._act, activation_fn_(h.activation)
+            self._sizes = (cell.memory.state_size, cell.hidden_size)
             if fused:
-                zeros = self.M_m.new_zeros(self.M_h.shape[0] - self._k, self.M_m.shape[1])
-                M_m = torch.cat([self.M_m, zeros], 0)  # (S + I + H, S): rows for h if absent
-                self.M, self.b = torch.cat([M_m, self.M_h], 1), torch.cat([self.b_m, self.b_h])
+                (S, H), zero = self._sizes, self.M_m.new_zeros
+                M_m = torch.cat([self.M_m, zero(self.M_h.shape[0] - self._k, S)], 0)  # h's rows
+                b_m = zero(S) if self.b_m is None else self.b_m
+                b_h = zero(H) if self.b_h is None else self.b_h
+                self.M, self.b = torch.cat([M_m, self.M_h], 1), torch.cat([b_m, b_h])
                 self.M_m = self.b_m = self.M_h = self.b_h = None
-                self._sizes = (cell.memory.state_size, cell.hidden_size)
                 self._step = self._fused_step
             elif self._k == self.M_h.shape[0]:
                 self._step = self._elman_step_all
@@ -527,12 +529,12 @@ class LMUStepper(nn.Module):
     def _memory_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
         # the buffers by their dict: Module.__getattr__ costs about 0.7 µs per lookup
         buf = self._buffers
-        m = torch.addmm(buf["b_m"], torch.cat([state.memory, x], 1), buf["M_m"])
+        m = _affine(torch.cat([state.memory, x], 1), buf["M_m"], buf["b_m"])
         return m, LMUState(m)
 
     def _concat_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
         buf = self._buffers
-        m = torch.addmm(buf["b_m"], torch.cat([state.memory, x], 1), buf["M_m"])
+        m = _affine(torch.cat([state.memory, x], 1), buf["M_m"], buf["b_m"])
         return torch.cat([m, x], 1), LMUState(m)
 
     def _elman_step(self, x: Tensor, state: LMUState) -> tuple[Tensor, LMUState]:
@@ -555,19 +557,20 @@ class LMUStepper(nn.Module):
 
     def _elman(self, z: Tensor, z_m: Tensor) -> tuple[Tensor, LMUState]:
         buf = self._buffers
-        m = torch.addmm(buf["b_m"], z_m, buf["M_m"])
-        h = torch.addmm(buf["b_h"], z, buf["M_h"])
+        m = _affine(z_m, buf["M_m"], buf["b_m"])
+        h = _affine(z, buf["M_h"], buf["b_h"])
         # in place on the fresh product when eager and recording no gradient (the exporter
         # would otherwise fix the batch size): one allocation less
         h = self._act(h) if torch.is_grad_enabled() or tracing() else self._act_(h)
         return h, LMUState(m, h)
 
 
-def _step_weights(cell: LMUCell) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+def _step_weights(cell: LMUCell) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
     """The streaming step's matrices in float64 (see :class:`LMUStepper`): ``(M_m, b_m, M_h,
     b_h)`` on z = [m_{t−1}, x_t, h_{t−1}] ``(B, S + I + H)``: m_t = z[:, :k] M_m + b_m with
     M_m ``(k, S)``, k = S + I, or S + I + H when the memory reads h (``hidden_encoders``); the
-    Elman pre-activation z M_h + b_h, M_h ``(S + I + H, H)`` (None without an Elman part).
+    Elman pre-activation z M_h + b_h, M_h ``(S + I + H, H)`` (None without an Elman part). A
+    bias is None where it would be zeros (no memory bias; no memory or hidden bias).
     m_t = m Āᵀ + u B̄ᵀ with u = x e_xᵀ + h e_hᵀ + m e_mᵀ + b_u per channel."""
     with torch.no_grad():
         mem = cell.memory
@@ -581,7 +584,7 @@ def _step_weights(cell: LMUCell) -> tuple[Tensor, Tensor, Tensor | None, Tensor 
         if cell.hidden_encoders is not None:
             rows_m.append(cell.hidden_encoders.double().T @ Bk)
         Mm = torch.cat(rows_m, 0)  # (k, S)
-        bm = mem.memory_bias.double() @ Bk if mem.memory_bias is not None else torch.zeros(S, **f64)
+        bm = mem.memory_bias.double() @ Bk if mem.memory_bias is not None else None
         h = cell.hidden
         if not isinstance(h, ElmanHidden):
             return Mm, bm, None, None
@@ -593,8 +596,16 @@ def _step_weights(cell: LMUCell) -> tuple[Tensor, Tensor, Tensor | None, Tensor 
         Mm_all = torch.cat([Mm, torch.zeros(S + I + Hn - Mm.shape[0], S, **f64)], 0)
         WmT = h.memory_kernel.double().T
         Mh = Mm_all @ WmT + direct  # (S + I + H, H)
-        bh = bm @ WmT + (h.bias.double() if h.bias is not None else 0)
+        # a copy: the stepper is a snapshot (float64 .double() of a float64 parameter is itself)
+        bh = None if h.bias is None else h.bias.detach().to(torch.float64, copy=True)
+        if bm is not None:
+            bh = bm @ WmT + (0 if bh is None else bh)
         return Mm, bm, Mh, bh
+
+
+def _affine(z: Tensor, M: Tensor, b: Tensor | None) -> Tensor:
+    """z M + b, or z M without a bias (addmm first copies b into its output: ~1 µs at batch 1)."""
+    return torch.mm(z, M) if b is None else torch.addmm(b, z, M)
 
 
 class LMU(nn.Module):
