@@ -157,7 +157,7 @@ def measure(
         "torch": torch.__version__,
         "reuse_large_allocations": cpu["reuse_large_allocations"],
         "loadavg_1min": os.getloadavg()[0],  # other work on the machine while measuring
-        # the fully recurrent scan's step loops as Triton kernels (CUDA; TORCHLMU_TRITON_SCAN=1)
+        # the fully recurrent scan's step loops as Triton kernels (CUDA; off: TORCHLMU_TRITON_SCAN=0)
         "triton_scan": recurrence.TRITON_SCAN,
     }
     if workload == "matmul":  # this machine's float32 matmul peak

@@ -89,8 +89,11 @@ run info 60 tests.log bash -c "nvidia-smi --query-gpu=name,driver_version,memory
 # are in play; a failed guard turns it off).
 export TORCHLMU_TRITON_SCAN=0
 TRITON=${TRITON_SCAN:-1}
+# pytest without the device machine's pytest-benchmark plugin: with xdist on, its warning is an
+# error before any test runs (session 17's tests-triton step)
+PYTEST="$PY -m pytest -q -p no:cacheprovider -p no:benchmark"
 if [ "$TRITON" = 1 ]; then
-  run guard 0 triton-guard.log env TORCHLMU_TRITON_SCAN=1 $PY -m pytest -q -x -p no:cacheprovider \
+  run guard 0 triton-guard.log env TORCHLMU_TRITON_SCAN=1 $PYTEST -x \
     tests/test_triton_scan.py -k test_scan_and_gradients_through_the_kernels
   if [ "$RC" != 0 ]; then
     echo "Triton scan failed or missed its check on this GPU (triton-guard.log): without it"
@@ -112,10 +115,10 @@ if [ "${BENCH:-1}" = 1 ]; then
     $PY benchmarks/large_order.py --orders 1024 4096 --device cuda
 fi
 if [ "${TESTS:-1}" = 1 ]; then
-  run tests 0 tests.log $PY -m pytest -q -p no:cacheprovider -m gpu tests \
+  run tests 0 tests.log $PYTEST -m gpu tests \
     --ignore=tests/test_triton_scan.py
   XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
-  run tests-triton 0 tests.log $PY -m pytest -q -p no:cacheprovider -m gpu ${XDIST:-} \
+  run tests-triton 0 tests.log $PYTEST -m gpu ${XDIST:-} \
     tests/test_triton_scan.py
 fi
 if [ "${SWEEPS:-1}" = 1 ]; then

@@ -103,9 +103,11 @@ def test_elman_scan_rnn(dtype, act):
 @pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
 def test_elman_scan_on_cuda_against_the_cpu_float64_loop(act):
     """On a GPU elman_scan takes cuDNN's fused kernel (tanh, relu) or its own loop (the rest):
-    float32 states and gradients against the CPU float64 loop, within max(1e-5, 4 × the CPU
-    float32 loop's own error against float64) (cuDNN sums in another order: on an H200 one
-    gradient was 1.1e-5 off, float32's own error over the 17 steps)."""
+    float32 states and gradients against the CPU float64 loop, within max(f, 4 × the CPU
+    float32 loop's own error against float64), f = 1e-5 (float32's) for the loop and 2e-5 for
+    cuDNN, which sums in its own order with its own activation: on an H200 the states were
+    1.11e-5 off in session 17 and a gradient 1.1e-5 in session 10, each above 4 × the CPU
+    float32 loop's error."""
     cpu = _elman_args(torch.float64)
     gpu = [x.detach().float().cuda().requires_grad_() for x in cpu]
     f32 = [x.detach().float().requires_grad_() for x in cpu]
@@ -115,8 +117,9 @@ def test_elman_scan_on_cuda_against_the_cpu_float64_loop(act):
     ga = torch.autograd.grad(a.square().sum(), gpu)
     gb = torch.autograd.grad(b.square().sum(), cpu)
     gc = torch.autograd.grad(c.square().sum(), f32)
+    floor = TOL[torch.float32] * (2 if act in ("tanh", "relu") else 1)
     for x, y, z in zip((a, *ga), (b, *gb), (c, *gc), strict=True):
-        tol = max(TOL[torch.float32], 4 * rel(z.double(), y))
+        tol = max(floor, 4 * rel(z.double(), y))
         assert rel(x.double().cpu(), y) <= tol
 
 

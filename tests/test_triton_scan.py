@@ -52,7 +52,8 @@ def _on(args, device):
 
 def _close(a, b, dtype) -> bool:
     # float32 in the RMS form of the tolerance table (conftest): relu/linear states near 0
-    return (a.double().cpu() - b.double()).norm() <= TOL[dtype] * max(b.norm(), b.numel() ** 0.5)
+    a, b = a.double().cpu(), b.double().cpu()
+    return (a - b).norm() <= TOL[dtype] * max(b.norm(), b.numel() ** 0.5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -156,22 +157,34 @@ def test_applies_only_to_its_scope():
     assert not ts.applies(torch.zeros(2**20, 2**8, 1), 1, Ad, Wh, "tanh")  # offsets beyond int32
 
 
-def test_scan_keeps_the_step_loops_off_cuda_and_by_default():
-    """The dispatch: CPU tensors, or the flag off (its default), never reach the kernels."""
+def test_scan_keeps_the_step_loops_off_cuda_and_when_switched_off(monkeypatch):
+    """The dispatch: CPU tensors never reach the kernels, flag on or off; the flag is on unless
+    TORCHLMU_TRITON_SCAN=0 (its default since the kernels' H200 run)."""
     x = torch.zeros(2, 3, 1)
     Ad, Wh = torch.zeros(4, 4), torch.zeros(3, 3)
-    assert recurrence._fused_scan(x, 1, Ad, Wh, "tanh") is None
-    assert os.environ.get("TORCHLMU_TRITON_SCAN") == "1" or not recurrence.TRITON_SCAN
+    for flag in (True, False):
+        monkeypatch.setattr(recurrence, "TRITON_SCAN", flag)
+        assert recurrence._fused_scan(x, 1, Ad, Wh, "tanh") is None
+    code = "import torchlmu.recurrence as r; print(r.TRITON_SCAN)"
+    for value, expected in ((None, "True"), ("0", "False"), ("1", "True")):
+        env = {k: v for k, v in os.environ.items() if k != "TORCHLMU_TRITON_SCAN"}
+        if value is not None:
+            env["TORCHLMU_TRITON_SCAN"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)  # fmt: skip
+        assert out.stdout.strip() == expected, value
 
 
 def test_the_gpu_sweep_script_runs():
-    """benchmarks/triton_scan_sweep.py (run by gpu_check.sh on a lent GPU) works end to end:
-    here at tiny sizes under the interpreter, each setting's states and gradients as the loops'."""
+    """benchmarks/triton_scan_sweep.py (run by gpu_check.sh on a lent GPU) works end to end at
+    tiny sizes, each setting's states and gradients as the loops': on the GPU where there is
+    one (a GPU machine's Triton may predate the interpreter this module needs), else under the
+    interpreter."""
     root = Path(__file__).resolve().parents[1]
     script = root / "benchmarks" / "triton_scan_sweep.py"
     env = dict(os.environ, PYTHONPATH=str(root / "src"))
     out = subprocess.run(
-        [sys.executable, str(script), "--device", "cpu", "--quick"],
+        [sys.executable, str(script), "--device", DEVICE, "--quick"],
         capture_output=True, text=True, env=env, timeout=300, check=True,
     )  # fmt: skip
     recs = [json.loads(line) for line in out.stdout.splitlines()]

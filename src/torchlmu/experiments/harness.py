@@ -196,7 +196,7 @@ def provenance(threads: int, device: str = "cpu") -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "device": device,  # where the models ran
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        # the fully recurrent scan's Triton kernels on CUDA (TORCHLMU_TRITON_SCAN=1)
+        # the fully recurrent scan's Triton kernels on CUDA (on unless TORCHLMU_TRITON_SCAN=0)
         "triton_scan": _recurrence.TRITON_SCAN,
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
