@@ -334,8 +334,8 @@ def lmu_elman_scan_reference(
 
 #: Whether the fully recurrent scan's step loops run as Triton kernels on CUDA tensors
 #: (:mod:`torchlmu.triton_scan`, where it takes the scan). On since they passed their tests on
-#: an H200 (session 17) and ran the psMNIST model's training step 2.8–4.2× faster than the step
-#: loops; ``TORCHLMU_TRITON_SCAN=0`` (or this flag set False) keeps the step loops.
+#: an H200 (session 17) and ran the psMNIST model's training step 2.8–3.9× faster than the
+#: eager step loops; ``TORCHLMU_TRITON_SCAN=0`` (or this flag set False) keeps the step loops.
 TRITON_SCAN = os.environ.get("TORCHLMU_TRITON_SCAN", "1") != "0"
 
 
