@@ -81,6 +81,8 @@ def main() -> None:
     ref_states, ref_grads = infer(), train()
     grid = [(16, 16, 8), (16, 16, 4), (16, 32, 4), (16, 32, 8), (8, 16, 4), (8, 32, 4)]
     grid += [(4, 16, 4), (4, 32, 4)]  # (rows per program, contraction chunk, warps)
+    # around session 17's best on an H200 (4, 32, 4): wider chunks, fewer rows, other warps
+    grid += [(4, 64, 4), (2, 32, 4), (2, 64, 4), (4, 32, 2), (4, 32, 8)]
     settings = [None] + [
         {"BB": bb, "KC": kc, "num_warps": w, "num_warps_wide": w} for bb, kc, w in grid
     ]
