@@ -501,9 +501,9 @@ class LMUStepper(nn.Module):
         # no per-step lookups beyond the matrices, and a missing bias is one test for None)
         if isinstance(h, ElmanHidden):
             self._act, self._act_ = h._act, activation_fn_(h.activation)
-            self._sizes = (cell.memory.state_size, cell.hidden_size)
             if fused:
-                (S, H), zero = self._sizes, self.M_m.new_zeros
+                self._sizes = S, H = cell.memory.state_size, cell.hidden_size  # the split's
+                zero = self.M_m.new_zeros
                 M_m = torch.cat([self.M_m, zero(self.M_h.shape[0] - self._k, S)], 0)  # h's rows
                 b_m = zero(S) if self.b_m is None else self.b_m
                 b_h = zero(H) if self.b_h is None else self.b_h
