@@ -44,7 +44,12 @@ _ACT = {"linear": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
 #: step and 29.7 ms per forward, against 73.7–80.9 and 40.4–43.5 ms for the other settings but
 #: one (8 rows with chunks of 32: 337 ms), and 80.9 / 43.5 ms for chunks of 16. The wide
 #: setting (order or hidden size above 256) is still untimed.
-CONFIG = {"BB": 4, "KC": 32, "num_warps": 4, "num_warps_wide": 8}
+CONFIG = {"form": "rows", "BB": 4, "KC": 32, "num_warps": 4, "num_warps_wide": 8}
+#: The column form's setting (see its kernels below): rows per block (BB, from 16: its
+#: products are tl.dot), column programs per row block (P, fewer where the widths or the GPU's
+#: SMs ask), warps per program, and whether a GPU runs all steps in one launch with a barrier
+#: between them (else one launch per step: the twin the barrier is tested against).
+COLS = {"BB": 16, "P": 16, "num_warps": 8, "persistent": True}
 
 
 def _p2(n: int) -> int:
@@ -240,6 +245,188 @@ def _backward_kernel(Hs, gM, gH, Ad, Bd, em, eh, Wm, Wh, Gm, Gp, Gu, T, B, D, H,
         tl.debug_barrier()
 
 
+# ---------------------------------------------------------------------------------------------
+# The column form: weights held by the programs, one barrier per step.
+#
+# The row form above reads all of Ā, W_h and W_m (~650 KB at the paper model's sizes) from the
+# cache at every step, in every program: its speed is one SM's cache bandwidth, whatever the
+# batch. Here each program owns a block of BB batch rows and a slice of the output columns (DC
+# of m's, HC of h's) and holds its weights' columns in registers for all T steps; the P programs
+# of a row block exchange the states through the cache once per step and wait for each other
+# at a barrier (a counter per row block). One barrier per step suffices because h_t is written
+# from the previous states alone: with m_t = m_{t−1}Āᵀ + u_t B̄ᵀ,
+#   pre_t = xh_t + h_{t−1}W_hᵀ + m_{t−1}(W_m Ā)ᵀ + u_t (W_m B̄)ᵀ,
+# and backward, with Â = Ā + B̄ e_m (what ∂L/∂m_t carries to m_{t−1}, through u_t included),
+#   ∂L/∂m_{t−1} = c_t Â + g_t (W_m Â),   ∂L/∂h_{t−1} = g_t W_h + (c_t·B̄ + g_t·W_m B̄) e_h,
+# where c_t is what reaches m_t other than through h_t (carried back, plus the sequence's
+# gradient) and g_t = ∂L/∂pre_t. The folded weights are formed in float64 on the host.
+# ---------------------------------------------------------------------------------------------
+
+#: Polls of a barrier's counter before a program gives up waiting: a barrier that never opens
+#: (programs of a row block not all resident) then fills that block's outputs with NaN instead
+#: of hanging the GPU.
+_SYNC_POLLS = tl.constexpr(1 << 20)
+_SYNC_BROKEN = tl.constexpr(1 << 30)
+
+
+@triton.jit
+def _row_block_sync(counter, target):
+    """Wait until every program of this row block has finished the step (``counter`` reaches
+    ``target``); True when the barrier is broken (timed out here or in another program)."""
+    tl.debug_barrier()  # every thread's stores of this step before the program's arrival
+    tl.atomic_add(counter, 1, sem="release", scope="gpu")
+    cnt = tl.atomic_add(counter, 0, sem="acquire", scope="gpu")
+    polls = 0
+    while (cnt < target) & (polls < _SYNC_POLLS):
+        cnt = tl.atomic_add(counter, 0, sem="acquire", scope="gpu")
+        polls += 1
+    if cnt < target:
+        cnt = tl.atomic_add(counter, _SYNC_BROKEN, sem="acq_rel", scope="gpu") + _SYNC_BROKEN
+    tl.debug_barrier()
+    return cnt >= _SYNC_BROKEN
+
+
+@triton.jit
+def _cols(B, D, H, BB: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr, DC: tl.constexpr,
+          HC: tl.constexpr):  # fmt: skip
+    """This program's rows, full column ranges and its own column slices of m and h, masked."""
+    p = tl.program_id(0)
+    rows = tl.program_id(1) * BB + tl.arange(0, BB)
+    cd = tl.arange(0, DP)
+    ch = tl.arange(0, HP)
+    jd = p * DC + tl.arange(0, DC)
+    jh = p * HC + tl.arange(0, HC)
+    return p, rows, rows < B, cd, cd < D, ch, ch < H, jd, jd < D, jh, jh < H
+
+
+@triton.jit
+def _tile(ptr, r, rmask, c, cmask, ncols, CG: tl.constexpr):
+    """ptr[r, c] of a row-major matrix with ``ncols`` columns, zero where masked (``CG``: read
+    through L2 only: written by other programs since this one last looked)."""
+    m = rmask[:, None] & cmask[None, :]
+    if CG:
+        x = tl.load(ptr + r[:, None] * ncols + c[None, :], mask=m, other=0.0, cache_modifier=".cg")
+    else:
+        x = tl.load(ptr + r[:, None] * ncols + c[None, :], mask=m, other=0.0)
+    return x
+
+
+@triton.jit
+def _forward_cols_kernel(xu, xh, AT, Bd, em, eh, WhT, WmAT, wmb, Ms, Hs, Us, Sync, T0, T1, B, D, H,
+                         HAS_EM: tl.constexpr, HAS_EH: tl.constexpr, ACT: tl.constexpr,
+                         BB: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr, DC: tl.constexpr,
+                         HC: tl.constexpr, PREC: tl.constexpr, SYNC: tl.constexpr):  # fmt: skip
+    # Ms (T+1, B, D), Hs (T+1, B, H): slot 0 the initial states, slot t + 1 step t's. Steps
+    # T0..T1−1; with SYNC the programs of a row block wait for each other after each step (else
+    # the launch's end is the barrier: one launch per step, the interpreter's way).
+    p, rows, rmask, cd, dmask, ch, hmask, jd, jdm, jh, jhm = _cols(B, D, H, BB, DP, HP, DC, HC)
+    A_w = _tile(AT, cd, dmask, jd, jdm, D, False)  # (DP, DC) of Āᵀ
+    Wh_w = _tile(WhT, ch, hmask, jh, jhm, H, False)  # (HP, HC) of W_hᵀ
+    WmA_w = _tile(WmAT, cd, dmask, jh, jhm, H, False)  # (DP, HC) of (W_m Ā)ᵀ
+    bd = tl.load(Bd + jd, mask=jdm, other=0.0)
+    wb = tl.load(wmb + jh, mask=jhm, other=0.0)
+    if HAS_EM:
+        em_v = tl.load(em + cd, mask=dmask, other=0.0)
+    if HAS_EH:
+        eh_v = tl.load(eh + ch, mask=hmask, other=0.0)
+    counter = Sync + tl.program_id(1)
+    broken = p < 0  # a runtime False: the barrier's state is carried through the loop
+    for t in range(T0, T1):
+        m_prev = _tile(Ms + t * B * D, rows, rmask, cd, dmask, D, True)
+        h_prev = _tile(Hs + t * B * H, rows, rmask, ch, hmask, H, True)
+        u = tl.load(xu + t * B + rows, mask=rmask, other=0.0)
+        if HAS_EM:
+            u += tl.sum(m_prev * em_v[None, :], axis=1)
+        if HAS_EH:
+            u += tl.sum(h_prev * eh_v[None, :], axis=1)
+        m_new = tl.dot(m_prev, A_w, input_precision=PREC) + u[:, None] * bd[None, :]
+        pre = _tile(xh + t * B * H, rows, rmask, jh, jhm, H, False)
+        pre += tl.dot(h_prev, Wh_w, input_precision=PREC)
+        pre += tl.dot(m_prev, WmA_w, input_precision=PREC) + u[:, None] * wb[None, :]
+        h_new = tl.where(broken, float("nan"), _act_fwd(pre, ACT))
+        m_new = tl.where(broken, float("nan"), m_new)
+        tl.store(Ms + (t + 1) * B * D + rows[:, None] * D + jd[None, :], m_new,
+                 mask=rmask[:, None] & jdm[None, :])  # fmt: skip
+        tl.store(Hs + (t + 1) * B * H + rows[:, None] * H + jh[None, :], h_new,
+                 mask=rmask[:, None] & jhm[None, :])  # fmt: skip
+        if p == 0:
+            tl.store(Us + t * B + rows, u, mask=rmask)
+        if SYNC:
+            broken = _row_block_sync(counter, (t - T0 + 1) * tl.num_programs(0))
+
+
+@triton.jit
+def _carry_out(Cm, Gp, gM, gH, Hs, cm, q, s, B, D, H, rows, rmask, jd, jdm, jh, jhm, broken,
+               HAS_GM: tl.constexpr, HAS_GH: tl.constexpr, ACT: tl.constexpr):  # fmt: skip
+    """Store what step s + 1 carries back to step s (s = −1: the initial states): c_s (this
+    program's columns of ∂L/∂m_s, with the sequence's gradient at s added) and g_s = ∂L/∂pre_s
+    from q = the carried ∂L/∂h_s; at s = −1, ∂L/∂m0 and ∂L/∂h0 as carried."""
+    od = rmask[:, None] & jdm[None, :]
+    oh = rmask[:, None] & jhm[None, :]
+    here = rows * 0 + s >= 0  # per row: s may be a plain int (the first call)
+    if HAS_GM:
+        cm += _tile(gM + s * B * D, rows, rmask & here, jd, jdm, D, False)
+    if HAS_GH:
+        q += _tile(gH + s * B * H, rows, rmask & here, jh, jhm, H, False)
+    y = _tile(Hs + s * B * H, rows, rmask & here, jh, jhm, H, False)
+    g = tl.where(broken, float("nan"), tl.where(here[:, None], _act_bwd(q, y, ACT), q))
+    cm = tl.where(broken, float("nan"), cm)
+    tl.store(Cm + (s + 1) * B * D + rows[:, None] * D + jd[None, :], cm, mask=od)
+    tl.store(Gp + (s + 1) * B * H + rows[:, None] * H + jh[None, :], g, mask=oh)
+
+
+@triton.jit
+def _backward_cols_kernel(Hs, gM, gH, gm_last, gh_last, Ah, WmAh, Wh, Bd, wmbd, eh, Cm, Gp, Gu,
+                          Sync, T0, T1, T, B, D, H, HAS_GM: tl.constexpr, HAS_GH: tl.constexpr,
+                          HAS_LAST_M: tl.constexpr, HAS_LAST_H: tl.constexpr,
+                          HAS_EH: tl.constexpr, ACT: tl.constexpr, BB: tl.constexpr,
+                          DP: tl.constexpr, HP: tl.constexpr, DC: tl.constexpr,
+                          HC: tl.constexpr, PREC: tl.constexpr, FIRST: tl.constexpr,  # 0 or 1
+                          SYNC: tl.constexpr):  # fmt: skip
+    # Cm (T+1, B, D): slot s + 1 holds c_s, slot 0 ∂L/∂m0; Gp (T+1, B, H): slot s + 1 holds
+    # ∂L/∂pre_s, slot 0 ∂L/∂h0. FIRST: first store step T − 1's (from the last states'
+    # gradients); then steps t = T−1−T0 down to T−T1.
+    p, rows, rmask, cd, dmask, ch, hmask, jd, jdm, jh, jhm = _cols(B, D, H, BB, DP, HP, DC, HC)
+    A_w = _tile(Ah, cd, dmask, jd, jdm, D, False)  # (DP, DC) of Â
+    WmA_w = _tile(WmAh, ch, hmask, jd, jdm, D, False)  # (HP, DC) of W_m Â
+    Wh_w = _tile(Wh, ch, hmask, jh, jhm, H, False)  # (HP, HC) of W_h
+    bd = tl.load(Bd + cd, mask=dmask, other=0.0)
+    wb = tl.load(wmbd + ch, mask=hmask, other=0.0)
+    if HAS_EH:
+        eh_v = tl.load(eh + jh, mask=jhm, other=0.0)
+    counter = Sync + tl.program_id(1)
+    broken = p < 0
+    if FIRST:
+        dt = Cm.dtype.element_ty
+        if HAS_LAST_M:
+            cm = _tile(gm_last, rows, rmask, jd, jdm, D, False)
+        else:
+            cm = tl.zeros((BB, DC), dtype=dt)
+        if HAS_LAST_H:
+            q = _tile(gh_last, rows, rmask, jh, jhm, H, False)
+        else:
+            q = tl.zeros((BB, HC), dtype=dt)
+        _carry_out(Cm, Gp, gM, gH, Hs, cm, q, T - 1, B, D, H, rows, rmask, jd, jdm, jh, jhm,
+                   broken, HAS_GM, HAS_GH, ACT)  # fmt: skip
+        if SYNC:
+            broken = _row_block_sync(counter, tl.num_programs(0))
+    for i in range(T0, T1):
+        t = T - 1 - i
+        c = _tile(Cm + (t + 1) * B * D, rows, rmask, cd, dmask, D, True)
+        g = _tile(Gp + (t + 1) * B * H, rows, rmask, ch, hmask, H, True)
+        gu = tl.sum(c * bd[None, :], axis=1) + tl.sum(g * wb[None, :], axis=1)  # ∂L/∂u_t
+        if p == 0:
+            tl.store(Gu + t * B + rows, gu, mask=rmask)
+        cm = tl.dot(c, A_w, input_precision=PREC) + tl.dot(g, WmA_w, input_precision=PREC)
+        q = tl.dot(g, Wh_w, input_precision=PREC)
+        if HAS_EH:
+            q += gu[:, None] * eh_v[None, :]
+        _carry_out(Cm, Gp, gM, gH, Hs, cm, q, t - 1, B, D, H, rows, rmask, jd, jdm, jh, jhm,
+                   broken, HAS_GM, HAS_GH, ACT)  # fmt: skip
+        if SYNC:
+            broken = _row_block_sync(counter, (i - T0 + 1 + FIRST) * tl.num_programs(0))
+
+
 def _launch_args(B: int, D: int, H: int, dtype: torch.dtype) -> tuple[tuple[int], dict]:
     DP, HP = _p2(D), _p2(H)
     warps = CONFIG["num_warps_wide" if max(DP, HP) > 256 else "num_warps"]
@@ -250,7 +437,7 @@ def _launch_args(B: int, D: int, H: int, dtype: torch.dtype) -> tuple[tuple[int]
     return (triton.cdiv(B, BB),), dict(meta, num_warps=warps)
 
 
-def lmu_elman_forward(
+def _rows_forward(
     xu: Tensor,
     xh: Tensor,
     m0: Tensor,
@@ -285,7 +472,7 @@ def lmu_elman_forward(
     return Ms[1:], Hs[1:], Us
 
 
-def lmu_elman_backward_steps(
+def _rows_backward(
     h0: Tensor,
     Ad: Tensor,
     Bd: Tensor,
@@ -326,3 +513,171 @@ def lmu_elman_backward_steps(
     # the initial states' gradients as tensors of their own (a custom operator's outputs must
     # not share storage)
     return Gm[1:], Gp[1:], Gu, Gm[0].clone(), Gp[0].clone()
+
+
+def _coop_option() -> dict:
+    """Ask for a cooperative launch where this Triton can: CUDA then refuses a grid whose
+    programs cannot all be resident at once, which the column form's barrier needs, rather
+    than letting it wait (until the barrier's time-out)."""
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+    except ImportError:
+        return {}
+    fields = getattr(CUDAOptions, "__dataclass_fields__", {})
+    return {"launch_cooperative_grid": True} if "launch_cooperative_grid" in fields else {}
+
+
+_COOP = _coop_option()
+
+
+def _cols_plan(B: int, D: int, H: int, device: torch.device) -> tuple[int, int] | None:
+    """(rows per block, programs per row block) for the column form, or None where it does not
+    fit: on a GPU every program must be resident at once (one per SM at most is assumed), so P
+    halves until the grid fits its SMs."""
+    BB = COLS["BB"]
+    P = min(COLS["P"], _p2(D) // 16, _p2(H) // 16)
+    blocks = triton.cdiv(B, BB)
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        while P > 1 and blocks * P > sms:
+            P //= 2
+        if blocks * P > sms:
+            return None
+    return BB, P
+
+
+def _cols_meta(plan: tuple[int, int], D: int, H: int, dtype: torch.dtype) -> dict:
+    BB, P = plan
+    DP, HP = _p2(D), _p2(H)
+    tf32 = dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+    return dict(BB=BB, DP=DP, HP=HP, DC=DP // P, HC=HP // P, PREC="tf32" if tf32 else "ieee",
+                num_warps=COLS["num_warps"])  # fmt: skip
+
+
+def _persistent(device: torch.device, P: int) -> bool:
+    """One launch with the barrier (on a GPU; under the interpreter, which runs the programs
+    one after another, only with one program per row block), else one launch per step."""
+    return (device.type == "cuda" and COLS["persistent"]) or P == 1
+
+
+def _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan):
+    T, B, _ = xu.shape
+    D, H = Ad.shape[0], Wh.shape[0]
+    dt, f64 = xu.dtype, torch.float64
+    Ms = xu.new_empty((T + 1, B, D))
+    Hs = xh.new_empty((T + 1, B, H))
+    Ms[0] = m0
+    Hs[0] = h0
+    Us = xu.new_empty((T, B, 1))
+    Wm64 = Wm.to(f64)
+    WmAT = (Wm64 @ Ad.to(f64)).T.contiguous().to(dt)  # (W_m Ā)ᵀ, (D, H)
+    wmb = (Wm64 @ Bd.to(f64)).to(dt)  # W_m B̄, (H,)
+    grid = (plan[1], triton.cdiv(B, plan[0]))
+    sync = torch.zeros(grid[1], dtype=torch.int32, device=xu.device)
+    args = (
+        xu.contiguous(), xh.contiguous(), Ad.T.contiguous(), Bd.contiguous(),
+        Ms if Em is None else Em.reshape(-1).contiguous(),
+        Ms if Eh is None else Eh.reshape(-1).contiguous(),
+        Wh.T.contiguous(), WmAT, wmb, Ms, Hs, Us, sync,
+    )  # fmt: skip
+    meta = dict(_cols_meta(plan, D, H, dt), HAS_EM=Em is not None, HAS_EH=Eh is not None,
+                ACT=_ACT[act])  # fmt: skip
+    if _persistent(xu.device, plan[1]):
+        _forward_cols_kernel[grid](*args, 0, T, B, D, H, SYNC=True, **meta, **_COOP)
+    else:
+        for t in range(T):
+            _forward_cols_kernel[grid](*args, t, t + 1, B, D, H, SYNC=False, **meta)
+    return Ms[1:], Hs[1:], Us
+
+
+def _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last, plan):
+    T, B, H = Hs.shape
+    D = Ad.shape[0]
+    dt, f64 = Hs.dtype, torch.float64
+    Hs = Hs.contiguous()
+    Ah = Ad.to(f64)
+    if Em is not None:  # Â = Ā + B̄ e_m: what ∂L/∂m_t carries to m_{t−1}, through u_t included
+        Ah = Ah + torch.outer(Bd.to(f64), Em.reshape(-1).to(f64))
+    Wm64 = Wm.to(f64)
+    WmAh = (Wm64 @ Ah).to(dt)  # (H, D)
+    wmbd = (Wm64 @ Bd.to(f64)).to(dt)  # (H,)
+    Cm = Hs.new_empty((T + 1, B, D))
+    Gp = Hs.new_empty((T + 1, B, H))
+    Gu = Hs.new_empty((T, B, 1))
+    grid = (plan[1], triton.cdiv(B, plan[0]))
+    sync = torch.zeros(grid[1], dtype=torch.int32, device=Hs.device)
+    opt = lambda g: Hs if g is None else g.contiguous()  # noqa: E731 (a dummy pointer for None)
+    args = (
+        Hs, opt(gM), opt(gH), opt(gm_last), opt(gh_last), Ah.to(dt), WmAh, Wh.contiguous(),
+        Bd.contiguous(), wmbd, Hs if Eh is None else Eh.reshape(-1).contiguous(), Cm, Gp, Gu,
+        sync,
+    )  # fmt: skip
+    meta = dict(_cols_meta(plan, D, H, dt), HAS_GM=gM is not None, HAS_GH=gH is not None,
+                HAS_LAST_M=gm_last is not None, HAS_LAST_H=gh_last is not None,
+                HAS_EH=Eh is not None, ACT=_ACT[act])  # fmt: skip
+    if _persistent(Hs.device, plan[1]):
+        _backward_cols_kernel[grid](*args, 0, T, T, B, D, H, FIRST=1, SYNC=True, **meta,
+                                    **_COOP)  # fmt: skip
+    else:
+        _backward_cols_kernel[grid](*args, 0, 0, T, B, D, H, FIRST=1, SYNC=False, **meta)
+        for i in range(T):
+            _backward_cols_kernel[grid](*args, i, i + 1, T, B, D, H, FIRST=0, SYNC=False,
+                                        **meta)  # fmt: skip
+    # ∂L/∂m_t = c_t + ∂L/∂pre_t W_m: the one product left out of the loop, over all steps at once
+    Gm = Cm[1:]
+    Gm.view(T * B, D).addmm_(Gp[1:].view(T * B, H), Wm)
+    # the initial states' gradients as tensors of their own (a custom operator's outputs must
+    # not share storage)
+    return Gm, Gp[1:], Gu, Cm[0].clone(), Gp[0].clone()
+
+
+def lmu_elman_forward(
+    xu: Tensor,
+    xh: Tensor,
+    m0: Tensor,
+    h0: Tensor,
+    Ad: Tensor,
+    Bd: Tensor,
+    Em: Tensor | None,
+    Eh: Tensor | None,
+    Wm: Tensor,
+    Wh: Tensor,
+    act: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward step loop in one kernel: (memory states ``(T, B, d)``, hidden states
+    ``(T, B, H)``, memory inputs u ``(T, B, 1)``), as ``recurrence._lmu_elman_forward``.
+
+    Shapes as :func:`~torchlmu.recurrence.lmu_elman_scan` with C = 1 (see :func:`applies`). In
+    the form :data:`CONFIG` names (the column form where its grid fits, else the row form)."""
+    cols = CONFIG["form"] == "cols"
+    plan = _cols_plan(xu.shape[1], Ad.shape[0], Wh.shape[0], xu.device) if cols else None
+    if plan is not None:
+        return _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan)
+    return _rows_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act)
+
+
+def lmu_elman_backward_steps(
+    h0: Tensor,
+    Ad: Tensor,
+    Bd: Tensor,
+    Em: Tensor | None,
+    Eh: Tensor | None,
+    Wm: Tensor,
+    Wh: Tensor,
+    Hs: Tensor,
+    act: str,
+    gM: Tensor | None,
+    gH: Tensor | None,
+    gm_last: Tensor | None,
+    gh_last: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The backward step loop in one kernel: (∂L/∂m_t ``(T, B, d)``, ∂L/∂pre-activation
+    ``(T, B, H)``, ∂L/∂u_t ``(T, B, 1)``, ∂L/∂m0 ``(B, d)``, ∂L/∂h0 ``(B, H)``), as
+    ``recurrence.lmu_elman_backward_steps``; ``Hs`` the forward's hidden states (h0 is not
+    read: f′ needs only the states after it). In the form :data:`CONFIG` names."""
+    cols = CONFIG["form"] == "cols"
+    plan = _cols_plan(Hs.shape[1], Ad.shape[0], Wh.shape[0], Hs.device) if cols else None
+    rest = (act, gM, gH, gm_last, gh_last)
+    if plan is not None:
+        return _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest, plan)
+    return _rows_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest)
