@@ -159,6 +159,7 @@ def measure(
         "loadavg_1min": os.getloadavg()[0],  # other work on the machine while measuring
         # the fully recurrent scan's step loops as Triton kernels (CUDA; off: TORCHLMU_TRITON_SCAN=0)
         "triton_scan": recurrence.TRITON_SCAN,
+        "triton_form": os.environ.get("TORCHLMU_TRITON_FORM"),  # None: the default form
     }
     if workload == "matmul":  # this machine's float32 matmul peak
         n = (8192 if cuda else 2048) if size == "full" else 256

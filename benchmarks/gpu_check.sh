@@ -10,12 +10,16 @@
 # exit, a cut or failed step included (not on SIGKILL: keep DEADLINE_SECONDS below the device
 # tool's timeout_s). Steps, most wanted first (the goal each measures, then
 # the sessions' costs on an H100/H200):
-#   guard    the Triton scan's kernels on this GPU against the CPU loops (seconds); a failure
-#            runs the psMNIST timing on the step loops instead. TRITON_SCAN=0 skips it and the
-#            kernels. Every other step runs the step loops (TORCHLMU_TRITON_SCAN=0), so that
-#            the table and the tests measure and check them.
+#   guard    the Triton scan's kernels on this GPU against the CPU loops (seconds), each form
+#            (triton_scan.FORMS: rows, cols); a failure of the row form runs the psMNIST timing
+#            on the step loops instead, of the column form on the row form. TRITON_SCAN=0 skips
+#            it and the kernels. Every other step runs the step loops (TORCHLMU_TRITON_SCAN=0),
+#            so that the table and the tests measure and check them.
+#   triton-sweep  benchmarks/triton_scan_sweep.py: both forms' launch settings at the psMNIST
+#            model's size against the step loops (~1-2 min; TRITON_SWEEP=0 skips it).
 #   psmnist  item 2: the psMNIST paper model's 10-epoch time (a tuning run: no test metric),
-#            cut at PSMNIST_SECONDS (default 180; the goal is 150); checkpoints each epoch.
+#            cut at PSMNIST_SECONDS (default 180; the goal is 150); checkpoints each epoch. On
+#            the kernels in PSMNIST_FORM (default: cols where its guard passed, else rows).
 #   bench    item 1, the GPU table: benchmarks/bench.py --device cuda (W1, W2, W4, W5, cuDNN's
 #            nn.LSTM), W5 again on the Triton kernels, and benchmarks/large_order.py (item 5:
 #            the ZOH's float64 squarings on the GPU). BENCH=0 skips it (~2-3 min).
@@ -23,10 +27,9 @@
 #            step loop, fit on the GPU with a resume on the CPU, a quick reproduce), then the
 #            Triton kernels' tests (~110 specialisations, 1-2 s each, spread over 8 cores where
 #            pytest-xdist is installed). TESTS=0 skips it (~2-3 min).
-#   sweeps   settings measured on the GPU: benchmarks/triton_scan_sweep.py (the kernels'
-#            launch settings), carry_scan_ab.py (ops.CALL_FLOPS["cuda"] is a guess until it
-#            runs) and chunk_size_sweep.py (ops.chunk_size keeps L ≈ d on a GPU). SWEEPS=0
-#            skips it (~2 min).
+#   sweeps   settings measured on the GPU: carry_scan_ab.py (ops.CALL_FLOPS["cuda"]) and
+#            chunk_size_sweep.py (ops.chunk_size keeps L ≈ d on a GPU). SWEEPS=0 skips it
+#            (~2 min).
 #   floors   each workload against its kernel floor on the GPU (floor_ratios.py, 2 rounds),
 #            cut at FLOORS_SECONDS (default 120; 0 skips it).
 #   probe    benchmarks/cuda_graph_probe.py (eager step, hand-made CUDA graph, torch.compile
@@ -92,6 +95,7 @@ TRITON=${TRITON_SCAN:-1}
 # pytest without the device machine's pytest-benchmark plugin: with xdist on, its warning is an
 # error before any test runs (session 17's tests-triton step)
 PYTEST="$PY -m pytest -q -p no:cacheprovider -p no:benchmark"
+FORM=rows
 if [ "$TRITON" = 1 ]; then
   run guard 0 triton-guard.log env TORCHLMU_TRITON_SCAN=1 $PYTEST -x \
     tests/test_triton_scan.py -k test_scan_and_gradients_through_the_kernels
@@ -100,8 +104,19 @@ if [ "$TRITON" = 1 ]; then
     TRITON=0
   fi
 fi
+if [ "$TRITON" = 1 ]; then
+  # the column form's barrier: the whole scan, then each kernel against the step loops with
+  # 1, 2 and 4 programs per row block, both launches
+  run guard-cols 120 triton-guard.log env TORCHLMU_TRITON_SCAN=1 $PYTEST -x \
+    tests/test_triton_scan.py -k test_scan_and_gradients_through_the_column_kernels
+  if [ "$RC" = 0 ]; then FORM=cols; else echo "column form failed on this GPU: the row form"; fi
+  if [ "${TRITON_SWEEP:-1}" = 1 ]; then
+    run triton-sweep 0 triton-scan-sweep.jsonl $PY benchmarks/triton_scan_sweep.py
+  fi
+fi
 if [ "${PSMNIST_SECONDS:-180}" -gt 0 ]; then
   run psmnist "${PSMNIST_SECONDS:-180}" psmnist.log env TORCHLMU_TRITON_SCAN=$TRITON \
+    TORCHLMU_TRITON_FORM=${PSMNIST_FORM:-$FORM} \
     $PY -m torchlmu reproduce psmnist --device cuda --no-progress --threads 4 --resume \
     --out "$OUT/psmnist" ${PSMNIST_ARGS:-}
 fi
@@ -122,9 +137,6 @@ if [ "${TESTS:-1}" = 1 ]; then
     tests/test_triton_scan.py
 fi
 if [ "${SWEEPS:-1}" = 1 ]; then
-  if [ "$TRITON" = 1 ]; then
-    run triton-sweep 0 triton-scan-sweep.jsonl $PY benchmarks/triton_scan_sweep.py
-  fi
   run carry-ab 0 carry-scan-ab-cuda.jsonl \
     $PY benchmarks/carry_scan_ab.py --device cuda --threads 1 --rounds 3
   run chunk-sweep 0 chunk-size-sweep-cuda.jsonl \

@@ -3,7 +3,8 @@
 d 256, H 212, float32, every connection). One JSON line per (path, setting): median forward
 (inference) and forward + backward (training, the loss on the last hidden state as in psMNIST)
 in ms, synchronised, and the largest relative difference of states and gradients from the step
-loop's.
+loop's. Both forms of the kernels: the row form's settings (triton_scan.CONFIG), then the
+column form's (triton_scan.COLS).
 
     python benchmarks/triton_scan_sweep.py                   # on CUDA
     python benchmarks/triton_scan_sweep.py --device cpu --quick   # the script itself, under
@@ -84,12 +85,23 @@ def main() -> None:
     # around session 17's best on an H200 (4, 32, 4): wider chunks, fewer rows, other warps
     grid += [(4, 64, 4), (2, 32, 4), (2, 64, 4), (4, 32, 2), (4, 32, 8)]
     settings = [None] + [
-        {"BB": bb, "KC": kc, "num_warps": w, "num_warps_wide": w} for bb, kc, w in grid
+        {"form": "rows", "BB": bb, "KC": kc, "num_warps": w, "num_warps_wide": w}
+        for bb, kc, w in grid
     ]
-    default = dict(triton_scan.CONFIG)
+    # the column form (session 18, untimed before): (rows per block, programs per row block,
+    # warps); at these sizes 16 programs leave each 16 of m's and of h's columns
+    cols = [(16, 16, 8), (16, 16, 4), (16, 16, 16), (16, 8, 8), (16, 4, 8), (32, 16, 8)]
+    settings += [{"form": "cols", "BB": bb, "P": p, "num_warps": w} for bb, p, w in cols]
+    default, default_cols = dict(triton_scan.CONFIG), dict(triton_scan.COLS)
     for cfg in settings:
         recurrence.TRITON_SCAN = cfg is not None
-        triton_scan.CONFIG.update(default if cfg is None else cfg)
+        triton_scan.CONFIG.update(default)
+        triton_scan.COLS.update(default_cols)
+        if cfg is not None and cfg["form"] == "cols":
+            triton_scan.CONFIG["form"] = "cols"
+            triton_scan.COLS.update({k: v for k, v in cfg.items() if k != "form"})
+        elif cfg is not None:
+            triton_scan.CONFIG.update(cfg)
         if dev.type == "cpu" and cfg is not None:
             # the interpreter runs on CPU tensors: route the scan there as the tests do
             recurrence._fused_scan = lambda x, C, A, W, act: (
@@ -99,6 +111,12 @@ def main() -> None:
         rec = {
             "path": "step loops" if cfg is None else "triton",
             "config": cfg,
+            # the column form's programs per row block as planned for this batch and GPU
+            "plan": (
+                triton_scan._cols_plan(B, d, H, dev)
+                if cfg is not None and cfg["form"] == "cols"
+                else None
+            ),
             "B": B, "T": T, "d": d, "H": H,
             "infer_ms": median_ms(infer),
             "train_ms": median_ms(train),

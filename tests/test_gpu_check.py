@@ -25,7 +25,8 @@ def _check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, lis
     tmp_path.mkdir(parents=True, exist_ok=True)
     fake = tmp_path / "py"
     fake.write_text(
-        '#!/bin/sh\necho "py $* triton=$TORCHLMU_TRITON_SCAN data=$TORCHLMU_DATA"\n'
+        '#!/bin/sh\necho "py $* triton=$TORCHLMU_TRITON_SCAN form=$TORCHLMU_TRITON_FORM'
+        ' data=$TORCHLMU_DATA"\n'
         'case "$*" in *"${FAKE_FAIL_ON:-@none@}"*) exit 1;; esac\n'
         'case "$*" in *"${FAKE_SLOW:-@none@}"*) sleep 60;; esac\n'
     )
@@ -47,8 +48,8 @@ def test_every_step_runs_in_order_within_the_deadline(tmp_path):
     assert p.returncode == 0, p.stderr
     names = [s["step"] for s in steps]
     assert names == [
-        "info", "guard", "psmnist", "bench", "bench-w5-triton", "large-order", "tests",
-        "tests-triton", "triton-sweep", "carry-ab", "chunk-sweep", "floors",
+        "info", "guard", "guard-cols", "triton-sweep", "psmnist", "bench", "bench-w5-triton",
+        "large-order", "tests", "tests-triton", "carry-ab", "chunk-sweep", "floors",
     ]  # fmt: skip
     assert all(s["rc"] == 0 for s in steps)
     by = {s["step"]: s for s in steps}
@@ -57,7 +58,7 @@ def test_every_step_runs_in_order_within_the_deadline(tmp_path):
     with tarfile.open(bundle) as t:
         assert {"./steps.jsonl", "./psmnist.log", "./bench-cuda.jsonl"} <= set(t.getnames())
     assert "reproduce psmnist --device cuda" in (tmp_path / "out/psmnist.log").read_text()
-    assert "triton=1" in (tmp_path / "out/psmnist.log").read_text()
+    assert "triton=1 form=cols" in (tmp_path / "out/psmnist.log").read_text()
     # every other step measures and tests the step loops; W5 again on the kernels
     assert "triton=0" in (tmp_path / "out/bench-cuda.jsonl").read_text()
     assert "triton=1" in (tmp_path / "out/bench-cuda-W5-triton.jsonl").read_text()
@@ -90,6 +91,17 @@ def test_a_failed_guard_runs_psmnist_without_the_kernels(tmp_path):
     assert by["guard"]["rc"] == 1 and by["psmnist"]["rc"] == 0
     assert "triton=0" in (tmp_path / "out/psmnist.log").read_text()
     assert "bench-w5-triton" not in by and "bench" in by
+    assert "guard-cols" not in by and "triton-sweep" not in by
+
+
+def test_a_failed_column_guard_runs_psmnist_on_the_row_form(tmp_path):
+    _, steps, _ = _check(
+        tmp_path, TRITON_SCAN="1", TESTS="0", SWEEPS="0", FLOORS_SECONDS="0", BENCH="0",
+        FAKE_FAIL_ON="through_the_column_kernels",
+    )  # fmt: skip
+    by = {s["step"]: s for s in steps}
+    assert by["guard"]["rc"] == 0 and by["guard-cols"]["rc"] == 1
+    assert "triton=1 form=rows" in (tmp_path / "out/psmnist.log").read_text()
 
 
 def test_a_cap_below_the_minimum_still_runs_the_step(tmp_path):

@@ -25,6 +25,7 @@ from torchlmu.recurrence import (
 )
 
 ts = pytest.importorskip("torchlmu.triton_scan", exc_type=ImportError)  # needs Triton
+triton, tl = ts.triton, ts.tl
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and tuple(int(v) for v in ts.triton.__version__.split(".")[:2]) < (3, 7):
     # Triton 3.6's interpreter reads a loop bound as a one-element array, which NumPy 2.4.6
@@ -104,6 +105,134 @@ def test_backward_steps_equal_step_loop(monkeypatch, dtype, act, grads, bb):
         assert _close(a, b, dtype)
 
 
+# The column form: weights held by the programs, a barrier per step (torchlmu.triton_scan.COLS).
+# On a GPU both launches, the barrier's and its twin's (one launch per step); under the
+# interpreter, which runs programs one after another, the barrier with one program per row
+# block (P = 1) and the twin for more.
+LAUNCHES = [True, False] if DEVICE == "cuda" else [True]
+
+
+@pytest.fixture
+def cols(monkeypatch):
+    """Set the column form with P programs per row block and the given launch."""
+
+    def use(P: int, persistent: bool = True) -> None:
+        monkeypatch.setitem(ts.CONFIG, "form", "cols")
+        monkeypatch.setitem(ts.COLS, "P", P)
+        monkeypatch.setitem(ts.COLS, "persistent", persistent)
+
+    return use
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize(("em", "eh"), [(True, True), (False, False), (True, False)])
+@pytest.mark.parametrize("P", [1, 2, 4])
+@pytest.mark.parametrize("persistent", LAUNCHES)
+@torch.no_grad()
+def test_cols_forward_equals_step_loop(cols, dtype, act, em, eh, P, persistent):
+    """The column form's states and memory inputs equal the step loop's, for 1, 2 and 4 column
+    programs per row block: widths that are not powers of two (d 36, H 40: the last program's
+    columns partly empty) and a last row block partly empty (B 21, 16 rows per block)."""
+    cols(P, persistent)
+    g = torch.Generator().manual_seed(21)
+    args = _args(g, T=6, B=21, H=40, d=36, dtype=dtype, em=em, eh=eh)
+    plan = ts._cols_plan(21, 36, 40, torch.device(DEVICE))
+    assert plan is not None and plan[1] == P  # the form these sizes get
+    want = _lmu_elman_forward(*args, act)
+    got = ts.lmu_elman_forward(*_on(args, DEVICE), act)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        assert _close(a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("grads", ["sequences", "last", "both"])
+@pytest.mark.parametrize("P", [1, 4])
+@pytest.mark.parametrize("persistent", LAUNCHES)
+@torch.no_grad()
+def test_cols_backward_steps_equal_step_loop(cols, dtype, act, grads, P, persistent):
+    """Every gradient the column form's backward carries equals the step loop's (its folded
+    products: Â = Ā + B̄ e_m and W_m Â), whichever gradients are given, with and without e_m
+    and e_h."""
+    cols(P, persistent)
+    g = torch.Generator().manual_seed(22)
+    T, B, H, d = 5, 19, 40, 36
+    args = _args(g, T, B, H, d, dtype, em=act != "linear", eh=act != "relu")
+    _, _, _, h0, Ad, Bd, Em, Eh, Wm, Wh = args
+    _, Hs, _ = _lmu_elman_forward(*args, act)
+    seq = grads in ("sequences", "both")
+    last = grads in ("last", "both")
+    gM = rand(T, B, d, dtype=dtype, g=g) if seq else None
+    gH = rand(T, B, H, dtype=dtype, g=g) if seq else None
+    gm_last = rand(B, d, dtype=dtype, g=g) if last else None
+    gh_last = rand(B, H, dtype=dtype, g=g) if last else None
+    rest = (act, gM, gH, gm_last, gh_last)
+    want = lmu_elman_backward_steps(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest)
+    on = _on([h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, gM, gH, gm_last, gh_last], DEVICE)
+    got = ts.lmu_elman_backward_steps(*on[:8], act, *on[8:])
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        assert _close(a, b, dtype)
+
+
+def test_cols_plan_fits_the_widths_and_the_gpu():
+    """P is at most COLS["P"] and leaves each program 16 columns or more; on a GPU the whole
+    grid fits its SMs (the barrier needs every program resident), else no plan."""
+    cpu = torch.device("cpu")
+    assert ts._cols_plan(100, 256, 212, cpu) == (16, 16)
+    assert ts._cols_plan(100, 256, 40, cpu) == (16, 4)  # H 40 → 64 columns: 4 programs
+    assert ts._cols_plan(100, 8, 8, cpu) == (16, 1)
+    if DEVICE == "cuda":
+        sms = torch.cuda.get_device_properties(0).multi_processor_count
+        BB, P = ts._cols_plan(100, 256, 212, torch.device("cuda"))
+        assert -(-100 // BB) * P <= sms
+        assert ts._cols_plan(16 * sms + 1, 256, 212, torch.device("cuda")) is None
+
+
+@triton.jit
+def _sync_probe(counter, out, target, POLLS: tl.constexpr):
+    tl.store(out, ts._row_block_sync(counter, target, POLLS).to(tl.int32))
+
+
+def test_barrier_opens_or_reports_itself_broken():
+    """The barrier lets a program through once the counter reaches the target; a barrier that
+    cannot open (a target no program will reach) gives up after its polls, marks the counter
+    broken, and says so, as does any later wait on that counter."""
+    counter = torch.zeros(1, dtype=torch.int32, device=DEVICE)
+    out = torch.full((1,), -1, dtype=torch.int32, device=DEVICE)
+    _sync_probe[(1,)](counter, out, 1, POLLS=3)  # one program, target 1: opens
+    assert out.item() == 0 and counter.item() == 1
+    _sync_probe[(1,)](counter, out, 3, POLLS=3)  # arrives as 2, waits for 3: broken
+    assert out.item() == 1 and counter.item() >= 2**30
+    _sync_probe[(1,)](counter, out, 4, POLLS=3)  # the counter stays broken
+    assert out.item() == 1
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="staged under the interpreter (programs in turn)")
+# past the broken barrier a program reads columns no other program has written yet (whatever
+# the empty buffers held): NumPy may warn of overflow on them
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_broken_barrier_fills_the_outputs_with_nan(cols, monkeypatch):
+    """Two programs per row block under the barrier, which cannot open under the interpreter
+    (it runs programs one after another), with 3 polls: every state after the first step is
+    NaN, forward and backward, where a GPU would otherwise hang or go on with wrong numbers."""
+    cols(2, True)
+    monkeypatch.setattr(ts, "_SYNC_POLLS", tl.constexpr(3))
+    monkeypatch.setattr(ts, "_persistent", lambda device, P: True)
+    g = torch.Generator().manual_seed(23)
+    args = _on(_args(g, T=4, B=5, H=40, d=36, dtype=torch.float64), DEVICE)
+    Ms, Hs, _ = ts.lmu_elman_forward(*args, "tanh")
+    assert not Ms[0].isnan().any() and Ms[1:].isnan().all() and Hs[1:].isnan().all()
+    _, Ad, Bd, Em, Eh, Wm, Wh = args[3:]
+    Hs_ok = torch.zeros(4, 5, 40, dtype=torch.float64, device=DEVICE)
+    gm, _, _, gm0, gh0 = ts.lmu_elman_backward_steps(
+        args[3], Ad, Bd, Em, Eh, Wm, Wh, Hs_ok, "tanh", None, None, torch.ones_like(args[2]), None
+    )
+    assert gm[:-1].isnan().all() and gm0.isnan().all() and gh0.isnan().all()
+
+
 @pytest.fixture
 def fused(monkeypatch):
     """lmu_elman_scan with its step loops on the kernels, on this machine's device."""
@@ -114,13 +243,12 @@ def fused(monkeypatch):
     )
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_scan_and_gradients_through_the_kernels(fused, dtype):
+def _scan_and_gradients(dtype, H: int = 6, d: int = 8) -> None:
     """The whole scan on the kernels (its custom operator: forward, backward, then the weight
     gradients as matmuls) against the plain loop differentiated by autograd, every input's
     gradient; float32 against the float64 truth, as the recurrence tests do."""
     g = torch.Generator().manual_seed(13)
-    args = _args(g, T=9, B=5, H=6, d=8, dtype=dtype)
+    args = _args(g, T=9, B=5, H=H, d=d, dtype=dtype)
     ps = [a.to(DEVICE).requires_grad_() for a in args]
     M, H, m, h = lmu_elman_scan(*ps, "tanh", return_last=True)
     w = [torch.randn(x.shape, generator=g, dtype=torch.float64) for x in (M, H, m, h)]
@@ -135,7 +263,27 @@ def test_scan_and_gradients_through_the_kernels(fused, dtype):
         assert _close(a, b, dtype)
 
 
-def test_gradcheck_through_the_kernels(fused):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_scan_and_gradients_through_the_kernels(fused, dtype):
+    """The row form (gpu_check.sh's guard: -k names this test alone)."""
+    _scan_and_gradients(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_scan_and_gradients_through_the_column_kernels(fused, cols, dtype):
+    """The column form with its barrier: one program per row block, and on a GPU two and four
+    (gpu_check.sh's second guard)."""
+    cols(1)
+    _scan_and_gradients(dtype)
+    if DEVICE == "cuda":
+        for P in (2, 4):
+            cols(P)
+            _scan_and_gradients(dtype, H=40, d=36)
+
+
+@pytest.mark.parametrize("form", ts.FORMS)
+def test_gradcheck_through_the_kernels(fused, monkeypatch, form):
+    monkeypatch.setitem(ts.CONFIG, "form", form)
     g = torch.Generator().manual_seed(14)
     args = [
         a.to(DEVICE).requires_grad_() for a in _args(g, T=4, B=3, H=3, d=4, dtype=torch.float64)
@@ -188,7 +336,8 @@ def test_the_gpu_sweep_script_runs():
         capture_output=True, text=True, env=env, timeout=300, check=True,
     )  # fmt: skip
     recs = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [r["path"] for r in recs] == ["step loops"] + ["triton"] * 13
+    assert [r["path"] for r in recs] == ["step loops"] + ["triton"] * 19
+    assert [r["config"]["form"] for r in recs[1:]] == ["rows"] * 13 + ["cols"] * 6
     for r in recs:
         assert r["max_rel_diff_states"] <= 1e-5 and r["max_rel_diff_grads"] <= 1e-5
 
@@ -217,15 +366,36 @@ for dtype, dt, bb in ((torch.float32, "fp32", bb0), (torch.float64, "fp64", bb0)
         triton.compile(ASTSource(fn, sig, cons), target=GPUTarget("cuda", 90, 32),
                        options={"num_warps": warps})
         print("compiled", fn.__name__, dt, bb)
+# the column form at its setting (the barrier's loops included)
+ints |= {"T0", "T1"}
+fwd = ["xu", "xh", "AT", "Bd", "em", "eh", "WhT", "WmAT", "wmb", "Ms", "Hs", "Us", "Sync",
+       "T0", "T1", "B", "D", "H"]
+bwd = ["Hs", "gM", "gH", "gm_last", "gh_last", "Ah", "WmAh", "Wh", "Bd", "wmbd", "eh", "Cm",
+       "Gp", "Gu", "Sync", "T0", "T1", "T", "B", "D", "H"]
+for dtype, dt in ((torch.float32, "fp32"), (torch.float64, "fp64")):
+    meta = ts._cols_meta(ts._cols_plan(100, 256, 212, torch.device("cpu")), 256, 212, dtype)
+    warps = meta.pop("num_warps")
+    for fn, names, extra in (
+        (ts._forward_cols_kernel, fwd, {"HAS_EM": True, "HAS_EH": True}),
+        (ts._backward_cols_kernel, bwd, {"HAS_GM": True, "HAS_GH": False, "HAS_LAST_M": False,
+                                         "HAS_LAST_H": True, "HAS_EH": True, "FIRST": 1}),
+    ):
+        cons = {"ACT": 1, "SYNC": True, **extra, **meta}
+        sig = {n: "i32" if n in ints else ("*i32" if n == "Sync" else "*" + dt) for n in names}
+        sig.update({k: "constexpr" for k in cons})
+        triton.compile(ASTSource(fn, sig, cons), target=GPUTarget("cuda", 90, 32),
+                       options={"num_warps": warps})
+        print("compiled", fn.__name__, dt)
 """
 
 
 def test_kernels_compile_for_a_gpu():
-    """Both kernels compile to sm_90 (H100/H200) machine code, float32 and float64, at the paper
-    model's sizes with the launch settings the library uses (and float32 with the other kind
-    of product: tl.dot's for 16 rows per program, broadcast ones below): Triton's compiler runs without a
-    GPU, so an error that the interpreter forgives (a type, a layout, an unsupported product)
-    fails here, not on a lent GPU. In a process without the interpreter's flag."""
+    """Both forms' kernels compile to sm_90 (H100/H200) machine code, float32 and float64, at the
+    paper model's sizes with the launch settings the library uses (and the row form in float32
+    with the other kind of product: tl.dot's for 16 rows per program, broadcast ones below):
+    Triton's compiler runs without a GPU, so an error that the interpreter forgives (a type, a
+    layout, an unsupported product) fails here, not on a lent GPU. In a process without the
+    interpreter's flag."""
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(PYTHONPATH=str(root / "src"), TRITON_DEFAULT_FP_FUSION="1")
@@ -234,14 +404,16 @@ def test_kernels_compile_for_a_gpu():
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("compiled") == 6
+    assert out.stdout.count("compiled") == 10
 
 
 @pytest.mark.parametrize("return_sequences", [True, False])
-def test_the_paper_cell_through_the_kernels(fused, return_sequences):
+@pytest.mark.parametrize("form", ts.FORMS)
+def test_the_paper_cell_through_the_kernels(fused, monkeypatch, return_sequences, form):
     """The LMU layer with every connection (the paper's psMNIST cell, at a small size) on the
     kernels equals its readable reference, the cell's step through autograd: outputs, final
-    state and every parameter's gradient (float64)."""
+    state and every parameter's gradient (float64). Each form."""
+    monkeypatch.setitem(ts.CONFIG, "form", form)
     torch.manual_seed(15)
     from torchlmu import LMU
 

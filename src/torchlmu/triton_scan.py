@@ -3,17 +3,26 @@
 :func:`~torchlmu.recurrence.lmu_elman_scan` runs, per time step, a handful of small matmuls and
 elementwise ops; on a GPU each is a kernel launch of a few microseconds, so the paper's psMNIST
 model (T = 784) spends its training step launching ~20,000 kernels. Here the whole forward loop
-is one kernel, and so is the backward loop: each program owns a few rows of the batch
-(:data:`CONFIG`; the recurrence never mixes rows, so programs need no synchronisation with each
-other) and walks all T steps, reading the weights from the cache at every step and writing
-every state, as the step loop does. The weight gradients stay large matmuls over all steps,
-outside the kernels.
+is one kernel, and so is the backward loop, in one of two forms (:data:`CONFIG` ``"form"``, from
+``TORCHLMU_TRITON_FORM``):
+
+- ``"rows"`` (the default): each program owns a few rows of the batch (the recurrence never
+  mixes rows, so programs need no synchronisation with each other) and walks all T steps,
+  reading all the weights from the cache at every step;
+- ``"cols"``: each program owns 16 or more rows and a slice of the output columns, holds its
+  slice of the weights for all T steps, and waits for the other programs of its rows at a
+  barrier after each step (:data:`COLS`; see the kernels' comment). Untimed on a GPU so far.
+
+Both write every state, as the step loop does. The weight gradients stay large matmuls over all
+steps, outside the kernels.
 
 The reference twins are the step loops of :mod:`torchlmu.recurrence` (``_lmu_elman_forward``
-and ``lmu_elman_backward_steps``), which tests hold these to on the same inputs: outputs, states
-and carried gradients (float64 to 1e-10, float32 to 1e-5 relative). Without a GPU the kernels run
-under Triton's interpreter (``TRITON_INTERPRET=1`` set before this module is imported), which
-is how the tests check them on a CPU.
+and ``lmu_elman_backward_steps``), which tests hold both forms to on the same inputs: outputs,
+states and carried gradients (float64 to 1e-10, float32 to 1e-5 relative); the column form's
+barrier is also held to its own twin, one launch per step. Without a GPU the kernels run under
+Triton's interpreter (``TRITON_INTERPRET=1`` set before this module is imported), which is how
+the tests check them on a CPU; the interpreter runs programs one after another, so there the
+barrier runs only with one program per row block.
 
 Scope: one memory channel (C = 1, the paper's cell), float32 or float64, the activations of
 :data:`~torchlmu.recurrence.ACTIVATIONS`, order and hidden size up to :data:`MAX_WIDTH`.
@@ -23,18 +32,30 @@ Float32 products inside use TF32 only where torch's own may
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-__all__ = ["MAX_WIDTH", "applies", "lmu_elman_backward_steps", "lmu_elman_forward"]
+from .exceptions import ValidationError
+
+__all__ = [
+    "COLS",
+    "CONFIG",
+    "FORMS",
+    "MAX_WIDTH",
+    "applies",
+    "lmu_elman_backward_steps",
+    "lmu_elman_forward",
+]
 
 #: Largest order d and hidden size H (each padded to a power of two) the kernels take: one
 #: program holds a (BB, width) accumulator in registers.
 MAX_WIDTH = 1024
 _ACT = {"linear": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
-#: Launch settings: batch rows per program (BB; from 16, tl.dot's smallest tile, the products
+#: The row form's launch setting: batch rows per program (BB; from 16, tl.dot's smallest tile, the products
 #: are tl.dot, below it broadcast products: more programs, less work each), the contraction's
 #: chunk (a (KC, width) weight tile per load) and warps per program at widths up to 256 and
 #: above. First chosen without a GPU, by what ptxas reports for sm_90 at the paper model's
@@ -45,6 +66,10 @@ _ACT = {"linear": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
 #: one (8 rows with chunks of 32: 337 ms), and 80.9 / 43.5 ms for chunks of 16. The wide
 #: setting (order or hidden size above 256) is still untimed.
 CONFIG = {"form": "rows", "BB": 4, "KC": 32, "num_warps": 4, "num_warps_wide": 8}
+FORMS = ("rows", "cols")
+CONFIG["form"] = os.environ.get("TORCHLMU_TRITON_FORM", CONFIG["form"])
+if CONFIG["form"] not in FORMS:
+    raise ValidationError(f"TORCHLMU_TRITON_FORM: expected one of {FORMS}, got {CONFIG['form']!r}")
 #: The column form's setting (see its kernels below): rows per block (BB, from 16: its
 #: products are tl.dot), column programs per row block (P, fewer where the widths or the GPU's
 #: SMs ask), warps per program, and whether a GPU runs all steps in one launch with a barrier
@@ -270,14 +295,15 @@ _SYNC_BROKEN = tl.constexpr(1 << 30)
 
 
 @triton.jit
-def _row_block_sync(counter, target):
+def _row_block_sync(counter, target, POLLS: tl.constexpr):
     """Wait until every program of this row block has finished the step (``counter`` reaches
-    ``target``); True when the barrier is broken (timed out here or in another program)."""
+    ``target``, polled at most ``POLLS`` times); True when the barrier is broken (timed out
+    here or in another program)."""
     tl.debug_barrier()  # every thread's stores of this step before the program's arrival
     tl.atomic_add(counter, 1, sem="release", scope="gpu")
     cnt = tl.atomic_add(counter, 0, sem="acquire", scope="gpu")
     polls = 0
-    while (cnt < target) & (polls < _SYNC_POLLS):
+    while (cnt < target) & (polls < POLLS):
         cnt = tl.atomic_add(counter, 0, sem="acquire", scope="gpu")
         polls += 1
     if cnt < target:
@@ -352,7 +378,7 @@ def _forward_cols_kernel(xu, xh, AT, Bd, em, eh, WhT, WmAT, wmb, Ms, Hs, Us, Syn
         if p == 0:
             tl.store(Us + t * B + rows, u, mask=rmask)
         if SYNC:
-            broken = _row_block_sync(counter, (t - T0 + 1) * tl.num_programs(0))
+            broken = _row_block_sync(counter, (t - T0 + 1) * tl.num_programs(0), _SYNC_POLLS)
 
 
 @triton.jit
@@ -409,7 +435,7 @@ def _backward_cols_kernel(Hs, gM, gH, gm_last, gh_last, Ah, WmAh, Wh, Bd, wmbd, 
         _carry_out(Cm, Gp, gM, gH, Hs, cm, q, T - 1, B, D, H, rows, rmask, jd, jdm, jh, jhm,
                    broken, HAS_GM, HAS_GH, ACT)  # fmt: skip
         if SYNC:
-            broken = _row_block_sync(counter, tl.num_programs(0))
+            broken = _row_block_sync(counter, tl.num_programs(0), _SYNC_POLLS)
     for i in range(T0, T1):
         t = T - 1 - i
         c = _tile(Cm + (t + 1) * B * D, rows, rmask, cd, dmask, D, True)
@@ -424,7 +450,8 @@ def _backward_cols_kernel(Hs, gM, gH, gm_last, gh_last, Ah, WmAh, Wh, Bd, wmbd, 
         _carry_out(Cm, Gp, gM, gH, Hs, cm, q, t - 1, B, D, H, rows, rmask, jd, jdm, jh, jhm,
                    broken, HAS_GM, HAS_GH, ACT)  # fmt: skip
         if SYNC:
-            broken = _row_block_sync(counter, (i - T0 + 1 + FIRST) * tl.num_programs(0))
+            target = (i - T0 + 1 + FIRST) * tl.num_programs(0)
+            broken = _row_block_sync(counter, target, _SYNC_POLLS)
 
 
 def _launch_args(B: int, D: int, H: int, dtype: torch.dtype) -> tuple[tuple[int], dict]:

@@ -198,6 +198,8 @@ def provenance(threads: int, device: str = "cpu") -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         # the fully recurrent scan's Triton kernels on CUDA (on unless TORCHLMU_TRITON_SCAN=0)
         "triton_scan": _recurrence.TRITON_SCAN,
+        # and their form where it was chosen (TORCHLMU_TRITON_FORM; None: the default, rows)
+        "triton_form": os.environ.get("TORCHLMU_TRITON_FORM"),
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
@@ -214,6 +216,11 @@ def provenance_line(results: dict[str, Any]) -> str:
         f"{pv['threads']} threads, {pv['cpu']}"
         + (f", on {pv['cuda']}" if str(pv.get("device", "cpu")).startswith("cuda") else "")
         + (" with the Triton scan" if pv.get("triton_scan") else "")
+        + (
+            f" ({pv['triton_form']} form)"
+            if pv.get("triton_scan") and pv.get("triton_form")
+            else ""
+        )
         + f", wall {results['wall_seconds']:.0f} s."
     )
     if results.get("provenance_note"):
