@@ -557,6 +557,15 @@ def _coop_option() -> dict:
 _COOP = _coop_option()
 
 
+def _coop(device: torch.device) -> dict:
+    """The cooperative launch's option, but not while a CUDA graph is being captured (the
+    psMNIST training step is one): whether a graph takes a cooperative kernel depends on the
+    CUDA version, and a grid that fits the SMs is resident at once there anyway."""
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return {}
+    return _COOP
+
+
 def _cols_plan(B: int, D: int, H: int, device: torch.device) -> tuple[int, int] | None:
     """(rows per block, programs per row block) for the column form, or None where it does not
     fit: on a GPU every program must be resident at once (one per SM at most is assumed), so P
@@ -610,7 +619,7 @@ def _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan):
     meta = dict(_cols_meta(plan, D, H, dt), HAS_EM=Em is not None, HAS_EH=Eh is not None,
                 ACT=_ACT[act])  # fmt: skip
     if _persistent(xu.device, plan[1]):
-        _forward_cols_kernel[grid](*args, 0, T, B, D, H, SYNC=True, **meta, **_COOP)
+        _forward_cols_kernel[grid](*args, 0, T, B, D, H, SYNC=True, **meta, **_coop(xu.device))
     else:
         for t in range(T):
             _forward_cols_kernel[grid](*args, t, t + 1, B, D, H, SYNC=False, **meta)
@@ -644,7 +653,7 @@ def _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
                 HAS_EH=Eh is not None, ACT=_ACT[act])  # fmt: skip
     if _persistent(Hs.device, plan[1]):
         _backward_cols_kernel[grid](*args, 0, T, T, B, D, H, FIRST=1, SYNC=True, **meta,
-                                    **_COOP)  # fmt: skip
+                                    **_coop(Hs.device))  # fmt: skip
     else:
         _backward_cols_kernel[grid](*args, 0, 0, T, B, D, H, FIRST=1, SYNC=False, **meta)
         for i in range(T):
