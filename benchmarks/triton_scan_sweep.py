@@ -111,9 +111,12 @@ def main() -> None:
         rec = {
             "path": "step loops" if cfg is None else "triton",
             "config": cfg,
-            # the column form's programs per row block as planned for this batch and GPU
+            # the column form's (rows per block, programs per row block) and launches
             "plan": (
-                triton_scan._cols_plan(B, d, H, dev)
+                triton_scan._cols_plan(d, H) if cfg is not None and cfg["form"] == "cols" else None
+            ),
+            "waves": (
+                len(triton_scan._waves(B, triton_scan._cols_plan(d, H), dev))
                 if cfg is not None and cfg["form"] == "cols"
                 else None
             ),

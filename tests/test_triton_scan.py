@@ -137,8 +137,7 @@ def test_cols_forward_equals_step_loop(cols, dtype, act, em, eh, P, persistent):
     cols(P, persistent)
     g = torch.Generator().manual_seed(21)
     args = _args(g, T=6, B=21, H=40, d=36, dtype=dtype, em=em, eh=eh)
-    plan = ts._cols_plan(21, 36, 40, torch.device(DEVICE))
-    assert plan is not None and plan[1] == P  # the form these sizes get
+    assert ts._cols_plan(36, 40) == (16, P)  # the plan these sizes get
     want = _lmu_elman_forward(*args, act)
     got = ts.lmu_elman_forward(*_on(args, DEVICE), act)
     for a, b in zip(got, want, strict=True):
@@ -177,18 +176,41 @@ def test_cols_backward_steps_equal_step_loop(cols, dtype, act, grads, P, persist
         assert _close(a, b, dtype)
 
 
-def test_cols_plan_fits_the_widths_and_the_gpu():
-    """P is at most COLS["P"] and leaves each program 16 columns or more; on a GPU the whole
-    grid fits its SMs (the barrier needs every program resident), else no plan."""
-    cpu = torch.device("cpu")
-    assert ts._cols_plan(100, 256, 212, cpu) == (16, 16)
-    assert ts._cols_plan(100, 256, 40, cpu) == (16, 4)  # H 40 → 64 columns: 4 programs
-    assert ts._cols_plan(100, 8, 8, cpu) == (16, 1)
-    if DEVICE == "cuda":
-        sms = torch.cuda.get_device_properties(0).multi_processor_count
-        BB, P = ts._cols_plan(100, 256, 212, torch.device("cuda"))
-        assert -(-100 // BB) * P <= sms
-        assert ts._cols_plan(16 * sms + 1, 256, 212, torch.device("cuda")) is None
+def test_cols_plan_and_waves(cols, monkeypatch):
+    """P is at most COLS["P"] and leaves each program 16 columns or more; a GPU takes as many
+    row blocks per launch as its SMs hold with one program each (here a GPU of 20 SMs), any
+    other device all at once."""
+    cols(16)
+    assert ts._cols_plan(256, 212) == (16, 16)
+    assert ts._cols_plan(256, 40) == (16, 4)  # H 40 → 64 columns: 4 programs
+    assert ts._cols_plan(8, 8) == (16, 1)
+    assert ts._waves(100, (16, 16), torch.device("cpu")) == [(0, 7)]
+    props = type("Props", (), {"multi_processor_count": 20})()
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props)
+    assert ts._waves(100, (16, 4), torch.device("cuda")) == [(0, 5), (5, 2)]
+    assert ts._waves(100, (16, 16), torch.device("cuda")) == [(i, 1) for i in range(7)]
+    assert ts._waves(100, (16, 32), torch.device("cuda")) == [(i, 1) for i in range(7)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@torch.no_grad()
+def test_cols_in_waves_of_row_blocks(cols, monkeypatch, dtype):
+    """Launched one row block at a time (as a GPU with fewer SMs than the grid's programs would
+    be), forward and backward equal the step loops."""
+    cols(2)
+    monkeypatch.setattr(ts, "_waves", lambda B, plan, device: [(0, 1), (1, 1)])
+    g = torch.Generator().manual_seed(24)
+    args = _args(g, T=5, B=21, H=40, d=36, dtype=dtype)
+    want = _lmu_elman_forward(*args, "tanh")
+    got = ts.lmu_elman_forward(*_on(args, DEVICE), "tanh")
+    assert all(_close(a, b, dtype) for a, b in zip(got, want, strict=True))
+    _, _, _, h0, Ad, Bd, Em, Eh, Wm, Wh = args
+    gM, gh_last = rand(5, 21, 36, dtype=dtype, g=g), rand(21, 40, dtype=dtype, g=g)
+    rest = ("tanh", gM, None, None, gh_last)
+    want = lmu_elman_backward_steps(h0, Ad, Bd, Em, Eh, Wm, Wh, want[1], *rest)
+    on = _on([h0, Ad, Bd, Em, Eh, Wm, Wh, got[1], gM, None, None, gh_last], DEVICE)
+    got = ts.lmu_elman_backward_steps(*on[:8], "tanh", *on[8:])
+    assert all(_close(a, b, dtype) for a, b in zip(got, want, strict=True))
 
 
 @triton.jit
@@ -367,13 +389,13 @@ for dtype, dt, bb in ((torch.float32, "fp32", bb0), (torch.float64, "fp64", bb0)
                        options={"num_warps": warps})
         print("compiled", fn.__name__, dt, bb)
 # the column form at its setting (the barrier's loops included)
-ints |= {"T0", "T1"}
+ints |= {"RB0", "T0", "T1"}
 fwd = ["xu", "xh", "AT", "Bd", "em", "eh", "WhT", "WmAT", "wmb", "Ms", "Hs", "Us", "Sync",
-       "T0", "T1", "B", "D", "H"]
+       "RB0", "T0", "T1", "B", "D", "H"]
 bwd = ["Hs", "gM", "gH", "gm_last", "gh_last", "Ah", "WmAh", "Wh", "Bd", "wmbd", "eh", "Cm",
-       "Gp", "Gu", "Sync", "T0", "T1", "T", "B", "D", "H"]
+       "Gp", "Gu", "Sync", "RB0", "T0", "T1", "T", "B", "D", "H"]
 for dtype, dt in ((torch.float32, "fp32"), (torch.float64, "fp64")):
-    meta = ts._cols_meta(ts._cols_plan(100, 256, 212, torch.device("cpu")), 256, 212, dtype)
+    meta = ts._cols_meta(ts._cols_plan(256, 212), 256, 212, dtype)
     warps = meta.pop("num_warps")
     for fn, names, extra in (
         (ts._forward_cols_kernel, fwd, {"HAS_EM": True, "HAS_EH": True}),

@@ -313,11 +313,11 @@ def _row_block_sync(counter, target, POLLS: tl.constexpr):
 
 
 @triton.jit
-def _cols(B, D, H, BB: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr, DC: tl.constexpr,
+def _cols(RB0, B, D, H, BB: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr, DC: tl.constexpr,
           HC: tl.constexpr):  # fmt: skip
     """This program's rows, full column ranges and its own column slices of m and h, masked."""
     p = tl.program_id(0)
-    rows = tl.program_id(1) * BB + tl.arange(0, BB)
+    rows = (RB0 + tl.program_id(1)) * BB + tl.arange(0, BB)
     cd = tl.arange(0, DP)
     ch = tl.arange(0, HP)
     jd = p * DC + tl.arange(0, DC)
@@ -338,14 +338,16 @@ def _tile(ptr, r, rmask, c, cmask, ncols, CG: tl.constexpr):
 
 
 @triton.jit
-def _forward_cols_kernel(xu, xh, AT, Bd, em, eh, WhT, WmAT, wmb, Ms, Hs, Us, Sync, T0, T1, B, D, H,
-                         HAS_EM: tl.constexpr, HAS_EH: tl.constexpr, ACT: tl.constexpr,
-                         BB: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr, DC: tl.constexpr,
-                         HC: tl.constexpr, PREC: tl.constexpr, SYNC: tl.constexpr):  # fmt: skip
-    # Ms (T+1, B, D), Hs (T+1, B, H): slot 0 the initial states, slot t + 1 step t's. Steps
-    # T0..T1−1; with SYNC the programs of a row block wait for each other after each step (else
-    # the launch's end is the barrier: one launch per step, the interpreter's way).
-    p, rows, rmask, cd, dmask, ch, hmask, jd, jdm, jh, jhm = _cols(B, D, H, BB, DP, HP, DC, HC)
+def _forward_cols_kernel(xu, xh, AT, Bd, em, eh, WhT, WmAT, wmb, Ms, Hs, Us, Sync, RB0, T0, T1,
+                         B, D, H, HAS_EM: tl.constexpr, HAS_EH: tl.constexpr,
+                         ACT: tl.constexpr, BB: tl.constexpr, DP: tl.constexpr,
+                         HP: tl.constexpr, DC: tl.constexpr, HC: tl.constexpr,
+                         PREC: tl.constexpr, SYNC: tl.constexpr):  # fmt: skip
+    # Ms (T+1, B, D), Hs (T+1, B, H): slot 0 the initial states, slot t + 1 step t's. Row
+    # blocks from RB0 on, steps T0..T1−1; with SYNC the programs of a row block wait for each
+    # other after each step (else the launch's end is the barrier: one launch per step).
+    p, rows, rmask, cd, dmask, ch, hmask, jd, jdm, jh, jhm = _cols(RB0, B, D, H, BB, DP, HP, DC,
+                                                                   HC)  # fmt: skip
     A_w = _tile(AT, cd, dmask, jd, jdm, D, False)  # (DP, DC) of Āᵀ
     Wh_w = _tile(WhT, ch, hmask, jh, jhm, H, False)  # (HP, HC) of W_hᵀ
     WmA_w = _tile(WmAT, cd, dmask, jh, jhm, H, False)  # (DP, HC) of (W_m Ā)ᵀ
@@ -355,7 +357,7 @@ def _forward_cols_kernel(xu, xh, AT, Bd, em, eh, WhT, WmAT, wmb, Ms, Hs, Us, Syn
         em_v = tl.load(em + cd, mask=dmask, other=0.0)
     if HAS_EH:
         eh_v = tl.load(eh + ch, mask=hmask, other=0.0)
-    counter = Sync + tl.program_id(1)
+    counter = Sync + RB0 + tl.program_id(1)
     broken = p < 0  # a runtime False: the barrier's state is carried through the loop
     for t in range(T0, T1):
         m_prev = _tile(Ms + t * B * D, rows, rmask, cd, dmask, D, True)
@@ -403,16 +405,17 @@ def _carry_out(Cm, Gp, gM, gH, Hs, cm, q, s, B, D, H, rows, rmask, jd, jdm, jh, 
 
 @triton.jit
 def _backward_cols_kernel(Hs, gM, gH, gm_last, gh_last, Ah, WmAh, Wh, Bd, wmbd, eh, Cm, Gp, Gu,
-                          Sync, T0, T1, T, B, D, H, HAS_GM: tl.constexpr, HAS_GH: tl.constexpr,
-                          HAS_LAST_M: tl.constexpr, HAS_LAST_H: tl.constexpr,
-                          HAS_EH: tl.constexpr, ACT: tl.constexpr, BB: tl.constexpr,
-                          DP: tl.constexpr, HP: tl.constexpr, DC: tl.constexpr,
-                          HC: tl.constexpr, PREC: tl.constexpr, FIRST: tl.constexpr,  # 0 or 1
-                          SYNC: tl.constexpr):  # fmt: skip
+                          Sync, RB0, T0, T1, T, B, D, H, HAS_GM: tl.constexpr,
+                          HAS_GH: tl.constexpr, HAS_LAST_M: tl.constexpr,
+                          HAS_LAST_H: tl.constexpr, HAS_EH: tl.constexpr, ACT: tl.constexpr,
+                          BB: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr,
+                          DC: tl.constexpr, HC: tl.constexpr, PREC: tl.constexpr,
+                          FIRST: tl.constexpr, SYNC: tl.constexpr):  # fmt: skip
     # Cm (T+1, B, D): slot s + 1 holds c_s, slot 0 ∂L/∂m0; Gp (T+1, B, H): slot s + 1 holds
     # ∂L/∂pre_s, slot 0 ∂L/∂h0. FIRST: first store step T − 1's (from the last states'
-    # gradients); then steps t = T−1−T0 down to T−T1.
-    p, rows, rmask, cd, dmask, ch, hmask, jd, jdm, jh, jhm = _cols(B, D, H, BB, DP, HP, DC, HC)
+    # gradients; FIRST is 0 or 1); then steps t = T−1−T0 down to T−T1. Row blocks from RB0 on.
+    p, rows, rmask, cd, dmask, ch, hmask, jd, jdm, jh, jhm = _cols(RB0, B, D, H, BB, DP, HP, DC,
+                                                                   HC)  # fmt: skip
     A_w = _tile(Ah, cd, dmask, jd, jdm, D, False)  # (DP, DC) of Â
     WmA_w = _tile(WmAh, ch, hmask, jd, jdm, D, False)  # (HP, DC) of W_m Â
     Wh_w = _tile(Wh, ch, hmask, jh, jhm, H, False)  # (HP, HC) of W_h
@@ -420,7 +423,7 @@ def _backward_cols_kernel(Hs, gM, gH, gm_last, gh_last, Ah, WmAh, Wh, Bd, wmbd, 
     wb = tl.load(wmbd + ch, mask=hmask, other=0.0)
     if HAS_EH:
         eh_v = tl.load(eh + jh, mask=jhm, other=0.0)
-    counter = Sync + tl.program_id(1)
+    counter = Sync + RB0 + tl.program_id(1)
     broken = p < 0
     if FIRST:
         dt = Cm.dtype.element_ty
@@ -566,20 +569,22 @@ def _coop(device: torch.device) -> dict:
     return _COOP
 
 
-def _cols_plan(B: int, D: int, H: int, device: torch.device) -> tuple[int, int] | None:
-    """(rows per block, programs per row block) for the column form, or None where it does not
-    fit: on a GPU every program must be resident at once (one per SM at most is assumed), so P
-    halves until the grid fits its SMs."""
-    BB = COLS["BB"]
-    P = min(COLS["P"], _p2(D) // 16, _p2(H) // 16)
+def _cols_plan(D: int, H: int) -> tuple[int, int]:
+    """(rows per block, programs per row block) for the column form: P at most COLS["P"], each
+    program left 16 or more of m's and of h's columns (tl.dot's smallest tile)."""
+    return COLS["BB"], min(COLS["P"], _p2(D) // 16, _p2(H) // 16)
+
+
+def _waves(B: int, plan: tuple[int, int], device: torch.device) -> list[tuple[int, int]]:
+    """(first row block, row blocks) of each launch: on a GPU as many row blocks at once as its
+    SMs hold with one program each (the barrier needs every program of a row block resident;
+    the launches run one after another), elsewhere all."""
+    BB, P = plan
     blocks = triton.cdiv(B, BB)
+    per = blocks
     if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        while P > 1 and blocks * P > sms:
-            P //= 2
-        if blocks * P > sms:
-            return None
-    return BB, P
+        per = max(1, torch.cuda.get_device_properties(device).multi_processor_count // P)
+    return [(rb0, min(per, blocks - rb0)) for rb0 in range(0, blocks, per)]
 
 
 def _cols_meta(plan: tuple[int, int], D: int, H: int, dtype: torch.dtype) -> dict:
@@ -608,8 +613,7 @@ def _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan):
     Wm64 = Wm.to(f64)
     WmAT = (Wm64 @ Ad.to(f64)).T.contiguous().to(dt)  # (W_m Ā)ᵀ, (D, H)
     wmb = (Wm64 @ Bd.to(f64)).to(dt)  # W_m B̄, (H,)
-    grid = (plan[1], triton.cdiv(B, plan[0]))
-    sync = torch.zeros(grid[1], dtype=torch.int32, device=xu.device)
+    sync = torch.zeros(triton.cdiv(B, plan[0]), dtype=torch.int32, device=xu.device)
     args = (
         xu.contiguous(), xh.contiguous(), Ad.T.contiguous(), Bd.contiguous(),
         Ms if Em is None else Em.reshape(-1).contiguous(),
@@ -618,11 +622,14 @@ def _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan):
     )  # fmt: skip
     meta = dict(_cols_meta(plan, D, H, dt), HAS_EM=Em is not None, HAS_EH=Eh is not None,
                 ACT=_ACT[act])  # fmt: skip
-    if _persistent(xu.device, plan[1]):
-        _forward_cols_kernel[grid](*args, 0, T, B, D, H, SYNC=True, **meta, **_coop(xu.device))
-    else:
-        for t in range(T):
-            _forward_cols_kernel[grid](*args, t, t + 1, B, D, H, SYNC=False, **meta)
+    for rb0, n in _waves(B, plan, xu.device):
+        grid = (plan[1], n)
+        if _persistent(xu.device, plan[1]):
+            _forward_cols_kernel[grid](*args, rb0, 0, T, B, D, H, SYNC=True, **meta,
+                                       **_coop(xu.device))  # fmt: skip
+        else:
+            for t in range(T):
+                _forward_cols_kernel[grid](*args, rb0, t, t + 1, B, D, H, SYNC=False, **meta)
     return Ms[1:], Hs[1:], Us
 
 
@@ -640,8 +647,7 @@ def _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
     Cm = Hs.new_empty((T + 1, B, D))
     Gp = Hs.new_empty((T + 1, B, H))
     Gu = Hs.new_empty((T, B, 1))
-    grid = (plan[1], triton.cdiv(B, plan[0]))
-    sync = torch.zeros(grid[1], dtype=torch.int32, device=Hs.device)
+    sync = torch.zeros(triton.cdiv(B, plan[0]), dtype=torch.int32, device=Hs.device)
     opt = lambda g: Hs if g is None else g.contiguous()  # noqa: E731 (a dummy pointer for None)
     args = (
         Hs, opt(gM), opt(gH), opt(gm_last), opt(gh_last), Ah.to(dt), WmAh, Wh.contiguous(),
@@ -651,14 +657,17 @@ def _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
     meta = dict(_cols_meta(plan, D, H, dt), HAS_GM=gM is not None, HAS_GH=gH is not None,
                 HAS_LAST_M=gm_last is not None, HAS_LAST_H=gh_last is not None,
                 HAS_EH=Eh is not None, ACT=_ACT[act])  # fmt: skip
-    if _persistent(Hs.device, plan[1]):
-        _backward_cols_kernel[grid](*args, 0, T, T, B, D, H, FIRST=1, SYNC=True, **meta,
-                                    **_coop(Hs.device))  # fmt: skip
-    else:
-        _backward_cols_kernel[grid](*args, 0, 0, T, B, D, H, FIRST=1, SYNC=False, **meta)
-        for i in range(T):
-            _backward_cols_kernel[grid](*args, i, i + 1, T, B, D, H, FIRST=0, SYNC=False,
+    for rb0, n in _waves(B, plan, Hs.device):
+        grid = (plan[1], n)
+        if _persistent(Hs.device, plan[1]):
+            _backward_cols_kernel[grid](*args, rb0, 0, T, T, B, D, H, FIRST=1, SYNC=True, **meta,
+                                        **_coop(Hs.device))  # fmt: skip
+        else:
+            _backward_cols_kernel[grid](*args, rb0, 0, 0, T, B, D, H, FIRST=1, SYNC=False,
                                         **meta)  # fmt: skip
+            for i in range(T):
+                _backward_cols_kernel[grid](*args, rb0, i, i + 1, T, B, D, H, FIRST=0,
+                                            SYNC=False, **meta)  # fmt: skip
     # ∂L/∂m_t = c_t + ∂L/∂pre_t W_m: the one product left out of the loop, over all steps at once
     Gm = Cm[1:]
     Gm.view(T * B, D).addmm_(Gp[1:].view(T * B, H), Wm)
@@ -684,10 +693,9 @@ def lmu_elman_forward(
     ``(T, B, H)``, memory inputs u ``(T, B, 1)``), as ``recurrence._lmu_elman_forward``.
 
     Shapes as :func:`~torchlmu.recurrence.lmu_elman_scan` with C = 1 (see :func:`applies`). In
-    the form :data:`CONFIG` names (the column form where its grid fits, else the row form)."""
-    cols = CONFIG["form"] == "cols"
-    plan = _cols_plan(xu.shape[1], Ad.shape[0], Wh.shape[0], xu.device) if cols else None
-    if plan is not None:
+    the form :data:`CONFIG` names."""
+    if CONFIG["form"] == "cols":
+        plan = _cols_plan(Ad.shape[0], Wh.shape[0])
         return _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan)
     return _rows_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act)
 
@@ -711,9 +719,8 @@ def lmu_elman_backward_steps(
     ``(T, B, H)``, ∂L/∂u_t ``(T, B, 1)``, ∂L/∂m0 ``(B, d)``, ∂L/∂h0 ``(B, H)``), as
     ``recurrence.lmu_elman_backward_steps``; ``Hs`` the forward's hidden states (h0 is not
     read: f′ needs only the states after it). In the form :data:`CONFIG` names."""
-    cols = CONFIG["form"] == "cols"
-    plan = _cols_plan(Hs.shape[1], Ad.shape[0], Wh.shape[0], Hs.device) if cols else None
     rest = (act, gM, gH, gm_last, gh_last)
-    if plan is not None:
+    if CONFIG["form"] == "cols":
+        plan = _cols_plan(Ad.shape[0], Wh.shape[0])
         return _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest, plan)
     return _rows_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest)
