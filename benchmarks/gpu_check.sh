@@ -15,8 +15,10 @@
 #            on the step loops instead, of the column form on the row form. TRITON_SCAN=0 skips
 #            it and the kernels. Every other step runs the step loops (TORCHLMU_TRITON_SCAN=0),
 #            so that the table and the tests measure and check them.
-#   triton-sweep  benchmarks/triton_scan_sweep.py: both forms' launch settings at the psMNIST
-#            model's size against the step loops (~1-2 min; TRITON_SWEEP=0 skips it).
+#   triton-sweep  benchmarks/triton_scan_sweep.py at the psMNIST model's size against the step
+#            loops: the column form's settings and the row form's default (TRITON_SWEEP_ARGS,
+#            default "--form cols"; "--form both" adds the row form's other twelve, ~2 min
+#            more); TRITON_SWEEP=0 skips it.
 #   psmnist  item 2: the psMNIST paper model's 10-epoch time (a tuning run: no test metric),
 #            cut at PSMNIST_SECONDS (default 180; the goal is 150); checkpoints each epoch. On
 #            the kernels in PSMNIST_FORM (default: cols where its guard passed, else rows).
@@ -107,11 +109,12 @@ fi
 if [ "$TRITON" = 1 ]; then
   # the column form's barrier: the whole scan, then each kernel against the step loops with
   # 1, 2 and 4 programs per row block, both launches
-  run guard-cols 120 triton-guard.log env TORCHLMU_TRITON_SCAN=1 $PYTEST -x \
+  run guard-cols 180 triton-guard.log env TORCHLMU_TRITON_SCAN=1 $PYTEST -x \
     tests/test_triton_scan.py -k test_scan_and_gradients_through_the_column_kernels
   if [ "$RC" = 0 ]; then FORM=cols; else echo "column form failed on this GPU: the row form"; fi
   if [ "${TRITON_SWEEP:-1}" = 1 ]; then
-    run triton-sweep 0 triton-scan-sweep.jsonl $PY benchmarks/triton_scan_sweep.py
+    run triton-sweep 0 triton-scan-sweep.jsonl $PY benchmarks/triton_scan_sweep.py \
+      ${TRITON_SWEEP_ARGS:---form cols}
   fi
 fi
 if [ "${PSMNIST_SECONDS:-180}" -gt 0 ]; then

@@ -9,6 +9,8 @@ column form's (triton_scan.COLS).
     python benchmarks/triton_scan_sweep.py                   # on CUDA
     python benchmarks/triton_scan_sweep.py --device cpu --quick   # the script itself, under
                                                                  # Triton's interpreter
+    python benchmarks/triton_scan_sweep.py --form cols   # the column form's settings and the
+                                                         # row form's default (gpu_check.sh)
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument(
+        "--form",
+        choices=("both", "rows", "cols"),
+        default="both",
+        help="the settings of one form only (the row form's default setting stays, to compare)",
+    )
     args = ap.parse_args()
     if args.device == "cpu":  # before Triton is first imported
         os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -92,6 +100,11 @@ def main() -> None:
     # warps); at these sizes 16 programs leave each 16 of m's and of h's columns
     cols = [(16, 16, 8), (16, 16, 4), (16, 16, 16), (16, 8, 8), (16, 4, 8), (32, 16, 8)]
     settings += [{"form": "cols", "BB": bb, "P": p, "num_warps": w} for bb, p, w in cols]
+    if args.form == "cols":
+        base = {k: triton_scan.CONFIG[k] for k in ("BB", "KC", "num_warps", "num_warps_wide")}
+        settings = [None, {"form": "rows", **base}, *settings[-len(cols) :]]
+    elif args.form == "rows":
+        settings = settings[: -len(cols)]
     default, default_cols = dict(triton_scan.CONFIG), dict(triton_scan.COLS)
     for cfg in settings:
         recurrence.TRITON_SCAN = cfg is not None
