@@ -2,9 +2,10 @@
 (torchlmu.triton_scan) at each launch setting, at the psMNIST paper model's size (B 100, T 784,
 d 256, H 212, float32, every connection). One JSON line per (path, setting): median forward
 (inference) and forward + backward (training, the loss on the last hidden state as in psMNIST)
-in ms, synchronised, and the largest relative difference of states and gradients from the step
-loop's. Both forms of the kernels: the row form's settings (triton_scan.CONFIG), then the
-column form's (triton_scan.COLS).
+in ms, synchronised, the backward step kernel alone, and the largest relative difference of
+states and gradients from the step loop's. Both forms of the kernels: the row form's settings
+(triton_scan.CONFIG), then the column form's (triton_scan.COLS); then the column form's
+barrier alone ("path": "barrier", µs per step for 4, 8 and 16 programs per row block).
 
     python benchmarks/triton_scan_sweep.py                   # on CUDA
     python benchmarks/triton_scan_sweep.py --device cpu --quick   # the script itself, under
@@ -121,6 +122,14 @@ def main() -> None:
                 triton_scan if triton_scan.applies(x, C, A, W, act) else None
             )
         states, grads = infer(), train()
+        Hs = states[1].detach()
+
+        def backward_steps(Hs=Hs):  # the backward step loop (or kernel) alone
+            with torch.no_grad():
+                return recurrence.lmu_elman_backward_steps(
+                    h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, "tanh", None, None, None, h0
+                )
+
         rec = {
             "path": "step loops" if cfg is None else "triton",
             "config": cfg,
@@ -136,11 +145,70 @@ def main() -> None:
             "B": B, "T": T, "d": d, "H": H,
             "infer_ms": median_ms(infer),
             "train_ms": median_ms(train),
+            "backward_steps_ms": median_ms(backward_steps),
             "max_rel_diff_states": max(rel(a, b) for a, b in zip(states, ref_states, strict=True)),
             "max_rel_diff_grads": max(rel(a, b) for a, b in zip(grads, ref_grads, strict=True)),
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu (interpreted)",
             "torch": torch.__version__,
             "tf32": torch.backends.cuda.matmul.allow_tf32,
+        }  # fmt: skip
+        print(json.dumps(rec), flush=True)
+    triton_scan.CONFIG.update(default)
+    triton_scan.COLS.update(default_cols)
+    if args.form != "rows":
+        barrier_probe(triton_scan, dev, T, B, repeats, sync)
+
+
+_row_block_sync = None  # set by barrier_probe
+
+
+def barrier_probe(triton_scan, dev, T: int, B: int, repeats: int, sync) -> None:
+    """The column form's barrier alone: a kernel whose programs do nothing but wait for each
+    other T times (grid as the column form's at this batch), µs per step. Under the
+    interpreter, which runs programs in turn, one program per row block."""
+    import torch
+    import triton
+    import triton.language as tl
+
+    # a module global for the kernel below (Triton resolves a kernel's names among its
+    # module's globals, not a closure's; triton_scan is imported late, after the interpreter's
+    # flag is set)
+    global _row_block_sync
+    _row_block_sync = triton_scan._row_block_sync
+
+    @triton.jit
+    def _barriers(Sync, Out, T, POLLS: tl.constexpr):
+        counter = Sync + tl.program_id(1)
+        broken = tl.program_id(0) < 0
+        for t in range(T):
+            b = _row_block_sync(counter, (t + 1) * tl.num_programs(0), POLLS)
+            broken = broken | b
+        tl.store(
+            Out + tl.program_id(1) * tl.num_programs(0) + tl.program_id(0), broken.to(tl.int32)
+        )
+
+    for P in (4, 8, 16) if dev.type == "cuda" else (1,):
+        BB = triton_scan.COLS["BB"]
+        waves = triton_scan._waves(B, (BB, P), dev)
+        n = waves[0][1]  # row blocks in the first launch
+        out = torch.zeros(n * P, dtype=torch.int32, device=dev)
+
+        def run(P=P, n=n, out=out):
+            sync_ = torch.zeros(n, dtype=torch.int32, device=dev)
+            _barriers[(P, n)](sync_, out, T, POLLS=triton_scan._SYNC_POLLS)
+
+        run()
+        sync()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            sync()
+            times.append((time.perf_counter() - t0) * 1e6 / T)
+        rec = {
+            "path": "barrier", "P": P, "row_blocks": n, "T": T,
+            "us_per_step": statistics.median(times), "broken": int(out.sum()),
+            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu (interpreted)",
         }  # fmt: skip
         print(json.dumps(rec), flush=True)
 

@@ -358,10 +358,13 @@ def test_the_gpu_sweep_script_runs():
         capture_output=True, text=True, env=env, timeout=300, check=True,
     )  # fmt: skip
     recs = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [r["path"] for r in recs] == ["step loops"] + ["triton"] * 19
-    assert [r["config"]["form"] for r in recs[1:]] == ["rows"] * 13 + ["cols"] * 6
-    for r in recs:
+    assert [r["path"] for r in recs] == ["step loops"] + ["triton"] * 19 + ["barrier"]
+    assert [r["config"]["form"] for r in recs[1:-1]] == ["rows"] * 13 + ["cols"] * 6
+    for r in recs[:-1]:
         assert r["max_rel_diff_states"] <= 1e-5 and r["max_rel_diff_grads"] <= 1e-5
+        assert r["backward_steps_ms"] > 0
+    # the barrier alone: one program per row block under the interpreter, never broken
+    assert recs[-1]["broken"] == 0 and recs[-1]["row_blocks"] == 2 and recs[-1]["us_per_step"] > 0
 
 
 _COMPILE_FOR_SM90 = """
