@@ -55,10 +55,11 @@ __all__ = [
 #: program holds a (BB, width) accumulator in registers.
 MAX_WIDTH = 1024
 _ACT = {"linear": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
-#: The row form's launch setting: batch rows per program (BB; from 16, tl.dot's smallest tile, the products
-#: are tl.dot, below it broadcast products: more programs, less work each), the contraction's
-#: chunk (a (KC, width) weight tile per load) and warps per program at widths up to 256 and
-#: above. First chosen without a GPU, by what ptxas reports for sm_90 at the paper model's
+#: Which form runs (``"form"``: :data:`FORMS`, from ``TORCHLMU_TRITON_FORM``), and the row
+#: form's launch setting: batch rows per program (BB; from 16, tl.dot's smallest tile, the
+#: products are tl.dot, below it broadcast products: more programs, less work each), the
+#: contraction's chunk (a (KC, width) weight tile per load) and warps per program at widths up
+#: to 256 and above. First chosen without a GPU, by what ptxas reports for sm_90 at the paper model's
 #: sizes (4 rows and 4 warps spill no register; every 16-row setting spilled 0.6–3.4 KB per
 #: thread); then timed by ``benchmarks/triton_scan_sweep.py`` on an H200 (session 17, B 100,
 #: T 784, d 256, H 212, medians of 10): 4 rows, chunks of 32, 4 warps took 53.0 ms per training
@@ -66,14 +67,16 @@ _ACT = {"linear": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
 #: one (8 rows with chunks of 32: 337 ms), and 80.9 / 43.5 ms for chunks of 16. The wide
 #: setting (order or hidden size above 256) is still untimed.
 CONFIG = {"form": "rows", "BB": 4, "KC": 32, "num_warps": 4, "num_warps_wide": 8}
+#: The kernels' forms (see the module's text).
 FORMS = ("rows", "cols")
 CONFIG["form"] = os.environ.get("TORCHLMU_TRITON_FORM", CONFIG["form"])
 if CONFIG["form"] not in FORMS:
     raise ValidationError(f"TORCHLMU_TRITON_FORM: expected one of {FORMS}, got {CONFIG['form']!r}")
 #: The column form's setting (see its kernels below): rows per block (BB, from 16: its
-#: products are tl.dot), column programs per row block (P, fewer where the widths or the GPU's
-#: SMs ask), warps per program, and whether a GPU runs all steps in one launch with a barrier
-#: between them (else one launch per step: the twin the barrier is tested against).
+#: products are tl.dot), column programs per row block (P, fewer where the widths ask; a GPU
+#: takes as many row blocks per launch as its SMs hold), warps per program, and whether a GPU
+#: runs all steps in one launch with a barrier between them (else one launch per step: the
+#: twin the barrier is tested against). Untimed: the sweep's six settings await a GPU.
 COLS = {"BB": 16, "P": 16, "num_warps": 8, "persistent": True}
 
 
@@ -601,6 +604,23 @@ def _persistent(device: torch.device, P: int) -> bool:
     return (device.type == "cuda" and COLS["persistent"]) or P == 1
 
 
+def _launch_cols(kernel, args, tail, T, B, plan, device, meta, prologue=False) -> None:
+    """Run a column-form kernel over all T steps: per wave of row blocks, one launch with the
+    barrier, or its twin, one launch per step (after the backward's prologue, FIRST, alone).
+    The kernel's arguments: ``*args, RB0, T0, T1, *tail``."""
+    first = {"FIRST": 1} if prologue else {}
+    for rb0, n in _waves(B, plan, device):
+        grid = (plan[1], n)
+        if _persistent(device, plan[1]):
+            kernel[grid](*args, rb0, 0, T, *tail, SYNC=True, **first, **meta, **_coop(device))
+            continue
+        if prologue:
+            kernel[grid](*args, rb0, 0, 0, *tail, SYNC=False, FIRST=1, **meta)
+        for t in range(T):
+            kernel[grid](*args, rb0, t, t + 1, *tail, SYNC=False, **meta,
+                         **({"FIRST": 0} if prologue else {}))  # fmt: skip
+
+
 def _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan):
     T, B, _ = xu.shape
     D, H = Ad.shape[0], Wh.shape[0]
@@ -622,14 +642,7 @@ def _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan):
     )  # fmt: skip
     meta = dict(_cols_meta(plan, D, H, dt), HAS_EM=Em is not None, HAS_EH=Eh is not None,
                 ACT=_ACT[act])  # fmt: skip
-    for rb0, n in _waves(B, plan, xu.device):
-        grid = (plan[1], n)
-        if _persistent(xu.device, plan[1]):
-            _forward_cols_kernel[grid](*args, rb0, 0, T, B, D, H, SYNC=True, **meta,
-                                       **_coop(xu.device))  # fmt: skip
-        else:
-            for t in range(T):
-                _forward_cols_kernel[grid](*args, rb0, t, t + 1, B, D, H, SYNC=False, **meta)
+    _launch_cols(_forward_cols_kernel, args, (B, D, H), T, B, plan, xu.device, meta)
     return Ms[1:], Hs[1:], Us
 
 
@@ -657,17 +670,8 @@ def _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
     meta = dict(_cols_meta(plan, D, H, dt), HAS_GM=gM is not None, HAS_GH=gH is not None,
                 HAS_LAST_M=gm_last is not None, HAS_LAST_H=gh_last is not None,
                 HAS_EH=Eh is not None, ACT=_ACT[act])  # fmt: skip
-    for rb0, n in _waves(B, plan, Hs.device):
-        grid = (plan[1], n)
-        if _persistent(Hs.device, plan[1]):
-            _backward_cols_kernel[grid](*args, rb0, 0, T, T, B, D, H, FIRST=1, SYNC=True, **meta,
-                                        **_coop(Hs.device))  # fmt: skip
-        else:
-            _backward_cols_kernel[grid](*args, rb0, 0, 0, T, B, D, H, FIRST=1, SYNC=False,
-                                        **meta)  # fmt: skip
-            for i in range(T):
-                _backward_cols_kernel[grid](*args, rb0, i, i + 1, T, B, D, H, FIRST=0,
-                                            SYNC=False, **meta)  # fmt: skip
+    _launch_cols(_backward_cols_kernel, args, (T, B, D, H), T, B, plan, Hs.device, meta,
+                 prologue=True)  # fmt: skip
     # ∂L/∂m_t = c_t + ∂L/∂pre_t W_m: the one product left out of the loop, over all steps at once
     Gm = Cm[1:]
     Gm.view(T * B, D).addmm_(Gp[1:].view(T * B, H), Wm)
