@@ -156,13 +156,13 @@ def main() -> None:
     triton_scan.CONFIG.update(default)
     triton_scan.COLS.update(default_cols)
     if args.form != "rows":
-        barrier_probe(triton_scan, dev, T, B, repeats, sync)
+        barrier_probe(triton_scan, dev, T, B, median_ms)
 
 
 _row_block_sync = None  # set by barrier_probe
 
 
-def barrier_probe(triton_scan, dev, T: int, B: int, repeats: int, sync) -> None:
+def barrier_probe(triton_scan, dev, T: int, B: int, median_ms) -> None:
     """The column form's barrier alone: a kernel whose programs do nothing but wait for each
     other T times (grid as the column form's at this batch), µs per step. Under the
     interpreter, which runs programs in turn, one program per row block."""
@@ -197,17 +197,9 @@ def barrier_probe(triton_scan, dev, T: int, B: int, repeats: int, sync) -> None:
             sync_ = torch.zeros(n, dtype=torch.int32, device=dev)
             _barriers[(P, n)](sync_, out, T, POLLS=triton_scan._SYNC_POLLS)
 
-        run()
-        sync()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            run()
-            sync()
-            times.append((time.perf_counter() - t0) * 1e6 / T)
         rec = {
             "path": "barrier", "P": P, "row_blocks": n, "T": T,
-            "us_per_step": statistics.median(times), "broken": int(out.sum()),
+            "us_per_step": median_ms(run) * 1e3 / T, "broken": int(out.sum()),
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu (interpreted)",
         }  # fmt: skip
         print(json.dumps(rec), flush=True)

@@ -57,6 +57,12 @@ def _close(a, b, dtype) -> bool:
     return (a - b).norm() <= TOL[dtype] * max(b.norm(), b.numel() ** 0.5)
 
 
+def _all_close(got, want, dtype) -> None:
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        assert _close(a, b, dtype)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize(("em", "eh"), [(True, True), (False, True), (True, False), (False, False)])
@@ -71,22 +77,13 @@ def test_forward_equals_step_loop(monkeypatch, dtype, act, em, eh, bb):
     args = _args(g, T=7, B=21, H=12, d=20, dtype=dtype, em=em, eh=eh)
     want = _lmu_elman_forward(*args, act)
     got = ts.lmu_elman_forward(*_on(args, DEVICE), act)
-    for a, b in zip(got, want, strict=True):
-        assert a.shape == b.shape
-        assert _close(a, b, dtype)
+    _all_close(got, want, dtype)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("act", ACTIVATIONS)
-@pytest.mark.parametrize("grads", ["sequences", "last", "both"])
-@pytest.mark.parametrize("bb", [16, 4])
-@torch.no_grad()
-def test_backward_steps_equal_step_loop(monkeypatch, dtype, act, grads, bb):
-    """Every gradient the backward kernel carries equals the step loop's, whichever of the
-    sequences' and the last states' gradients are given (16 and 4 rows per program)."""
-    monkeypatch.setitem(ts.CONFIG, "BB", bb)
-    g = torch.Generator().manual_seed(12)
-    T, B, H, d = 6, 18, 10, 24
+def _check_backward_steps(seed, T, B, H, d, dtype, act, grads) -> None:
+    """The kernel's carried gradients against the step loop's: e_m unless linear, e_h unless
+    relu; ``grads`` says which of the sequences' and the last states' gradients are given."""
+    g = torch.Generator().manual_seed(seed)
     args = _args(g, T, B, H, d, dtype, em=act != "linear", eh=act != "relu")
     _, _, _, h0, Ad, Bd, Em, Eh, Wm, Wh = args
     _, Hs, _ = _lmu_elman_forward(*args, act)
@@ -100,9 +97,19 @@ def test_backward_steps_equal_step_loop(monkeypatch, dtype, act, grads, bb):
     want = lmu_elman_backward_steps(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest)
     on = _on([h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, gM, gH, gm_last, gh_last], DEVICE)
     got = ts.lmu_elman_backward_steps(*on[:8], act, *on[8:])
-    for a, b in zip(got, want, strict=True):
-        assert a.shape == b.shape
-        assert _close(a, b, dtype)
+    _all_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("grads", ["sequences", "last", "both"])
+@pytest.mark.parametrize("bb", [16, 4])
+@torch.no_grad()
+def test_backward_steps_equal_step_loop(monkeypatch, dtype, act, grads, bb):
+    """Every gradient the backward kernel carries equals the step loop's, whichever of the
+    sequences' and the last states' gradients are given (16 and 4 rows per program)."""
+    monkeypatch.setitem(ts.CONFIG, "BB", bb)
+    _check_backward_steps(12, 6, 18, 10, 24, dtype, act, grads)
 
 
 # The column form: weights held by the programs, a barrier per step (torchlmu.triton_scan.COLS).
@@ -140,9 +147,7 @@ def test_cols_forward_equals_step_loop(cols, dtype, act, em, eh, P, persistent):
     assert ts._cols_plan(36, 40) == (16, P)  # the plan these sizes get
     want = _lmu_elman_forward(*args, act)
     got = ts.lmu_elman_forward(*_on(args, DEVICE), act)
-    for a, b in zip(got, want, strict=True):
-        assert a.shape == b.shape
-        assert _close(a, b, dtype)
+    _all_close(got, want, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -156,24 +161,7 @@ def test_cols_backward_steps_equal_step_loop(cols, dtype, act, grads, P, persist
     products: Â = Ā + B̄ e_m and W_m Â), whichever gradients are given, with and without e_m
     and e_h."""
     cols(P, persistent)
-    g = torch.Generator().manual_seed(22)
-    T, B, H, d = 5, 19, 40, 36
-    args = _args(g, T, B, H, d, dtype, em=act != "linear", eh=act != "relu")
-    _, _, _, h0, Ad, Bd, Em, Eh, Wm, Wh = args
-    _, Hs, _ = _lmu_elman_forward(*args, act)
-    seq = grads in ("sequences", "both")
-    last = grads in ("last", "both")
-    gM = rand(T, B, d, dtype=dtype, g=g) if seq else None
-    gH = rand(T, B, H, dtype=dtype, g=g) if seq else None
-    gm_last = rand(B, d, dtype=dtype, g=g) if last else None
-    gh_last = rand(B, H, dtype=dtype, g=g) if last else None
-    rest = (act, gM, gH, gm_last, gh_last)
-    want = lmu_elman_backward_steps(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest)
-    on = _on([h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, gM, gH, gm_last, gh_last], DEVICE)
-    got = ts.lmu_elman_backward_steps(*on[:8], act, *on[8:])
-    for a, b in zip(got, want, strict=True):
-        assert a.shape == b.shape
-        assert _close(a, b, dtype)
+    _check_backward_steps(22, 5, 19, 40, 36, dtype, act, grads)
 
 
 def test_cols_plan_and_waves(cols, monkeypatch):
@@ -203,14 +191,14 @@ def test_cols_in_waves_of_row_blocks(cols, monkeypatch, dtype):
     args = _args(g, T=5, B=21, H=40, d=36, dtype=dtype)
     want = _lmu_elman_forward(*args, "tanh")
     got = ts.lmu_elman_forward(*_on(args, DEVICE), "tanh")
-    assert all(_close(a, b, dtype) for a, b in zip(got, want, strict=True))
+    _all_close(got, want, dtype)
     _, _, _, h0, Ad, Bd, Em, Eh, Wm, Wh = args
     gM, gh_last = rand(5, 21, 36, dtype=dtype, g=g), rand(21, 40, dtype=dtype, g=g)
     rest = ("tanh", gM, None, None, gh_last)
     want = lmu_elman_backward_steps(h0, Ad, Bd, Em, Eh, Wm, Wh, want[1], *rest)
     on = _on([h0, Ad, Bd, Em, Eh, Wm, Wh, got[1], gM, None, None, gh_last], DEVICE)
     got = ts.lmu_elman_backward_steps(*on[:8], "tanh", *on[8:])
-    assert all(_close(a, b, dtype) for a, b in zip(got, want, strict=True))
+    _all_close(got, want, dtype)
 
 
 @triton.jit

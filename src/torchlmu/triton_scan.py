@@ -470,23 +470,8 @@ def _launch_args(B: int, D: int, H: int, dtype: torch.dtype) -> tuple[tuple[int]
     return (triton.cdiv(B, BB),), dict(meta, num_warps=warps)
 
 
-def _rows_forward(
-    xu: Tensor,
-    xh: Tensor,
-    m0: Tensor,
-    h0: Tensor,
-    Ad: Tensor,
-    Bd: Tensor,
-    Em: Tensor | None,
-    Eh: Tensor | None,
-    Wm: Tensor,
-    Wh: Tensor,
-    act: str,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The forward step loop in one kernel: (memory states ``(T, B, d)``, hidden states
-    ``(T, B, H)``, memory inputs u ``(T, B, 1)``), as ``recurrence._lmu_elman_forward``.
-
-    Shapes as :func:`~torchlmu.recurrence.lmu_elman_scan` with C = 1 (see :func:`applies`)."""
+def _rows_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act):
+    """The row form of :func:`lmu_elman_forward`."""
     T, B, _ = xu.shape
     D, H = Ad.shape[0], Wh.shape[0]
     Ms = xu.new_empty((T + 1, B, D))
@@ -505,25 +490,8 @@ def _rows_forward(
     return Ms[1:], Hs[1:], Us
 
 
-def _rows_backward(
-    h0: Tensor,
-    Ad: Tensor,
-    Bd: Tensor,
-    Em: Tensor | None,
-    Eh: Tensor | None,
-    Wm: Tensor,
-    Wh: Tensor,
-    Hs: Tensor,
-    act: str,
-    gM: Tensor | None,
-    gH: Tensor | None,
-    gm_last: Tensor | None,
-    gh_last: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The backward step loop in one kernel: (∂L/∂m_t ``(T, B, d)``, ∂L/∂pre-activation
-    ``(T, B, H)``, ∂L/∂u_t ``(T, B, 1)``, ∂L/∂m0 ``(B, d)``, ∂L/∂h0 ``(B, H)``), as
-    ``recurrence.lmu_elman_backward_steps``; ``Hs`` the forward's hidden states (h0 is not
-    read: f′ needs only the states after it)."""
+def _rows_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last):
+    """The row form of :func:`lmu_elman_backward_steps`."""
     T, B, H = Hs.shape
     D = Ad.shape[0]
     Hs = Hs.contiguous()
@@ -622,6 +590,7 @@ def _launch_cols(kernel, args, tail, T, B, plan, device, meta, prologue=False) -
 
 
 def _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan):
+    """The column form of :func:`lmu_elman_forward` at ``plan`` (:func:`_cols_plan`)."""
     T, B, _ = xu.shape
     D, H = Ad.shape[0], Wh.shape[0]
     dt, f64 = xu.dtype, torch.float64
@@ -647,6 +616,7 @@ def _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan):
 
 
 def _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last, plan):
+    """The column form of :func:`lmu_elman_backward_steps` at ``plan``."""
     T, B, H = Hs.shape
     D = Ad.shape[0]
     dt, f64 = Hs.dtype, torch.float64
