@@ -516,30 +516,6 @@ def _rows_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
     return Gm[1:], Gp[1:], Gu, Gm[0].clone(), Gp[0].clone()
 
 
-def _coop_option() -> dict:
-    """Ask for a cooperative launch where this Triton can: CUDA then refuses a grid whose
-    programs cannot all be resident at once, which the column form's barrier needs, rather
-    than letting it wait (until the barrier's time-out)."""
-    try:
-        from triton.backends.nvidia.compiler import CUDAOptions
-    except ImportError:
-        return {}
-    fields = getattr(CUDAOptions, "__dataclass_fields__", {})
-    return {"launch_cooperative_grid": True} if "launch_cooperative_grid" in fields else {}
-
-
-_COOP = _coop_option()
-
-
-def _coop(device: torch.device) -> dict:
-    """The cooperative launch's option, but not while a CUDA graph is being captured (the
-    psMNIST training step is one): whether a graph takes a cooperative kernel depends on the
-    CUDA version, and a grid that fits the SMs is resident at once there anyway."""
-    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        return {}
-    return _COOP
-
-
 def _cols_plan(D: int, H: int) -> tuple[int, int]:
     """(rows per block, programs per row block) for the column form: P at most COLS["P"], each
     program left 16 or more of m's and of h's columns (tl.dot's smallest tile)."""
@@ -549,7 +525,13 @@ def _cols_plan(D: int, H: int) -> tuple[int, int]:
 def _waves(B: int, plan: tuple[int, int], device: torch.device) -> list[tuple[int, int]]:
     """(first row block, row blocks) of each launch: on a GPU as many row blocks at once as its
     SMs hold with one program each (the barrier needs every program of a row block resident;
-    the launches run one after another), elsewhere all."""
+    the launches run one after another), elsewhere all.
+
+    Not a cooperative launch, which would have CUDA refuse a grid that cannot be resident at
+    once: the psMNIST training step is captured as a CUDA graph after eager warm-up steps, and
+    a kernel compiled with another launch option inside the capture, or a cooperative node in a
+    graph, is a risk a GPU run has not cleared; a grid within the SMs is resident anyway while
+    no other stream holds them, and a barrier that waits too long breaks with NaN outputs."""
     BB, P = plan
     blocks = triton.cdiv(B, BB)
     per = blocks
@@ -580,7 +562,7 @@ def _launch_cols(kernel, args, tail, T, B, plan, device, meta, prologue=False) -
     for rb0, n in _waves(B, plan, device):
         grid = (plan[1], n)
         if _persistent(device, plan[1]):
-            kernel[grid](*args, rb0, 0, T, *tail, SYNC=True, **first, **meta, **_coop(device))
+            kernel[grid](*args, rb0, 0, T, *tail, SYNC=True, **first, **meta)
             continue
         if prologue:
             kernel[grid](*args, rb0, 0, 0, *tail, SYNC=False, FIRST=1, **meta)
