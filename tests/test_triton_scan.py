@@ -5,10 +5,15 @@ interpreter (set before the module is imported); with it, on the GPU against the
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
+import math
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -218,6 +223,98 @@ def test_barrier_opens_or_reports_itself_broken():
     assert out.item() == 1 and counter.item() >= 2**30
     _sync_probe[(1,)](counter, out, 4, POLLS=3)  # the counter stays broken
     assert out.item() == 1
+
+
+@contextlib.contextmanager
+def concurrent_programs():
+    """Under Triton's interpreter, run each launch's programs at once, one thread each (the
+    interpreter runs them one after another, so a barrier between programs could never open):
+    the program ids become per thread, and the last program's call starts its thread and waits
+    for all; program k starts 2·k ms late (k: the sum of its ids), so that a barrier that
+    opens early shows. CPython's memory is not a GPU's, so this checks the barrier's logic
+    (counters, targets, waves), not its memory ordering. Built on the interpreter's internals:
+    skips the test where they differ."""
+    from triton.runtime import interpreter as itp
+
+    builder = itp.interpreter_builder
+    if not (hasattr(itp, "GridExecutor") and hasattr(builder, "set_grid_idx")):
+        pytest.skip("this Triton's interpreter is not the one this helper knows")
+    local = threading.local()
+    base = type(builder)
+    threaded = type("ThreadedBuilder", (base,), {
+        "grid_idx": property(lambda self: getattr(local, "idx", None),
+                             lambda self, v: setattr(local, "idx", v)),
+    })  # fmt: skip
+    idx = getattr(builder, "grid_idx", None)
+    call = itp.GridExecutor.__call__
+
+    def concurrent_call(self, *args, **kwargs):
+        fn, threads, errors = self.fn, [], []
+
+        def run(idx, kw):
+            builder.grid_idx = idx
+            # later programs start later: a barrier that opened early would let the first
+            # read what the last has not written yet
+            time.sleep(0.002 * (idx[0] + idx[1]))
+            try:
+                fn(**kw)
+            except BaseException as e:  # re-raised in the launching thread
+                errors.append(e)
+
+        def start(**kw):
+            threads.append(threading.Thread(target=run, args=(builder.grid_idx, kw)))
+            threads[-1].start()
+            if len(threads) == math.prod(builder.grid_dim):
+                for th in threads:
+                    th.join()
+                if errors:
+                    raise errors[0]
+
+        start.__signature__ = inspect.signature(fn)  # the launch reads the kernel's arguments
+        self.fn = start
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            self.fn = fn
+
+    interval = sys.getswitchinterval()
+    builder.__class__ = threaded
+    builder.grid_idx = idx
+    itp.GridExecutor.__call__ = concurrent_call
+    sys.setswitchinterval(1e-4)  # spinning threads hand over the GIL sooner
+    try:
+        yield
+    finally:
+        itp.GridExecutor.__call__ = call
+        builder.__class__ = base
+        builder.grid_idx = idx
+        sys.setswitchinterval(interval)
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="the GPU runs the barrier itself (LAUNCHES)")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("P", [2, 4])
+@torch.no_grad()
+def test_cols_barrier_with_programs_running_at_once(cols, monkeypatch, dtype, P):
+    """The column form in one launch with its barrier and P programs per row block, the
+    programs run at once (threads under the interpreter), in two waves of row blocks: forward
+    and backward equal the step loops."""
+    cols(P, True)
+    monkeypatch.setattr(ts, "_persistent", lambda device, P: True)
+    monkeypatch.setattr(ts, "_waves", lambda B, plan, device: [(0, 1), (1, 1)])
+    g = torch.Generator().manual_seed(25)
+    args = _args(g, T=4, B=21, H=40, d=36, dtype=dtype)
+    want = _lmu_elman_forward(*args, "tanh")
+    with concurrent_programs():
+        got = ts.lmu_elman_forward(*args, "tanh")
+    _all_close(got, want, dtype)
+    _, _, _, h0, Ad, Bd, Em, Eh, Wm, Wh = args
+    gM, gh_last = rand(4, 21, 36, dtype=dtype, g=g), rand(21, 40, dtype=dtype, g=g)
+    rest = ("tanh", gM, None, None, gh_last)
+    want = lmu_elman_backward_steps(h0, Ad, Bd, Em, Eh, Wm, Wh, want[1], *rest)
+    with concurrent_programs():
+        got = ts.lmu_elman_backward_steps(h0, Ad, Bd, Em, Eh, Wm, Wh, got[1], *rest)
+    _all_close(got, want, dtype)
 
 
 @pytest.mark.skipif(DEVICE == "cuda", reason="staged under the interpreter (programs in turn)")
