@@ -365,14 +365,14 @@ def _forward_cols_kernel(xu, xh, AT, Bd, em, eh, WhT, WmAT, wmb, Ms, Hs, Us, Syn
     for t in range(T0, T1):
         m_prev = _tile(Ms + t * B * D, rows, rmask, cd, dmask, D, True)
         h_prev = _tile(Hs + t * B * H, rows, rmask, ch, hmask, H, True)
+        pre = _tile(xh + t * B * H, rows, rmask, jh, jhm, H, False)
+        pre += tl.dot(h_prev, Wh_w, input_precision=PREC)
         u = tl.load(xu + t * B + rows, mask=rmask, other=0.0)
         if HAS_EM:
             u += tl.sum(m_prev * em_v[None, :], axis=1)
         if HAS_EH:
             u += tl.sum(h_prev * eh_v[None, :], axis=1)
         m_new = tl.dot(m_prev, A_w, input_precision=PREC) + u[:, None] * bd[None, :]
-        pre = _tile(xh + t * B * H, rows, rmask, jh, jhm, H, False)
-        pre += tl.dot(h_prev, Wh_w, input_precision=PREC)
         pre += tl.dot(m_prev, WmA_w, input_precision=PREC) + u[:, None] * wb[None, :]
         h_new = tl.where(broken, float("nan"), _act_fwd(pre, ACT))
         m_new = tl.where(broken, float("nan"), m_new)
@@ -446,11 +446,11 @@ def _backward_cols_kernel(Hs, gM, gH, gm_last, gh_last, Ah, WmAh, Wh, Bd, wmbd, 
         t = T - 1 - i
         c = _tile(Cm + (t + 1) * B * D, rows, rmask, cd, dmask, D, True)
         g = _tile(Gp + (t + 1) * B * H, rows, rmask, ch, hmask, H, True)
+        q = tl.dot(g, Wh_w, input_precision=PREC)
         gu = tl.sum(c * bd[None, :], axis=1) + tl.sum(g * wb[None, :], axis=1)  # ∂L/∂u_t
+        cm = tl.dot(c, A_w, input_precision=PREC) + tl.dot(g, WmA_w, input_precision=PREC)
         if p == 0:
             tl.store(Gu + t * B + rows, gu, mask=rmask)
-        cm = tl.dot(c, A_w, input_precision=PREC) + tl.dot(g, WmA_w, input_precision=PREC)
-        q = tl.dot(g, Wh_w, input_precision=PREC)
         if HAS_EH:
             q += gu[:, None] * eh_v[None, :]
         _carry_out(Cm, Gp, gM, gH, Hs, cm, q, t - 1, B, D, H, rows, rmask, jd, jdm, jh, jhm,
