@@ -27,8 +27,9 @@
 #            the ZOH's float64 squarings on the GPU). BENCH=0 skips it (~2-3 min).
 #   tests    every test marked gpu (each module's fast forms on the GPU against the CPU float64
 #            step loop, fit on the GPU with a resume on the CPU, a quick reproduce), then the
-#            Triton kernels' tests (~110 specialisations, 1-2 s each, spread over 8 cores where
-#            pytest-xdist is installed). TESTS=0 skips it (~2-3 min).
+#            Triton kernels' tests (both forms, the column form's in both launches: ~370
+#            cases, most compiling a kernel of their own, spread over 8 cores where
+#            pytest-xdist is installed). TESTS=0 skips it (~3-5 min).
 #   sweeps   settings measured on the GPU: carry_scan_ab.py (ops.CALL_FLOPS["cuda"]) and
 #            chunk_size_sweep.py (ops.chunk_size keeps L ≈ d on a GPU). SWEEPS=0 skips it
 #            (~2 min).
@@ -107,8 +108,8 @@ if [ "$TRITON" = 1 ]; then
   fi
 fi
 if [ "$TRITON" = 1 ]; then
-  # the column form's barrier: the whole scan, then each kernel against the step loops with
-  # 1, 2 and 4 programs per row block, both launches
+  # the column form, in one launch with its barrier: the whole scan and its gradients with 1, 2
+  # and 4 programs per row block against the float64 loop
   run guard-cols 180 triton-guard.log env TORCHLMU_TRITON_SCAN=1 $PYTEST -x \
     tests/test_triton_scan.py -k test_scan_and_gradients_through_the_column_kernels
   if [ "$RC" = 0 ]; then FORM=cols; else echo "column form failed on this GPU: the row form"; fi
