@@ -74,7 +74,8 @@ def main() -> None:
         return torch.autograd.grad(h.square().sum(), params)
 
     def median_ms(fn):
-        fn()  # compiles the kernels of this setting
+        if not args.quick:  # (the interpreter of --quick compiles nothing)
+            fn()  # compiles the kernels of this setting
         sync()
         times = []
         for _ in range(repeats):
