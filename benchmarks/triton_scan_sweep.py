@@ -112,11 +112,13 @@ def main() -> None:
         recurrence.TRITON_SCAN = cfg is not None
         triton_scan.CONFIG.update(default)
         triton_scan.COLS.update(default_cols)
-        if cfg is not None and cfg["form"] == "cols":
+        column_form = cfg is not None and cfg["form"] == "cols"
+        if column_form:
             triton_scan.CONFIG["form"] = "cols"
             triton_scan.COLS.update({k: v for k, v in cfg.items() if k != "form"})
         elif cfg is not None:
             triton_scan.CONFIG.update(cfg)
+        plan = triton_scan._cols_plan(d, H) if column_form else None
         if dev.type == "cpu" and cfg is not None:
             # the interpreter runs on CPU tensors: route the scan there as the tests do
             recurrence._fused_scan = lambda x, C, A, W, act: (
@@ -135,14 +137,8 @@ def main() -> None:
             "path": "step loops" if cfg is None else "triton",
             "config": cfg,
             # the column form's (rows per block, programs per row block) and launches
-            "plan": (
-                triton_scan._cols_plan(d, H) if cfg is not None and cfg["form"] == "cols" else None
-            ),
-            "waves": (
-                len(triton_scan._waves(B, triton_scan._cols_plan(d, H), dev))
-                if cfg is not None and cfg["form"] == "cols"
-                else None
-            ),
+            "plan": plan,
+            "waves": len(triton_scan._waves(B, plan, dev)) if column_form else None,
             "B": B, "T": T, "d": d, "H": H,
             "infer_ms": median_ms(infer),
             "train_ms": median_ms(train),
