@@ -160,6 +160,7 @@ def measure(
         # the fully recurrent scan's step loops as Triton kernels (CUDA; off: TORCHLMU_TRITON_SCAN=0)
         "triton_scan": recurrence.TRITON_SCAN,
         "triton_form": os.environ.get("TORCHLMU_TRITON_FORM"),  # None: the default form
+        "triton_cols": os.environ.get("TORCHLMU_TRITON_COLS") or None,  # None: triton_scan.COLS
     }
     if workload == "matmul":  # this machine's float32 matmul peak
         n = (8192 if cuda else 2048) if size == "full" else 256

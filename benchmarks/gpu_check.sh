@@ -18,10 +18,13 @@
 #   triton-sweep  benchmarks/triton_scan_sweep.py at the psMNIST model's size against the step
 #            loops: the column form's settings and the row form's default (TRITON_SWEEP_ARGS,
 #            default "--form cols"; "--form both" adds the row form's other twelve, ~2 min
-#            more); TRITON_SWEEP=0 skips it.
+#            more); TRITON_SWEEP=0 skips it. benchmarks/pick_triton_setting.py then picks its
+#            fastest sound setting (the column form only where its guard passed) for the runs
+#            on the kernels below (triton-pick.txt).
 #   psmnist  item 2: the psMNIST paper model's 10-epoch time (a tuning run: no test metric),
 #            cut at PSMNIST_SECONDS (default 180; the goal is 150); checkpoints each epoch. On
-#            the kernels in PSMNIST_FORM (default: cols where its guard passed, else rows).
+#            the kernels in PSMNIST_FORM and PSMNIST_COLS (default: the sweep's pick; without
+#            a sweep, cols where its guard passed, else rows).
 #   bench    item 1, the GPU table: benchmarks/bench.py --device cuda (W1, W2, W4, W5, cuDNN's
 #            nn.LSTM), W5 again on the Triton kernels, and benchmarks/large_order.py (item 5:
 #            the ZOH's float64 squarings on the GPU). BENCH=0 skips it (~2-3 min).
@@ -99,6 +102,7 @@ TRITON=${TRITON_SCAN:-1}
 # error before any test runs (session 17's tests-triton step)
 PYTEST="$PY -m pytest -q -p no:cacheprovider -p no:benchmark"
 FORM=rows
+COLS_SETTING= # TORCHLMU_TRITON_COLS for the runs on the kernels (empty: triton_scan.COLS)
 if [ "$TRITON" = 1 ]; then
   run guard 0 triton-guard.log env TORCHLMU_TRITON_SCAN=1 $PYTEST -x \
     tests/test_triton_scan.py -k test_scan_and_gradients_through_the_kernels
@@ -116,11 +120,20 @@ if [ "$TRITON" = 1 ]; then
   if [ "${TRITON_SWEEP:-1}" = 1 ]; then
     run triton-sweep 0 triton-scan-sweep.jsonl $PY benchmarks/triton_scan_sweep.py \
       ${TRITON_SWEEP_ARGS:---form cols}
+    # the runs on the kernels below take the sweep's fastest sound setting (the column form
+    # only where its guard passed); $OUT/triton-pick.txt says which
+    PICKED=$($PY benchmarks/pick_triton_setting.py "$OUT/triton-scan-sweep.jsonl" --forms rows \
+      $([ "$FORM" = cols ] && echo cols) 2>&1 | tee -a "$OUT/triton-pick.txt" \
+      | grep -E '^TORCHLMU_TRITON_(FORM|COLS)=')
+    if grep -q '^TORCHLMU_TRITON_FORM=' <<<"$PICKED"; then
+      FORM=$(sed -n 's/^TORCHLMU_TRITON_FORM=//p' <<<"$PICKED")
+      COLS_SETTING=$(sed -n 's/^TORCHLMU_TRITON_COLS=//p' <<<"$PICKED")
+    fi
   fi
 fi
 if [ "${PSMNIST_SECONDS:-180}" -gt 0 ]; then
   run psmnist "${PSMNIST_SECONDS:-180}" psmnist.log env TORCHLMU_TRITON_SCAN=$TRITON \
-    TORCHLMU_TRITON_FORM=${PSMNIST_FORM:-$FORM} \
+    TORCHLMU_TRITON_FORM=${PSMNIST_FORM:-$FORM} "TORCHLMU_TRITON_COLS=${PSMNIST_COLS:-$COLS_SETTING}" \
     $PY -m torchlmu reproduce psmnist --device cuda --no-progress --threads 4 --resume \
     --out "$OUT/psmnist" ${PSMNIST_ARGS:-}
 fi
@@ -128,6 +141,7 @@ if [ "${BENCH:-1}" = 1 ]; then
   run bench 0 bench-cuda.jsonl $PY benchmarks/bench.py --device cuda --threads 1 ${BENCH_ARGS:-}
   if [ "$TRITON" = 1 ]; then
     run bench-w5-triton 0 bench-cuda-W5-triton.jsonl env TORCHLMU_TRITON_SCAN=1 \
+      TORCHLMU_TRITON_FORM=$FORM "TORCHLMU_TRITON_COLS=$COLS_SETTING" \
       $PY benchmarks/bench.py --device cuda --threads 1 --only W5
   fi
   run large-order 0 large-order-cuda.jsonl \

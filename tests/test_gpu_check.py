@@ -26,7 +26,8 @@ def _check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, lis
     fake = tmp_path / "py"
     fake.write_text(
         '#!/bin/sh\necho "py $* triton=$TORCHLMU_TRITON_SCAN form=$TORCHLMU_TRITON_FORM'
-        ' data=$TORCHLMU_DATA"\n'
+        ' cols=$TORCHLMU_TRITON_COLS data=$TORCHLMU_DATA"\n'
+        'case "$*" in *pick_triton_setting*) printf "%b" "${FAKE_PICK:-}";; esac\n'
         'case "$*" in *"${FAKE_FAIL_ON:-@none@}"*) exit 1;; esac\n'
         'case "$*" in *"${FAKE_SLOW:-@none@}"*) sleep 60;; esac\n'
     )
@@ -104,6 +105,25 @@ def test_a_failed_column_guard_runs_psmnist_on_the_row_form(tmp_path):
     assert "triton=1 form=rows" in (tmp_path / "out/psmnist.log").read_text()
 
 
+def test_the_runs_on_the_kernels_take_the_sweeps_pick(tmp_path):
+    pick = 'TORCHLMU_TRITON_FORM=cols\\nTORCHLMU_TRITON_COLS={"P": 8}\\n'
+    _check(tmp_path, TRITON_SCAN="1", TESTS="0", SWEEPS="0", FLOORS_SECONDS="0", FAKE_PICK=pick)
+    want = 'triton=1 form=cols cols={"P": 8}'
+    assert want in (tmp_path / "out/psmnist.log").read_text()
+    assert want in (tmp_path / "out/bench-cuda-W5-triton.jsonl").read_text()
+    assert "--forms rows cols" in (tmp_path / "out/triton-pick.txt").read_text()
+    # the row form picked: no column setting; a failed column guard keeps cols out of the pick
+    _check(
+        tmp_path / "b", TRITON_SCAN="1", TESTS="0", SWEEPS="0", FLOORS_SECONDS="0", BENCH="0",
+        FAKE_PICK="TORCHLMU_TRITON_FORM=rows\\n", FAKE_FAIL_ON="through_the_column_kernels",
+    )  # fmt: skip
+    assert "triton=1 form=rows cols= " in (tmp_path / "b/out/psmnist.log").read_text()
+    assert "--forms rows triton" in (tmp_path / "b/out/triton-pick.txt").read_text()
+    # nothing picked: the guards decide, as without a sweep
+    _check(tmp_path / "c", TRITON_SCAN="1", TESTS="0", SWEEPS="0", FLOORS_SECONDS="0", BENCH="0")
+    assert "triton=1 form=cols cols= " in (tmp_path / "c/out/psmnist.log").read_text()
+
+
 def test_a_cap_below_the_minimum_still_runs_the_step(tmp_path):
     """MIN_STEP_SECONDS guards what is left of the deadline, not a step's own shorter cap."""
     _, steps, _ = _check(
@@ -160,7 +180,7 @@ def test_every_command_the_check_starts_parses(tmp_path):
                 commands.append(line[3:].rsplit(" triton=", 1)[0])
     # (cuda_graph_probe.py takes no arguments and has no parser)
     scripts = [c for c in commands if c.split()[:2] != ["-m", "pytest"] and "probe" not in c]
-    assert len(scripts) == 9 and any(c.startswith("-m torchlmu reproduce") for c in scripts)
+    assert len(scripts) == 10 and any(c.startswith("-m torchlmu reproduce") for c in scripts)
     p = subprocess.run(
         [sys.executable, "-c", _PARSE_ONLY], input="\n".join(scripts), cwd=ROOT,
         capture_output=True, text=True, timeout=300,

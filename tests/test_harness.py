@@ -22,6 +22,7 @@ from torchlmu.experiments.harness import (
     load_best,
     load_protocol,
     mean_std_ci,
+    provenance_line,
     random_windows,
     t_quantile_975,
 )
@@ -539,3 +540,17 @@ def test_ctrl_c_during_a_checkpoint_write_waits_for_the_file(tmp_path):
     back = torch.load(path, weights_only=False)  # complete: written, synced and replaced
     assert torch.equal(back["w"], obj["w"]) and torch.equal(back["z"], obj["z"])
     assert not list(tmp_path.glob(".last.pt.*"))  # no temporary left behind
+
+
+def test_the_provenance_line_names_the_triton_scans_form_and_setting():
+    pv = {"command": "torchlmu reproduce psmnist", "git_commit": "abc", "torch": "2.13",
+          "threads": 4, "cpu": "x86", "device": "cuda", "cuda": "NVIDIA H200"}  # fmt: skip
+    line = provenance_line({"provenance": pv, "wall_seconds": 100.4})
+    assert "on NVIDIA H200" in line and "Triton" not in line and "wall 100 s" in line
+    pv |= {"triton_scan": True, "triton_form": "cols", "triton_cols": '{"P": 8}'}
+    line = provenance_line({"provenance": pv, "wall_seconds": 100.4})
+    assert 'with the Triton scan (cols form, setting {"P": 8})' in line
+    pv |= {"triton_cols": None}
+    assert "with the Triton scan (cols form)," in provenance_line(
+        {"provenance": pv, "wall_seconds": 1}
+    )

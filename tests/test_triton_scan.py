@@ -430,6 +430,86 @@ def test_scan_keeps_the_step_loops_off_cuda_and_when_switched_off(monkeypatch):
         assert out.stdout.strip() == expected, value
 
 
+def test_form_and_column_setting_from_the_environment():
+    """TORCHLMU_TRITON_FORM and TORCHLMU_TRITON_COLS (a JSON object of COLS keys) at import;
+    a bad value is a clear error naming the variable, what it expects and what it got."""
+    root = Path(__file__).resolve().parents[1]
+    code = "from torchlmu import triton_scan as t; print(t.CONFIG['form'], sorted(t.COLS.items()))"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TORCHLMU_TRITON_")}
+    base.update(PYTHONPATH=str(root / "src"), TRITON_INTERPRET="1")
+
+    def run(**env):
+        return subprocess.run([sys.executable, "-c", code], env={**base, **env},
+                              capture_output=True, text=True)  # fmt: skip
+
+    defaults = run()
+    assert defaults.returncode == 0, defaults.stderr
+    form, cols = defaults.stdout.strip().split(" ", 1)
+    assert form == "rows" and run(TORCHLMU_TRITON_COLS="").stdout == defaults.stdout
+    out = run(TORCHLMU_TRITON_FORM="cols", TORCHLMU_TRITON_COLS='{"P": 8, "persistent": false}')
+    assert out.returncode == 0, out.stderr
+    want = sorted({**dict(eval(cols)), "P": 8, "persistent": False}.items())
+    assert out.stdout.strip() == f"cols {want}"
+    for env, words in (
+        ({"TORCHLMU_TRITON_FORM": "diag"}, ["TORCHLMU_TRITON_FORM", "'diag'", "cols"]),
+        ({"TORCHLMU_TRITON_COLS": "P=8"}, ["TORCHLMU_TRITON_COLS", "JSON object", "'P=8'"]),
+        ({"TORCHLMU_TRITON_COLS": "[8]"}, ["TORCHLMU_TRITON_COLS", "JSON object"]),
+        ({"TORCHLMU_TRITON_COLS": '{"Q": 8}'}, ["TORCHLMU_TRITON_COLS", "'Q'", "'num_warps'"]),
+        ({"TORCHLMU_TRITON_COLS": '{"P": 6}'}, ["expected P a power of two", "received 6"]),
+        ({"TORCHLMU_TRITON_COLS": '{"P": 0}'}, ["expected P a power of two, at least 1"]),
+        ({"TORCHLMU_TRITON_COLS": '{"BB": 8}'}, ["expected BB a power of two, at least 16"]),
+        ({"TORCHLMU_TRITON_COLS": '{"num_warps": 4.0}'}, ["num_warps", "received 4.0"]),
+        ({"TORCHLMU_TRITON_COLS": '{"P": true}'}, ["expected P a power of two", "received True"]),
+        ({"TORCHLMU_TRITON_COLS": '{"persistent": 1}'}, ["true or false", "received 1"]),
+    ):
+        out = run(**env)
+        assert out.returncode != 0 and "ValidationError" in out.stderr, env
+        assert all(w in out.stderr for w in words), (env, out.stderr[-500:])
+
+
+def test_the_gpu_check_picks_the_fastest_sound_setting(tmp_path):
+    """benchmarks/pick_triton_setting.py: the fastest training step among the kernels' settings
+    within tolerance of the loops (NaN and far-off settings out; the row form in its default
+    setting only; the column form only when asked for), as gpu_check.sh's variables."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import pick_triton_setting as pick
+    finally:
+        sys.path.pop(0)
+    rows = {k: ts.CONFIG[k] for k in ("BB", "KC", "num_warps", "num_warps_wide")}
+
+    def rec(cfg, ms, s=1e-6, g=1e-6, path="triton"):
+        return json.dumps({"path": path, "config": cfg, "train_ms": ms,
+                           "max_rel_diff_states": s, "max_rel_diff_grads": g})  # fmt: skip
+
+    cols = {"BB": 16, "P": 8, "num_warps": 8}
+    lines = [
+        "a log line", "[1, 2]", rec(None, 1.0, path="step loops"),
+        rec({"form": "rows", **rows}, 50.0), rec({"form": "rows", **rows, "KC": 64}, 5.0),
+        rec({"form": "cols", **cols, "P": 16}, 3.0, s=float("nan")),
+        rec({"form": "cols", **cols, "P": 4}, 4.0, g=2e-3),
+        rec({"form": "cols", **cols}, 10.0), rec({"form": "cols", **cols, "num_warps": 4}, 12.0),
+        json.dumps({"path": "barrier", "P": 4, "us_per_step": 1.0}),
+    ]  # fmt: skip
+    best = {"TORCHLMU_TRITON_FORM": "cols", "TORCHLMU_TRITON_COLS": json.dumps(cols)}
+    assert pick.pick(lines, ["rows", "cols"], rows) == best
+    assert pick.pick(lines, ["rows"], rows) == {"TORCHLMU_TRITON_FORM": "rows"}
+    assert pick.pick(lines[:3], ["rows", "cols"], rows) == {}
+    # as printed for gpu_check.sh, and the column setting as the variable's parser reads it
+    sweep = tmp_path / "sweep.jsonl"
+    sweep.write_text("\n".join(lines))
+    env = dict(os.environ, PYTHONPATH=str(root / "src"), TRITON_INTERPRET="1")
+    script = root / "benchmarks" / "pick_triton_setting.py"
+    out = subprocess.run([sys.executable, str(script), str(sweep)], capture_output=True,
+                         text=True, check=True, env=env)  # fmt: skip
+    assert out.stdout.splitlines() == [f"{k}={v}" for k, v in best.items()]
+    assert ts._cols_from_env(best["TORCHLMU_TRITON_COLS"]) == cols
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "none")],
+                         capture_output=True, text=True, check=True, env=env)  # fmt: skip
+    assert out.stdout == "" and "cannot read the sweep" in out.stderr
+
+
 def test_the_gpu_sweep_script_runs():
     """benchmarks/triton_scan_sweep.py (run by gpu_check.sh on a lent GPU) works end to end at
     tiny sizes, each setting's states and gradients as the loops': on the GPU where there is

@@ -32,6 +32,7 @@ Float32 products inside use TF32 only where torch's own may
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -71,13 +72,44 @@ CONFIG = {"form": "rows", "BB": 4, "KC": 32, "num_warps": 4, "num_warps_wide": 8
 FORMS = ("rows", "cols")
 CONFIG["form"] = os.environ.get("TORCHLMU_TRITON_FORM", CONFIG["form"])
 if CONFIG["form"] not in FORMS:
-    raise ValidationError(f"TORCHLMU_TRITON_FORM: expected one of {FORMS}, got {CONFIG['form']!r}")
+    raise ValidationError("TORCHLMU_TRITON_FORM", f"one of {FORMS}", repr(CONFIG["form"]))
 #: The column form's setting (see its kernels below): rows per block (BB, from 16: its
 #: products are tl.dot), column programs per row block (P, fewer where the widths ask; a GPU
 #: takes as many row blocks per launch as its SMs hold), warps per program, and whether a GPU
 #: runs all steps in one launch with a barrier between them (else one launch per step: the
-#: twin the barrier is tested against). Untimed: the sweep's six settings await a GPU.
+#: twin the barrier is tested against); ``TORCHLMU_TRITON_COLS`` overrides it. Untimed: the
+#: sweep's six settings await a GPU.
 COLS = {"BB": 16, "P": 16, "num_warps": 8, "persistent": True}
+
+
+def _cols_from_env(text: str) -> dict:
+    """``TORCHLMU_TRITON_COLS``: a JSON object of :data:`COLS` keys to override, e.g.
+    ``{"P": 8, "num_warps": 4}`` (what ``benchmarks/pick_triton_setting.py`` prints after a
+    sweep), checked before any kernel runs."""
+    name = "TORCHLMU_TRITON_COLS"
+    try:
+        got = json.loads(text)
+    except ValueError:
+        got = None
+    if not isinstance(got, dict):
+        raise ValidationError(name, f"a JSON object of {sorted(COLS)}", repr(text))
+    for key, value in got.items():
+        if key not in COLS:
+            raise ValidationError(name, f"keys among {sorted(COLS)}", repr(key))
+        if key == "persistent":
+            ok, want = isinstance(value, bool), "true or false"
+        else:
+            # powers of two: rows per block from 16 (tl.dot's tile), widths split evenly
+            low = 16 if key == "BB" else 1
+            ok = type(value) is int and value >= low and value & (value - 1) == 0
+            want = f"a power of two, at least {low}"
+        if not ok:
+            raise ValidationError(name, f"{key} {want}", repr(value))
+    return got
+
+
+if os.environ.get("TORCHLMU_TRITON_COLS"):
+    COLS.update(_cols_from_env(os.environ["TORCHLMU_TRITON_COLS"]))
 
 
 def _p2(n: int) -> int:

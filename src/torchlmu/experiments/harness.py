@@ -200,6 +200,8 @@ def provenance(threads: int, device: str = "cpu") -> dict[str, Any]:
         "triton_scan": _recurrence.TRITON_SCAN,
         # and their form where it was chosen (TORCHLMU_TRITON_FORM; None: the default, rows)
         "triton_form": os.environ.get("TORCHLMU_TRITON_FORM"),
+        # and the column form's setting where one was given (TORCHLMU_TRITON_COLS)
+        "triton_cols": os.environ.get("TORCHLMU_TRITON_COLS") or None,
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
@@ -217,7 +219,9 @@ def provenance_line(results: dict[str, Any]) -> str:
         + (f", on {pv['cuda']}" if str(pv.get("device", "cpu")).startswith("cuda") else "")
         + (" with the Triton scan" if pv.get("triton_scan") else "")
         + (
-            f" ({pv['triton_form']} form)"
+            f" ({pv['triton_form']} form"
+            + (f", setting {pv['triton_cols']}" if pv.get("triton_cols") else "")
+            + ")"
             if pv.get("triton_scan") and pv.get("triton_form")
             else ""
         )
