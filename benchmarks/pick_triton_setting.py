@@ -3,11 +3,12 @@ benchmarks/triton_scan_sweep.py's output: the fastest training step (forward + b
 the kernels' settings whose states and gradients stay within tolerance of the step loops'
 (relative 1e-4 and 1e-3: the sweep's float32 kernels land near 1e-6, so only a broken setting,
 NaN or a failed barrier, is left out). The row form is a candidate in its default setting
-only, the one a run gets (CONFIG has no variable of its own). Prints what gpu_check.sh sets
-for the runs after the sweep, e.g.
+only, the one a run gets (CONFIG has no variable of its own); where the column form wins, each
+of its kernels gets its own fastest setting. Prints what gpu_check.sh sets for the runs after
+the sweep, e.g.
 
     TORCHLMU_TRITON_FORM=cols
-    TORCHLMU_TRITON_COLS={"BB": 16, "P": 8, "num_warps": 8}
+    TORCHLMU_TRITON_COLS={"forward": {"BB": 16, "P": 4, "num_warps": 8}, "backward": {...}}
 
 and nothing where no setting qualifies; the reason on stderr.
 
@@ -52,16 +53,24 @@ def candidates(lines: list[str], forms: list[str], rows_default: dict) -> list[d
 
 
 def pick(lines: list[str], forms: list[str], rows_default: dict) -> dict[str, str]:
-    """The variables to set (empty: none qualifies)."""
+    """The variables to set (empty: none qualifies). The column form, where it is the faster,
+    gets each kernel's fastest setting: the forward's by infer_ms (the forward alone), the
+    backward's by backward_steps_ms (its loop alone)."""
     found = candidates(lines, forms, rows_default)
     if not found:
         return {}
     best = min(found, key=lambda r: r["train_ms"])
-    cfg = {k: v for k, v in best["config"].items() if k != "form"}
     form = best["config"].get("form", "rows")
     chosen = {"TORCHLMU_TRITON_FORM": form}
     if form == "cols":
-        chosen["TORCHLMU_TRITON_COLS"] = json.dumps(cfg)
+        tied = [r for r in found if r["config"].get("form") == "cols" and "BB" in r["config"]]
+        setting = {}
+        for kernel, key in (("forward", "infer_ms"), ("backward", "backward_steps_ms")):
+            timed = [r for r in tied if isinstance(r.get(key), int | float)]
+            if timed:
+                cfg = min(timed, key=lambda r: r[key])["config"]
+                setting[kernel] = {k: cfg[k] for k in ("BB", "P", "num_warps")}
+        chosen["TORCHLMU_TRITON_COLS"] = json.dumps(setting)
     return chosen
 
 

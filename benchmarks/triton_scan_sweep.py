@@ -98,27 +98,40 @@ def main() -> None:
         {"form": "rows", "BB": bb, "KC": kc, "num_warps": w, "num_warps_wide": w}
         for bb, kc, w in grid
     ]
-    # the column form (session 18, untimed before): (rows per block, programs per row block,
-    # warps); at these sizes 16 programs leave each 16 of m's and of h's columns
+    # the column form: (rows per block, programs per row block, warps), each setting for both
+    # kernels (the forward's time is infer_ms, the backward loop's backward_steps_ms); at these
+    # sizes 16 programs leave each 16 of m's and of h's columns. The first six were session
+    # 18's; session 19's H200 run found the forward fastest with 4 programs, the backward with
+    # 16, hence the six around them. Last, the library's own settings ({"form": "cols"}).
     cols = [(16, 16, 8), (16, 16, 4), (16, 16, 16), (16, 8, 8), (16, 4, 8), (32, 16, 8)]
+    cols += [(16, 4, 4), (16, 4, 16), (16, 2, 8), (16, 8, 4), (32, 4, 8), (32, 8, 8)]
     settings += [{"form": "cols", "BB": bb, "P": p, "num_warps": w} for bb, p, w in cols]
+    settings += [{"form": "cols"}]
+    n_cols = len(cols) + 1
     if args.form == "cols":
         base = {k: triton_scan.CONFIG[k] for k in ("BB", "KC", "num_warps", "num_warps_wide")}
-        settings = [None, {"form": "rows", **base}, *settings[-len(cols) :]]
+        settings = [None, {"form": "rows", **base}, *settings[-n_cols:]]
     elif args.form == "rows":
-        settings = settings[: -len(cols)]
-    default, default_cols = dict(triton_scan.CONFIG), dict(triton_scan.COLS)
+        settings = settings[:-n_cols]
+    default = dict(triton_scan.CONFIG)
+    default_cols = {k: dict(v) if isinstance(v, dict) else v for k, v in triton_scan.COLS.items()}
     for cfg in settings:
         recurrence.TRITON_SCAN = cfg is not None
         triton_scan.CONFIG.update(default)
-        triton_scan.COLS.update(default_cols)
+        triton_scan.COLS.update({k: dict(v) if isinstance(v, dict) else v
+                                 for k, v in default_cols.items()})  # fmt: skip
         column_form = cfg is not None and cfg["form"] == "cols"
         if column_form:
             triton_scan.CONFIG["form"] = "cols"
-            triton_scan.COLS.update({k: v for k, v in cfg.items() if k != "form"})
+            for kernel in ("forward", "backward"):
+                triton_scan.COLS[kernel].update({k: v for k, v in cfg.items() if k != "form"})
         elif cfg is not None:
             triton_scan.CONFIG.update(cfg)
-        plan = triton_scan._cols_plan(d, H) if column_form else None
+        plan = (
+            [triton_scan._cols_plan(d, H, k) for k in ("forward", "backward")]
+            if column_form
+            else None
+        )
         if dev.type == "cpu" and cfg is not None:
             # the interpreter runs on CPU tensors: route the scan there as the tests do
             recurrence._fused_scan = lambda x, C, A, W, act: (
@@ -136,9 +149,10 @@ def main() -> None:
         rec = {
             "path": "step loops" if cfg is None else "triton",
             "config": cfg,
-            # the column form's (rows per block, programs per row block) and launches
+            # the column form's (rows per block, programs per row block) per kernel, and the
+            # launches per kernel call
             "plan": plan,
-            "waves": len(triton_scan._waves(B, plan, dev)) if column_form else None,
+            "waves": [len(triton_scan._waves(B, p, dev)) for p in plan] if column_form else None,
             "B": B, "T": T, "d": d, "H": H,
             "infer_ms": median_ms(infer),
             "train_ms": median_ms(train),
@@ -185,7 +199,7 @@ def barrier_probe(triton_scan, dev, T: int, B: int, median_ms) -> None:
         )
 
     for P in (4, 8, 16) if dev.type == "cuda" else (1,):
-        BB = triton_scan.COLS["BB"]
+        BB = triton_scan.COLS["forward"]["BB"]
         waves = triton_scan._waves(B, (BB, P), dev)
         n = waves[0][1]  # row blocks in the first launch
         out = torch.zeros(n * P, dtype=torch.int32, device=dev)

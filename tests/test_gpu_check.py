@@ -106,9 +106,9 @@ def test_a_failed_column_guard_runs_psmnist_on_the_row_form(tmp_path):
 
 
 def test_the_runs_on_the_kernels_take_the_sweeps_pick(tmp_path):
-    pick = 'TORCHLMU_TRITON_FORM=cols\\nTORCHLMU_TRITON_COLS={"P": 8}\\n'
+    pick = 'TORCHLMU_TRITON_FORM=cols\\nTORCHLMU_TRITON_COLS={"forward": {"P": 8}}\\n'
     _check(tmp_path, TRITON_SCAN="1", TESTS="0", SWEEPS="0", FLOORS_SECONDS="0", FAKE_PICK=pick)
-    want = 'triton=1 form=cols cols={"P": 8}'
+    want = 'triton=1 form=cols cols={"forward": {"P": 8}}'
     assert want in (tmp_path / "out/psmnist.log").read_text()
     assert want in (tmp_path / "out/bench-cuda-W5-triton.jsonl").read_text()
     assert "--forms rows cols" in (tmp_path / "out/triton-pick.txt").read_text()

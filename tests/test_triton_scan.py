@@ -126,11 +126,13 @@ LAUNCHES = [True, False] if DEVICE == "cuda" else [True]
 
 @pytest.fixture
 def cols(monkeypatch):
-    """Set the column form with P programs per row block and the given launch."""
+    """Set the column form with P programs per row block (the backward's P_backward where
+    given), BB rows per block, and the given launch, for both kernels."""
 
-    def use(P: int, persistent: bool = True) -> None:
+    def use(P: int, persistent: bool = True, BB: int = 16, P_backward: int | None = None) -> None:
         monkeypatch.setitem(ts.CONFIG, "form", "cols")
-        monkeypatch.setitem(ts.COLS, "P", P)
+        for kernel, p in (("forward", P), ("backward", P if P_backward is None else P_backward)):
+            monkeypatch.setitem(ts.COLS, kernel, {**ts.COLS[kernel], "BB": BB, "P": p})
         monkeypatch.setitem(ts.COLS, "persistent", persistent)
 
     return use
@@ -170,9 +172,12 @@ def test_cols_backward_steps_equal_step_loop(cols, dtype, act, grads, P, persist
 
 
 def test_cols_plan_and_waves(cols, monkeypatch):
-    """P is at most COLS["P"] and leaves each program 16 columns or more; a GPU takes as many
-    row blocks per launch as its SMs hold with one program each (here a GPU of 20 SMs), any
-    other device all at once."""
+    """P is at most the kernel's COLS setting's and leaves each program 16 columns or more,
+    each kernel its own; a GPU takes as many row blocks per launch as its SMs hold with one
+    program each (here a GPU of 20 SMs), any other device all at once."""
+    cols(16, BB=32, P_backward=4)
+    assert ts._cols_plan(256, 212) == (32, 16) == ts._cols_plan(256, 212, "forward")
+    assert ts._cols_plan(256, 212, "backward") == (32, 4)
     cols(16)
     assert ts._cols_plan(256, 212) == (16, 16)
     assert ts._cols_plan(256, 40) == (16, 4)  # H 40 → 64 columns: 4 programs
@@ -380,12 +385,29 @@ def test_scan_and_gradients_through_the_kernels(fused, dtype):
 def test_scan_and_gradients_through_the_column_kernels(fused, cols, dtype):
     """The column form with its barrier: one program per row block, and on a GPU two and four
     (gpu_check.sh's second guard)."""
+    default = {k: dict(ts.COLS[k]) for k in ("forward", "backward")}
     cols(1)
     _scan_and_gradients(dtype)
     if DEVICE == "cuda":
         for P in (2, 4):
             cols(P)
             _scan_and_gradients(dtype, H=40, d=36)
+        # the library's settings at the psMNIST model's widths, and 32 rows per block
+        ts.COLS.update(default)
+        _scan_and_gradients(dtype, H=212, d=256)
+        cols(16, BB=32)
+        _scan_and_gradients(dtype, H=212, d=256)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cols_forward_and_backward_settings_apart(fused, cols, dtype):
+    """Each kernel at its own setting (rows per block and programs per row block): the forward's
+    states feed the backward whatever its blocks."""
+    cols(1, BB=32, P_backward=2, persistent=DEVICE == "cuda")
+    assert ts._cols_plan(36, 40) == (32, 1) and ts._cols_plan(36, 40, "backward") == (32, 2)
+    _scan_and_gradients(dtype, H=40, d=36)
+    ts.COLS["backward"]["BB"] = 16
+    _scan_and_gradients(dtype, H=40, d=36)
 
 
 @pytest.mark.parametrize("form", ts.FORMS)
@@ -431,10 +453,11 @@ def test_scan_keeps_the_step_loops_off_cuda_and_when_switched_off(monkeypatch):
 
 
 def test_form_and_column_setting_from_the_environment():
-    """TORCHLMU_TRITON_FORM and TORCHLMU_TRITON_COLS (a JSON object of COLS keys) at import;
-    a bad value is a clear error naming the variable, what it expects and what it got."""
+    """TORCHLMU_TRITON_FORM and TORCHLMU_TRITON_COLS (a JSON object overriding COLS, a kernel's
+    keys in its own object) at import; a bad value is a clear error naming the variable, what
+    it expects and what it got."""
     root = Path(__file__).resolve().parents[1]
-    code = "from torchlmu import triton_scan as t; print(t.CONFIG['form'], sorted(t.COLS.items()))"
+    code = "import json; from torchlmu import triton_scan as t; print(t.CONFIG['form'], json.dumps(t.COLS))"
     base = {k: v for k, v in os.environ.items() if not k.startswith("TORCHLMU_TRITON_")}
     base.update(PYTHONPATH=str(root / "src"), TRITON_INTERPRET="1")
 
@@ -446,25 +469,35 @@ def test_form_and_column_setting_from_the_environment():
     assert defaults.returncode == 0, defaults.stderr
     form, cols = defaults.stdout.strip().split(" ", 1)
     assert form == "rows" and run(TORCHLMU_TRITON_COLS="").stdout == defaults.stdout
-    out = run(TORCHLMU_TRITON_FORM="cols", TORCHLMU_TRITON_COLS='{"P": 8, "persistent": false}')
+    setting = '{"backward": {"P": 8, "BB": 32}, "persistent": false}'
+    out = run(TORCHLMU_TRITON_FORM="cols", TORCHLMU_TRITON_COLS=setting)
     assert out.returncode == 0, out.stderr
-    want = sorted({**dict(eval(cols)), "P": 8, "persistent": False}.items())
-    assert out.stdout.strip() == f"cols {want}"
-    for env, words in (
-        ({"TORCHLMU_TRITON_FORM": "diag"}, ["TORCHLMU_TRITON_FORM", "'diag'", "cols"]),
-        ({"TORCHLMU_TRITON_COLS": "P=8"}, ["TORCHLMU_TRITON_COLS", "JSON object", "'P=8'"]),
-        ({"TORCHLMU_TRITON_COLS": "[8]"}, ["TORCHLMU_TRITON_COLS", "JSON object"]),
-        ({"TORCHLMU_TRITON_COLS": '{"Q": 8}'}, ["TORCHLMU_TRITON_COLS", "'Q'", "'num_warps'"]),
-        ({"TORCHLMU_TRITON_COLS": '{"P": 6}'}, ["expected P a power of two", "received 6"]),
-        ({"TORCHLMU_TRITON_COLS": '{"P": 0}'}, ["expected P a power of two, at least 1"]),
-        ({"TORCHLMU_TRITON_COLS": '{"BB": 8}'}, ["expected BB a power of two, at least 16"]),
-        ({"TORCHLMU_TRITON_COLS": '{"num_warps": 4.0}'}, ["num_warps", "received 4.0"]),
-        ({"TORCHLMU_TRITON_COLS": '{"P": true}'}, ["expected P a power of two", "received True"]),
-        ({"TORCHLMU_TRITON_COLS": '{"persistent": 1}'}, ["true or false", "received 1"]),
-    ):
-        out = run(**env)
-        assert out.returncode != 0 and "ValidationError" in out.stderr, env
-        assert all(w in out.stderr for w in words), (env, out.stderr[-500:])
+    want = json.loads(cols)
+    want["backward"].update(P=8, BB=32)
+    want["persistent"] = False
+    form, got = out.stdout.strip().split(" ", 1)
+    assert form == "cols" and json.loads(got) == want
+    assert ts._cols_from_env(setting) == want
+    bad = {
+        "P=8": ["TORCHLMU_TRITON_COLS", "JSON object", "'P=8'"],
+        "[8]": ["TORCHLMU_TRITON_COLS", "JSON object"],
+        '{"P": 8}': ["keys among ['backward', 'forward', 'persistent']", "'P'"],
+        '{"forward": 8}': ["forward a JSON object", "received 8"],
+        '{"forward": {"Q": 8}}': ["forward keys among", "'Q'"],
+        '{"forward": {"P": 6}}': ["expected forward P a power of two", "received 6"],
+        '{"backward": {"P": 0}}': ["expected backward P a power of two, at least 1"],
+        '{"forward": {"BB": 8}}': ["expected forward BB a power of two, at least 16"],
+        '{"forward": {"num_warps": 4.0}}': ["num_warps", "received 4.0"],
+        '{"forward": {"P": true}}': ["expected forward P a power of two", "received True"],
+        '{"persistent": 1}': ["true or false", "received 1"],
+    }
+    for value, words in bad.items():
+        out = run(TORCHLMU_TRITON_COLS=value)
+        assert out.returncode != 0 and "ValidationError" in out.stderr, value
+        assert all(w in out.stderr for w in words), (value, out.stderr[-500:])
+    out = run(TORCHLMU_TRITON_FORM="diag")
+    assert out.returncode != 0 and "ValidationError" in out.stderr
+    assert all(w in out.stderr for w in ["TORCHLMU_TRITON_FORM", "'diag'", "cols"])
 
 
 def test_the_gpu_check_picks_the_fastest_sound_setting(tmp_path):
@@ -479,23 +512,30 @@ def test_the_gpu_check_picks_the_fastest_sound_setting(tmp_path):
         sys.path.pop(0)
     rows = {k: ts.CONFIG[k] for k in ("BB", "KC", "num_warps", "num_warps_wide")}
 
-    def rec(cfg, ms, s=1e-6, g=1e-6, path="triton"):
-        return json.dumps({"path": path, "config": cfg, "train_ms": ms,
-                           "max_rel_diff_states": s, "max_rel_diff_grads": g})  # fmt: skip
+    def rec(cfg, ms, s=1e-6, g=1e-6, path="triton", fwd=1.0, bwd=1.0):
+        return json.dumps({"path": path, "config": cfg, "train_ms": ms, "infer_ms": fwd,
+                           "backward_steps_ms": bwd, "max_rel_diff_states": s,
+                           "max_rel_diff_grads": g})  # fmt: skip
 
     cols = {"BB": 16, "P": 8, "num_warps": 8}
     lines = [
         "a log line", "[1, 2]", rec(None, 1.0, path="step loops"),
         rec({"form": "rows", **rows}, 50.0), rec({"form": "rows", **rows, "KC": 64}, 5.0),
-        rec({"form": "cols", **cols, "P": 16}, 3.0, s=float("nan")),
-        rec({"form": "cols", **cols, "P": 4}, 4.0, g=2e-3),
-        rec({"form": "cols", **cols}, 10.0), rec({"form": "cols", **cols, "num_warps": 4}, 12.0),
+        # NaN and far-off settings: out, however fast
+        rec({"form": "cols", **cols, "P": 16}, 3.0, s=float("nan"), fwd=0.1, bwd=0.1),
+        rec({"form": "cols", **cols, "P": 4}, 4.0, g=2e-3, fwd=0.1, bwd=0.1),
+        rec({"form": "cols", **cols}, 10.0, fwd=6.0, bwd=4.0),
+        rec({"form": "cols", **cols, "num_warps": 4}, 12.0, fwd=4.0, bwd=8.0),
+        rec({"form": "cols"}, 9.0, fwd=0.01, bwd=0.01),  # the library's own: no setting to take
         json.dumps({"path": "barrier", "P": 4, "us_per_step": 1.0}),
     ]  # fmt: skip
-    best = {"TORCHLMU_TRITON_FORM": "cols", "TORCHLMU_TRITON_COLS": json.dumps(cols)}
+    split = {"forward": {**cols, "num_warps": 4}, "backward": cols}
+    best = {"TORCHLMU_TRITON_FORM": "cols", "TORCHLMU_TRITON_COLS": json.dumps(split)}
     assert pick.pick(lines, ["rows", "cols"], rows) == best
     assert pick.pick(lines, ["rows"], rows) == {"TORCHLMU_TRITON_FORM": "rows"}
     assert pick.pick(lines[:3], ["rows", "cols"], rows) == {}
+    slow = [*lines[:5], rec({"form": "cols", **cols}, 60.0)]  # the row form faster
+    assert pick.pick(slow, ["rows", "cols"], rows) == {"TORCHLMU_TRITON_FORM": "rows"}
     # as printed for gpu_check.sh, and the column setting as the variable's parser reads it
     sweep = tmp_path / "sweep.jsonl"
     sweep.write_text("\n".join(lines))
@@ -504,7 +544,7 @@ def test_the_gpu_check_picks_the_fastest_sound_setting(tmp_path):
     out = subprocess.run([sys.executable, str(script), str(sweep)], capture_output=True,
                          text=True, check=True, env=env)  # fmt: skip
     assert out.stdout.splitlines() == [f"{k}={v}" for k, v in best.items()]
-    assert ts._cols_from_env(best["TORCHLMU_TRITON_COLS"]) == cols
+    assert {k: ts._cols_from_env(best["TORCHLMU_TRITON_COLS"])[k] for k in split} == split
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "none")],
                          capture_output=True, text=True, check=True, env=env)  # fmt: skip
     assert out.stdout == "" and "cannot read the sweep" in out.stderr
@@ -523,13 +563,17 @@ def test_the_gpu_sweep_script_runs():
         capture_output=True, text=True, env=env, timeout=300, check=True,
     )  # fmt: skip
     recs = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [r["path"] for r in recs] == ["step loops"] + ["triton"] * 19 + ["barrier"]
-    assert [r["config"]["form"] for r in recs[1:-1]] == ["rows"] * 13 + ["cols"] * 6
-    for r in recs[:-1]:
+    probes = 3 if DEVICE == "cuda" else 1  # the barrier at 4, 8, 16 programs; or 1
+    assert [r["path"] for r in recs] == ["step loops"] + ["triton"] * 26 + ["barrier"] * probes
+    assert [r["config"]["form"] for r in recs[1:-probes]] == ["rows"] * 13 + ["cols"] * 13
+    assert recs[-probes - 1]["config"] == {"form": "cols"}  # the library's own settings
+    for r in recs[:-probes]:
         assert r["max_rel_diff_states"] <= 1e-5 and r["max_rel_diff_grads"] <= 1e-5
         assert r["backward_steps_ms"] > 0
-    # the barrier alone: one program per row block under the interpreter, never broken
-    assert recs[-1]["broken"] == 0 and recs[-1]["row_blocks"] == 2 and recs[-1]["us_per_step"] > 0
+    # the barrier alone (one program per row block under the interpreter), never broken
+    for r in recs[-probes:]:
+        assert r["broken"] == 0 and r["us_per_step"] > 0
+        assert r["row_blocks"] == (2 if DEVICE == "cpu" else r["row_blocks"])
 
 
 _COMPILE_FOR_SM90 = """
@@ -563,13 +607,14 @@ fwd = ["xu", "xh", "AT", "Bd", "em", "eh", "WhT", "WmAT", "wmb", "Ms", "Hs", "Us
 bwd = ["Hs", "gM", "gH", "gm_last", "gh_last", "Ah", "WmAh", "Wh", "Bd", "wmbd", "eh", "Cm",
        "Gp", "Gu", "Sync", "RB0", "T0", "T1", "T", "B", "D", "H"]
 for dtype, dt in ((torch.float32, "fp32"), (torch.float64, "fp64")):
-    meta = ts._cols_meta(ts._cols_plan(256, 212), 256, 212, dtype)
-    warps = meta.pop("num_warps")
-    for fn, names, extra in (
-        (ts._forward_cols_kernel, fwd, {"HAS_EM": True, "HAS_EH": True}),
+    for fn, names, extra, kernel in (
+        (ts._forward_cols_kernel, fwd, {"HAS_EM": True, "HAS_EH": True}, "forward"),
         (ts._backward_cols_kernel, bwd, {"HAS_GM": True, "HAS_GH": False, "HAS_LAST_M": False,
-                                         "HAS_LAST_H": True, "HAS_EH": True, "FIRST": 1}),
+                                         "HAS_LAST_H": True, "HAS_EH": True, "FIRST": 1},
+         "backward"),
     ):
+        meta = ts._cols_meta(ts._cols_plan(256, 212, kernel), 256, 212, dtype, kernel)
+        warps = meta.pop("num_warps")
         cons = {"ACT": 1, "SYNC": True, **extra, **meta}
         sig = {n: "i32" if n in ints else ("*i32" if n == "Sync" else "*" + dt) for n in names}
         sig.update({k: "constexpr" for k in cons})

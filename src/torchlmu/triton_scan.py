@@ -11,7 +11,7 @@ is one kernel, and so is the backward loop, in one of two forms (:data:`CONFIG` 
   reading all the weights from the cache at every step;
 - ``"cols"``: each program owns 16 or more rows and a slice of the output columns, holds its
   slice of the weights for all T steps, and waits for the other programs of its rows at a
-  barrier after each step (:data:`COLS`; see the kernels' comment). Untimed on a GPU so far.
+  barrier after each step (:data:`COLS`; see the kernels' comment).
 
 Both write every state, as the step loop does. The weight gradients stay large matmuls over all
 steps, outside the kernels.
@@ -73,43 +73,61 @@ FORMS = ("rows", "cols")
 CONFIG["form"] = os.environ.get("TORCHLMU_TRITON_FORM", CONFIG["form"])
 if CONFIG["form"] not in FORMS:
     raise ValidationError("TORCHLMU_TRITON_FORM", f"one of {FORMS}", repr(CONFIG["form"]))
-#: The column form's setting (see its kernels below): rows per block (BB, from 16: its
-#: products are tl.dot), column programs per row block (P, fewer where the widths ask; a GPU
-#: takes as many row blocks per launch as its SMs hold), warps per program, and whether a GPU
-#: runs all steps in one launch with a barrier between them (else one launch per step: the
-#: twin the barrier is tested against); ``TORCHLMU_TRITON_COLS`` overrides it. Untimed: the
-#: sweep's six settings await a GPU.
-COLS = {"BB": 16, "P": 16, "num_warps": 8, "persistent": True}
+#: The column form's settings (see its kernels below), one per kernel, since the forward and the
+#: backward loops carry different products: rows per block (BB, from 16: their products are
+#: tl.dot), column programs per row block (P, fewer where the widths ask; a GPU takes as many
+#: row blocks per launch as its SMs hold), warps per program; and whether a GPU runs all steps
+#: in one launch with a barrier between them (else one launch per step: the twin the barrier is
+#: tested against). ``TORCHLMU_TRITON_COLS`` overrides any of them. Timed by
+#: ``benchmarks/triton_scan_sweep.py`` on an H200 (session 19, B 100, T 784, d 256, H 212,
+#: float32, medians of 10; each setting for both kernels): the forward alone took 9.7 ms at 16
+#: rows, 4 programs, 8 warps against 15.1–119 ms at the five others (4 or 8 programs per row
+#: block is what the wider sweep after it compares); the backward's loop alone 7.9 ms at 16
+#: rows, 16 programs, 8 warps against 14.9–93.4 ms.
+COLS = {
+    "forward": {"BB": 16, "P": 4, "num_warps": 8},
+    "backward": {"BB": 16, "P": 16, "num_warps": 8},
+    "persistent": True,
+}
+_KERNELS = ("forward", "backward")
 
 
 def _cols_from_env(text: str) -> dict:
-    """``TORCHLMU_TRITON_COLS``: a JSON object of :data:`COLS` keys to override, e.g.
-    ``{"P": 8, "num_warps": 4}`` (what ``benchmarks/pick_triton_setting.py`` prints after a
-    sweep), checked before any kernel runs."""
+    """``TORCHLMU_TRITON_COLS``: a JSON object overriding :data:`COLS`, e.g.
+    ``{"forward": {"P": 8}, "backward": {"num_warps": 4}}`` (what
+    ``benchmarks/pick_triton_setting.py`` prints after a sweep), checked before any kernel
+    runs; returns :data:`COLS` as it would be."""
     name = "TORCHLMU_TRITON_COLS"
     try:
         got = json.loads(text)
     except ValueError:
         got = None
     if not isinstance(got, dict):
-        raise ValidationError(name, f"a JSON object of {sorted(COLS)}", repr(text))
+        raise ValidationError(name, f"a JSON object with keys among {sorted(COLS)}", repr(text))
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in COLS.items()}
     for key, value in got.items():
         if key not in COLS:
             raise ValidationError(name, f"keys among {sorted(COLS)}", repr(key))
         if key == "persistent":
-            ok, want = isinstance(value, bool), "true or false"
-        else:
+            if not isinstance(value, bool):
+                raise ValidationError(name, "persistent true or false", repr(value))
+            out[key] = value
+            continue
+        if not isinstance(value, dict):
+            raise ValidationError(name, f"{key} a JSON object of BB, P, num_warps", repr(value))
+        for k, v in value.items():
+            if k not in COLS[key]:
+                raise ValidationError(name, f"{key} keys among {sorted(COLS[key])}", repr(k))
             # powers of two: rows per block from 16 (tl.dot's tile), widths split evenly
-            low = 16 if key == "BB" else 1
-            ok = type(value) is int and value >= low and value & (value - 1) == 0
-            want = f"a power of two, at least {low}"
-        if not ok:
-            raise ValidationError(name, f"{key} {want}", repr(value))
-    return got
+            low = 16 if k == "BB" else 1
+            if not (type(v) is int and v >= low and v & (v - 1) == 0):
+                raise ValidationError(name, f"{key} {k} a power of two, at least {low}", repr(v))
+            out[key][k] = v
+    return out
 
 
 if os.environ.get("TORCHLMU_TRITON_COLS"):
-    COLS.update(_cols_from_env(os.environ["TORCHLMU_TRITON_COLS"]))
+    COLS = _cols_from_env(os.environ["TORCHLMU_TRITON_COLS"])
 
 
 def _p2(n: int) -> int:
@@ -548,10 +566,12 @@ def _rows_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
     return Gm[1:], Gp[1:], Gu, Gm[0].clone(), Gp[0].clone()
 
 
-def _cols_plan(D: int, H: int) -> tuple[int, int]:
-    """(rows per block, programs per row block) for the column form: P at most COLS["P"], each
-    program left 16 or more of m's and of h's columns (tl.dot's smallest tile)."""
-    return COLS["BB"], min(COLS["P"], _p2(D) // 16, _p2(H) // 16)
+def _cols_plan(D: int, H: int, kernel: str = "forward") -> tuple[int, int]:
+    """(rows per block, programs per row block) for one column-form kernel (``"forward"`` or
+    ``"backward"``): P at most its COLS setting's, each program left 16 or more of m's and of
+    h's columns (tl.dot's smallest tile)."""
+    s = COLS[kernel]
+    return s["BB"], min(s["P"], _p2(D) // 16, _p2(H) // 16)
 
 
 def _waves(B: int, plan: tuple[int, int], device: torch.device) -> list[tuple[int, int]]:
@@ -572,12 +592,12 @@ def _waves(B: int, plan: tuple[int, int], device: torch.device) -> list[tuple[in
     return [(rb0, min(per, blocks - rb0)) for rb0 in range(0, blocks, per)]
 
 
-def _cols_meta(plan: tuple[int, int], D: int, H: int, dtype: torch.dtype) -> dict:
+def _cols_meta(plan: tuple[int, int], D: int, H: int, dtype: torch.dtype, kernel: str) -> dict:
     BB, P = plan
     DP, HP = _p2(D), _p2(H)
     tf32 = dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
     return dict(BB=BB, DP=DP, HP=HP, DC=DP // P, HC=HP // P, PREC="tf32" if tf32 else "ieee",
-                num_warps=COLS["num_warps"])  # fmt: skip
+                num_warps=COLS[kernel]["num_warps"])  # fmt: skip
 
 
 def _persistent(device: torch.device, P: int) -> bool:
@@ -623,8 +643,8 @@ def _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan):
         Ms if Eh is None else Eh.reshape(-1).contiguous(),
         Wh.T.contiguous(), WmAT, wmb, Ms, Hs, Us, sync,
     )  # fmt: skip
-    meta = dict(_cols_meta(plan, D, H, dt), HAS_EM=Em is not None, HAS_EH=Eh is not None,
-                ACT=_ACT[act])  # fmt: skip
+    meta = dict(_cols_meta(plan, D, H, dt, "forward"), HAS_EM=Em is not None,
+                HAS_EH=Eh is not None, ACT=_ACT[act])  # fmt: skip
     _launch_cols(_forward_cols_kernel, args, (B, D, H), T, B, plan, xu.device, meta)
     return Ms[1:], Hs[1:], Us
 
@@ -651,7 +671,8 @@ def _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
         Bd.contiguous(), wmbd, Hs if Eh is None else Eh.reshape(-1).contiguous(), Cm, Gp, Gu,
         sync,
     )  # fmt: skip
-    meta = dict(_cols_meta(plan, D, H, dt), HAS_GM=gM is not None, HAS_GH=gH is not None,
+    meta = dict(_cols_meta(plan, D, H, dt, "backward"), HAS_GM=gM is not None,
+                HAS_GH=gH is not None,
                 HAS_LAST_M=gm_last is not None, HAS_LAST_H=gh_last is not None,
                 HAS_EH=Eh is not None, ACT=_ACT[act])  # fmt: skip
     _launch_cols(_backward_cols_kernel, args, (T, B, D, H), T, B, plan, Hs.device, meta,
@@ -709,6 +730,6 @@ def lmu_elman_backward_steps(
     read: f′ needs only the states after it). In the form :data:`CONFIG` names."""
     rest = (act, gM, gH, gm_last, gh_last)
     if CONFIG["form"] == "cols":
-        plan = _cols_plan(Ad.shape[0], Wh.shape[0])
+        plan = _cols_plan(Ad.shape[0], Wh.shape[0], "backward")
         return _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest, plan)
     return _rows_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest)
