@@ -127,11 +127,9 @@ def main() -> None:
                 triton_scan.COLS[kernel].update({k: v for k, v in cfg.items() if k != "form"})
         elif cfg is not None:
             triton_scan.CONFIG.update(cfg)
-        plan = (
-            [triton_scan._cols_plan(d, H, k) for k in ("forward", "backward")]
-            if column_form
-            else None
-        )
+        smem = triton_scan._smem_limit(dev)
+        kernels = ("forward", "backward") if column_form else ()
+        plan = [triton_scan._cols_plan(d, H, k, 4, smem) for k in kernels] or None
         if dev.type == "cpu" and cfg is not None:
             # the interpreter runs on CPU tensors: route the scan there as the tests do
             recurrence._fused_scan = lambda x, C, A, W, act: (
@@ -152,7 +150,7 @@ def main() -> None:
             # the column form's (rows per block, programs per row block) per kernel, and the
             # launches per kernel call
             "plan": plan,
-            "waves": [len(triton_scan._waves(B, p, dev)) for p in plan] if column_form else None,
+            "waves": [p and len(triton_scan._waves(B, p, dev)) for p in plan] if plan else None,
             "B": B, "T": T, "d": d, "H": H,
             "infer_ms": median_ms(infer),
             "train_ms": median_ms(train),

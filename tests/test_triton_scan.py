@@ -178,6 +178,15 @@ def test_cols_plan_and_waves(cols, monkeypatch):
     cols(16, BB=32, P_backward=4)
     assert ts._cols_plan(256, 212) == (32, 16) == ts._cols_plan(256, 212, "forward")
     assert ts._cols_plan(256, 212, "backward") == (32, 4)
+    # shared memory: P doubled until a program's slices fit (float64 at these widths asked
+    # for 430,080 bytes with 4 programs on an H200, whose limit is 232,448), None where none fit
+    cols(4)
+    assert ts._cols_plan(256, 212, "forward", 4, 232_448) == (16, 4)
+    assert ts._cols_plan(256, 212, "forward", 8, 232_448) == (16, 16)
+    assert ts._cols_bytes(16, 4, 256, 212, 8) >= 466_944 > 232_448  # (Triton 3.9's compile)
+    assert ts._cols_plan(256, 212, "forward", 8, 1_000) is None
+    assert ts._cols_plan(256, 212, "forward", 8, None) == (16, 4)
+    assert ts._smem_limit(torch.device("cpu")) is None
     cols(16)
     assert ts._cols_plan(256, 212) == (16, 16)
     assert ts._cols_plan(256, 40) == (16, 4)  # H 40 → 64 columns: 4 programs
@@ -399,6 +408,23 @@ def test_scan_and_gradients_through_the_column_kernels(fused, cols, dtype):
         _scan_and_gradients(dtype, H=212, d=256)
 
 
+def test_cols_falls_back_to_the_row_form_where_no_plan_fits(fused, cols, monkeypatch):
+    """Where no column plan fits the GPU's shared memory, the row form runs, to the same
+    results."""
+    cols(1)
+    monkeypatch.setattr(ts, "_smem_limit", lambda device: 1)
+    ran = []
+
+    def spy(name):
+        f = getattr(ts, name)
+        return lambda *a: ran.append(name) or f(*a)
+
+    for name in ("_cols_forward", "_cols_backward", "_rows_forward", "_rows_backward"):
+        monkeypatch.setattr(ts, name, spy(name))
+    _scan_and_gradients(torch.float64)
+    assert sorted(set(ran)) == ["_rows_backward", "_rows_forward"]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_cols_forward_and_backward_settings_apart(fused, cols, dtype):
     """Each kernel at its own setting (rows per block and programs per row block): the forward's
@@ -613,14 +639,19 @@ for dtype, dt in ((torch.float32, "fp32"), (torch.float64, "fp64")):
                                          "HAS_LAST_H": True, "HAS_EH": True, "FIRST": 1},
          "backward"),
     ):
-        meta = ts._cols_meta(ts._cols_plan(256, 212, kernel), 256, 212, dtype, kernel)
+        # the plan an H200 gets (its shared memory per program: 232,448 bytes)
+        plan = ts._cols_plan(256, 212, kernel, dtype.itemsize, 232_448)
+        meta = ts._cols_meta(plan, 256, 212, dtype, kernel)
         warps = meta.pop("num_warps")
         cons = {"ACT": 1, "SYNC": True, **extra, **meta}
         sig = {n: "i32" if n in ints else ("*i32" if n == "Sync" else "*" + dt) for n in names}
         sig.update({k: "constexpr" for k in cons})
-        triton.compile(ASTSource(fn, sig, cons), target=GPUTarget("cuda", 90, 32),
-                       options={"num_warps": warps})
-        print("compiled", fn.__name__, dt)
+        k = triton.compile(ASTSource(fn, sig, cons), target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": warps})
+        # what the launch checks: the estimate that chose the plan bounds the kernel's need
+        need = ts._cols_bytes(*plan, 256, 212, dtype.itemsize)
+        assert k.metadata.shared <= need <= 232_448, (fn.__name__, dt, k.metadata.shared, need)
+        print("compiled", fn.__name__, dt, plan, k.metadata.shared)
 """
 
 

@@ -32,6 +32,7 @@ Float32 products inside use TF32 only where torch's own may
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -81,17 +82,15 @@ if CONFIG["form"] not in FORMS:
 #: tested against). ``TORCHLMU_TRITON_COLS`` overrides any of them. Timed by
 #: ``benchmarks/triton_scan_sweep.py`` on an H200 (session 19, B 100, T 784, d 256, H 212,
 #: float32, medians of 10; each setting for both kernels): the forward alone took 9.7 ms at 16
-#: rows, 4 programs, 8 warps against 15.1–119 ms at the five others (4 or 8 programs per row
-#: block is what the wider sweep after it compares); the backward's loop alone 7.9 ms at 16
-#: rows, 16 programs, 8 warps against 14.9–93.4 ms.
+#: rows, 4 programs, 8 warps against 15.1–119 ms at the five others; the backward's loop
+#: alone 7.9 ms at 16 rows, 16 programs, 8 warps against 14.9–93.4 ms. The two together have
+#: not yet run end to end on a GPU. Where a plan's slices would not fit the GPU's shared
+#: memory, :func:`_cols_plan` takes more programs.
 COLS = {
     "forward": {"BB": 16, "P": 4, "num_warps": 8},
     "backward": {"BB": 16, "P": 16, "num_warps": 8},
     "persistent": True,
 }
-_KERNELS = ("forward", "backward")
-
-
 def _cols_from_env(text: str) -> dict:
     """``TORCHLMU_TRITON_COLS``: a JSON object overriding :data:`COLS`, e.g.
     ``{"forward": {"P": 8}, "backward": {"num_warps": 4}}`` (what
@@ -566,12 +565,52 @@ def _rows_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, act, gM, gH, gm_last, gh_last
     return Gm[1:], Gp[1:], Gu, Gm[0].clone(), Gp[0].clone()
 
 
-def _cols_plan(D: int, H: int, kernel: str = "forward") -> tuple[int, int]:
+def _cols_plan(
+    D: int, H: int, kernel: str = "forward", itemsize: int = 4, smem: int | None = None
+) -> tuple[int, int] | None:
     """(rows per block, programs per row block) for one column-form kernel (``"forward"`` or
-    ``"backward"``): P at most its COLS setting's, each program left 16 or more of m's and of
-    h's columns (tl.dot's smallest tile)."""
+    ``"backward"``): P from the kernel's COLS setting, at most what leaves each program 16 or
+    more of m's and of h's columns (tl.dot's smallest tile), and doubled until a program's
+    slices fit ``smem`` bytes of shared memory (the GPU's limit per program; None: no limit)
+    by :func:`_cols_bytes`; None where no P fits (the row form runs instead). Launching a
+    kernel that asks for more fails before it runs (session 19: float64 with 4 programs at the
+    psMNIST model's widths on an H200)."""
     s = COLS[kernel]
-    return s["BB"], min(s["P"], _p2(D) // 16, _p2(H) // 16)
+    top = min(_p2(D) // 16, _p2(H) // 16)
+    P = min(s["P"], top)
+    while smem is not None and _cols_bytes(s["BB"], P, D, H, itemsize) > smem:
+        if P >= top:
+            return None
+        P *= 2
+    return s["BB"], P
+
+
+def _cols_bytes(BB: int, P: int, D: int, H: int, itemsize: int) -> int:
+    """An upper bound of one column program's shared memory: its three weight slices (the
+    forward's Āᵀ, (W_m Ā)ᵀ and W_hᵀ columns; the backward's as many), held for all steps, its
+    rows of both states, in float64 one more (BB, DC) tile, and 256 bytes of scalars. Triton
+    3.9's sm_90 compile of both kernels needs at most this at every plan of 2–16 programs and
+    16 or 32 rows at the psMNIST model's widths, float32 exactly it less 0–128 bytes
+    (``benchmarks/results/cpu-session19/cols_shared_memory.txt``); an H200's Triton 3.6 asked
+    430,080 bytes for float64 with 4 programs, where this gives 467,200."""
+    DP, HP = _p2(D), _p2(H)
+    DC, HC = DP // P, HP // P
+    extra = BB * DC if itemsize == 8 else 0
+    return (DP * DC + DP * HC + HP * HC + BB * (DP + HP) + extra) * itemsize + 256
+
+
+def _smem_limit(device: torch.device) -> int | None:
+    """Shared memory one program may take on ``device`` (None off a GPU: the interpreter has no
+    limit), as Triton's driver reports it; what its launch checks against."""
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _smem_of(index)
+
+
+@functools.cache
+def _smem_of(index: int) -> int:
+    return triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"]
 
 
 def _waves(B: int, plan: tuple[int, int], device: torch.device) -> list[tuple[int, int]]:
@@ -702,10 +741,13 @@ def lmu_elman_forward(
     ``(T, B, H)``, memory inputs u ``(T, B, 1)``), as ``recurrence._lmu_elman_forward``.
 
     Shapes as :func:`~torchlmu.recurrence.lmu_elman_scan` with C = 1 (see :func:`applies`). In
-    the form :data:`CONFIG` names."""
+    the form :data:`CONFIG` names (the column form where a plan of it fits the GPU's shared
+    memory, :func:`_cols_plan`; else the row form)."""
     if CONFIG["form"] == "cols":
-        plan = _cols_plan(Ad.shape[0], Wh.shape[0])
-        return _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan)
+        plan = _cols_plan(D=Ad.shape[0], H=Wh.shape[0], kernel="forward",
+                          itemsize=xu.element_size(), smem=_smem_limit(xu.device))  # fmt: skip
+        if plan is not None:
+            return _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan)
     return _rows_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act)
 
 
@@ -727,9 +769,12 @@ def lmu_elman_backward_steps(
     """The backward step loop in one kernel: (∂L/∂m_t ``(T, B, d)``, ∂L/∂pre-activation
     ``(T, B, H)``, ∂L/∂u_t ``(T, B, 1)``, ∂L/∂m0 ``(B, d)``, ∂L/∂h0 ``(B, H)``), as
     ``recurrence.lmu_elman_backward_steps``; ``Hs`` the forward's hidden states (h0 is not
-    read: f′ needs only the states after it). In the form :data:`CONFIG` names."""
+    read: f′ needs only the states after it). In the form :data:`CONFIG` names, as
+    :func:`lmu_elman_forward` chooses it."""
     rest = (act, gM, gH, gm_last, gh_last)
     if CONFIG["form"] == "cols":
-        plan = _cols_plan(Ad.shape[0], Wh.shape[0], "backward")
-        return _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest, plan)
+        plan = _cols_plan(D=Ad.shape[0], H=Wh.shape[0], kernel="backward",
+                          itemsize=Hs.element_size(), smem=_smem_limit(Hs.device))  # fmt: skip
+        if plan is not None:
+            return _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest, plan)
     return _rows_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest)
