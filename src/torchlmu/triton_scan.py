@@ -91,6 +91,8 @@ COLS = {
     "backward": {"BB": 16, "P": 16, "num_warps": 8},
     "persistent": True,
 }
+
+
 def _cols_from_env(text: str) -> dict:
     """``TORCHLMU_TRITON_COLS``: a JSON object overriding :data:`COLS`, e.g.
     ``{"forward": {"P": 8}, "backward": {"num_warps": 4}}`` (what
