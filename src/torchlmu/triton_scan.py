@@ -592,7 +592,7 @@ def _cols_bytes(BB: int, P: int, D: int, H: int, itemsize: int) -> int:
     forward's Āᵀ, (W_m Ā)ᵀ and W_hᵀ columns; the backward's as many), held for all steps, its
     rows of both states, in float64 one more (BB, DC) tile, and 256 bytes of scalars. Triton
     3.9's sm_90 compile of both kernels needs at most this at every plan of 2–16 programs and
-    16 or 32 rows at the psMNIST model's widths, float32 exactly it less 0–128 bytes
+    16 or 32 rows at the psMNIST model's widths, float32 128–256 bytes below it
     (``benchmarks/results/cpu-session19/cols_shared_memory.txt``); an H200's Triton 3.6 asked
     430,080 bytes for float64 with 4 programs, where this gives 467,200."""
     DP, HP = _p2(D), _p2(H)
@@ -612,6 +612,7 @@ def _smem_limit(device: torch.device) -> int | None:
 
 @functools.cache
 def _smem_of(index: int) -> int:
+    # the same query Triton's own launch checks a kernel's shared memory against
     return triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"]
 
 
