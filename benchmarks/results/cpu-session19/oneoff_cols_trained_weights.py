@@ -2,7 +2,7 @@
 tuning run on the column form (H200, call 1 of benchmarks/results/gpu-h200-session19) lost its
 validation accuracy in epoch 3, as the same default config does on the row form and on the
 CPU's step loops; here its checkpoints' weights (the paper model at epoch 2 before the fall,
-epoch 9 after it) go through one training step's forward and backward on 100 training images:
+the last saved, epoch 8, after it) go through one training step's forward and backward on 100 training images:
 the float64 step loops (the truth), the float32 step loops, and the float32 column form under
 Triton's interpreter (one program per row block; each kernel's products per output are the same
 at any number of programs). Printed: each one's loss, and the relative difference from the
