@@ -17,6 +17,7 @@ barrier alone ("path": "barrier", µs per step for 4, 8 and 16 programs per row 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -114,12 +115,11 @@ def main() -> None:
     elif args.form == "rows":
         settings = settings[:-n_cols]
     default = dict(triton_scan.CONFIG)
-    default_cols = {k: dict(v) if isinstance(v, dict) else v for k, v in triton_scan.COLS.items()}
+    default_cols = copy.deepcopy(triton_scan.COLS)
     for cfg in settings:
         recurrence.TRITON_SCAN = cfg is not None
         triton_scan.CONFIG.update(default)
-        triton_scan.COLS.update({k: dict(v) if isinstance(v, dict) else v
-                                 for k, v in default_cols.items()})  # fmt: skip
+        triton_scan.COLS.update(copy.deepcopy(default_cols))
         column_form = cfg is not None and cfg["form"] == "cols"
         if column_form:
             triton_scan.CONFIG["form"] = "cols"

@@ -32,6 +32,7 @@ Float32 products inside use TF32 only where torch's own may
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -105,7 +106,7 @@ def _cols_from_env(text: str) -> dict:
         got = None
     if not isinstance(got, dict):
         raise ValidationError(name, f"a JSON object with keys among {sorted(COLS)}", repr(text))
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in COLS.items()}
+    out = copy.deepcopy(COLS)
     for key, value in got.items():
         if key not in COLS:
             raise ValidationError(name, f"keys among {sorted(COLS)}", repr(key))
@@ -616,6 +617,11 @@ def _smem_of(index: int) -> int:
     return triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"]
 
 
+def _cols_plan_for(kernel: str, Ad: Tensor, Wh: Tensor, x: Tensor) -> tuple[int, int] | None:
+    """:func:`_cols_plan` for a scan's widths, dtype and device (``x`` any of its tensors)."""
+    return _cols_plan(Ad.shape[0], Wh.shape[0], kernel, x.element_size(), _smem_limit(x.device))
+
+
 def _waves(B: int, plan: tuple[int, int], device: torch.device) -> list[tuple[int, int]]:
     """(first row block, row blocks) of each launch: on a GPU as many row blocks at once as its
     SMs hold with one program each (the barrier needs every program of a row block resident;
@@ -747,8 +753,7 @@ def lmu_elman_forward(
     the form :data:`CONFIG` names (the column form where a plan of it fits the GPU's shared
     memory, :func:`_cols_plan`; else the row form)."""
     if CONFIG["form"] == "cols":
-        plan = _cols_plan(D=Ad.shape[0], H=Wh.shape[0], kernel="forward",
-                          itemsize=xu.element_size(), smem=_smem_limit(xu.device))  # fmt: skip
+        plan = _cols_plan_for("forward", Ad, Wh, xu)
         if plan is not None:
             return _cols_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act, plan)
     return _rows_forward(xu, xh, m0, h0, Ad, Bd, Em, Eh, Wm, Wh, act)
@@ -776,8 +781,7 @@ def lmu_elman_backward_steps(
     :func:`lmu_elman_forward` chooses it."""
     rest = (act, gM, gH, gm_last, gh_last)
     if CONFIG["form"] == "cols":
-        plan = _cols_plan(D=Ad.shape[0], H=Wh.shape[0], kernel="backward",
-                          itemsize=Hs.element_size(), smem=_smem_limit(Hs.device))  # fmt: skip
+        plan = _cols_plan_for("backward", Ad, Wh, Hs)
         if plan is not None:
             return _cols_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest, plan)
     return _rows_backward(h0, Ad, Bd, Em, Eh, Wm, Wh, Hs, *rest)
